@@ -1,0 +1,115 @@
+//! gRPC plumbing: channels to managers over mTLS, channels over the local
+//! unix control socket, and a TLS listener stream for tonic servers.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use rustls::{ClientConfig, ServerConfig};
+use rustls_pki_types::ServerName;
+use tokio::net::{TcpListener, TcpStream, UnixStream};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::tls::MANAGER_SERVER_NAME;
+
+/// Largest gRPC message a Swarmlet service accepts (snapshots are chunked below this).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Failures building a channel.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    /// The address is not `host:port`.
+    #[error("invalid address {0:?}: expected HOST:PORT")]
+    BadAddress(String),
+}
+
+/// A lazily connecting channel to `addr` (`host:port`) over TLS with `config`,
+/// verifying the server as a manager of this cluster.
+pub fn tls_channel(addr: &str, config: Arc<ClientConfig>) -> Result<Channel, ChannelError> {
+    if addr.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
+        return Err(ChannelError::BadAddress(addr.to_string()));
+    }
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|_| ChannelError::BadAddress(addr.to_string()))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true);
+    let target = addr.to_string();
+    let connector = TlsConnector::from(config);
+    let connect = tower::service_fn(move |_uri: http::Uri| {
+        let target = target.clone();
+        let connector = connector.clone();
+        async move {
+            let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&target))
+                .await
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+            tcp.set_nodelay(true)?;
+            let name = ServerName::try_from(MANAGER_SERVER_NAME)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+            let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(name, tcp))
+                .await
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "tls handshake timed out"))??;
+            Ok::<_, std::io::Error>(TokioIo::new(tls))
+        }
+    });
+    Ok(endpoint.connect_with_connector_lazy(connect))
+}
+
+/// A lazily connecting channel over the unix socket at `path`.
+pub fn unix_channel(path: &Path) -> Channel {
+    let path: PathBuf = path.to_path_buf();
+    // The URI is not used by the connector; tonic only needs a valid one.
+    let endpoint = Endpoint::from_static("http://swarmd.local");
+    endpoint.connect_with_connector_lazy(tower::service_fn(move |_uri: http::Uri| {
+        let path = path.clone();
+        async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
+    }))
+}
+
+/// Accepted TLS connections of `listener`, handshakes done concurrently so
+/// that one slow client never holds up the others. Ends when the receiver drops.
+pub fn tls_incoming(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+) -> ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let acceptor = TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, peer): (TcpStream, SocketAddr) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = tx.closed() => return,
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(tls)).await;
+                    }
+                    Ok(Err(e)) => tracing::debug!(%peer, "tls handshake failed: {e}"),
+                    Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
+                }
+            });
+        }
+    });
+    ReceiverStream::new(rx)
+}

@@ -1,0 +1,20 @@
+//! Types and helpers shared by Swarmlet's manager, worker and binaries.
+//!
+//! # Layout
+//! - [`ids`]: node, cluster and Raft identifiers.
+//! - [`token`]: join tokens `SWMTKN-1-<root digest>-<secret>`.
+//! - [`ca`]: the cluster's root certificate authority (create, sign CSRs).
+//! - [`identity`]: a node's key and certificate, their roles and persistence.
+//! - [`tls`]: rustls client/server configurations with hot-swappable certificates.
+//! - [`grpc`]: gRPC channels and listeners over mTLS TCP and the unix control socket.
+//! - [`names`]: enum ↔ string conversions used in the API and CLI.
+//! - [`clock`]: wall-clock helpers.
+
+pub mod ca;
+pub mod clock;
+pub mod grpc;
+pub mod identity;
+pub mod ids;
+pub mod names;
+pub mod tls;
+pub mod token;

@@ -1,0 +1,407 @@
+//! raft-rs [`Storage`] backed by sled.
+//!
+//! Trees: `raft_log` (index, big-endian → `Entry`), `raft_meta` (HardState and
+//! the metadata of the last compaction point). The ConfState and the applied
+//! index live in the state tree next to the rows they describe, so that the
+//! state tree itself *is* the snapshot: a snapshot is cut from it on demand
+//! and installing one replaces it wholesale.
+//!
+//! Writes are buffered by sled; [`SledStorage::persist`] makes them durable
+//! with one fsync, which the Ready loop calls once per Ready.
+
+use std::sync::Mutex;
+
+use protobuf::Message as PbMessage;
+use prost::Message as _;
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+use raft::{GetEntriesContext, RaftState, Storage, StorageError};
+use swarmlet_proto::store::{KeyValue, SnapshotData};
+
+use crate::store::{decode_applied, encode_applied, Store, APPLIED_KEY, CONF_STATE_KEY};
+
+const HARD_STATE_KEY: &[u8] = b"hard_state";
+const COMPACTED_KEY: &[u8] = b"compacted";
+
+/// Failures of the Raft storage outside raft-rs calls.
+#[derive(Debug, thiserror::Error)]
+pub enum RaftStorageError {
+    /// sled failed.
+    #[error("raft storage: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored protobuf does not decode.
+    #[error("raft storage: corrupt {0}")]
+    Corrupt(&'static str),
+}
+
+/// The Raft log, hard state and snapshots of one manager, in sled.
+pub struct SledStorage {
+    db: sled::Db,
+    log: sled::Tree,
+    meta: sled::Tree,
+    store: Store,
+    /// The last snapshot cut, reused while nothing new was applied.
+    snapshot_cache: Mutex<Option<Snapshot>>,
+}
+
+fn storage_err(e: sled::Error) -> raft::Error {
+    raft::Error::Store(StorageError::Other(Box::new(e)))
+}
+
+impl SledStorage {
+    /// Opens the storage in `db`.
+    pub fn open(db: sled::Db, store: Store) -> Result<Self, RaftStorageError> {
+        Ok(SledStorage {
+            log: db.open_tree("raft_log")?,
+            meta: db.open_tree("raft_meta")?,
+            db,
+            store,
+            snapshot_cache: Mutex::new(None),
+        })
+    }
+
+    /// Whether this storage has never been part of a Raft group.
+    pub fn is_empty(&self) -> Result<bool, RaftStorageError> {
+        Ok(self.meta.is_empty() && self.log.is_empty() && self.conf_state()?.voters.is_empty())
+    }
+
+    /// Makes a brand-new single-voter group: this node at index 1, term 1.
+    pub fn bootstrap(&self, raft_id: u64) -> Result<(), RaftStorageError> {
+        let mut meta = SnapshotMetadata::default();
+        meta.index = 1;
+        meta.term = 1;
+        meta.mut_conf_state().voters = vec![raft_id];
+        self.set_compacted(&meta)?;
+        let mut hs = HardState::default();
+        hs.term = 1;
+        hs.commit = 1;
+        self.set_hard_state(&hs)?;
+        let mut batch = sled::Batch::default();
+        batch.insert(APPLIED_KEY, &encode_applied(1, 1)[..]);
+        batch.insert(CONF_STATE_KEY, pb_bytes(meta.get_conf_state()));
+        self.store.state.apply_batch(batch)?;
+        self.persist()
+    }
+
+    /// fsync everything written so far.
+    pub fn persist(&self) -> Result<(), RaftStorageError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn conf_state(&self) -> Result<ConfState, RaftStorageError> {
+        match self.store.state.get(CONF_STATE_KEY)? {
+            None => Ok(ConfState::default()),
+            Some(b) => ConfState::parse_from_bytes(&b).map_err(|_| RaftStorageError::Corrupt("conf state")),
+        }
+    }
+
+    fn hard_state(&self) -> Result<HardState, RaftStorageError> {
+        match self.meta.get(HARD_STATE_KEY)? {
+            None => Ok(HardState::default()),
+            Some(b) => HardState::parse_from_bytes(&b).map_err(|_| RaftStorageError::Corrupt("hard state")),
+        }
+    }
+
+    fn compacted(&self) -> Result<SnapshotMetadata, RaftStorageError> {
+        match self.meta.get(COMPACTED_KEY)? {
+            None => Ok(SnapshotMetadata::default()),
+            Some(b) => SnapshotMetadata::parse_from_bytes(&b)
+                .map_err(|_| RaftStorageError::Corrupt("compaction point")),
+        }
+    }
+
+    fn set_compacted(&self, meta: &SnapshotMetadata) -> Result<(), RaftStorageError> {
+        self.meta.insert(COMPACTED_KEY, pb_bytes(meta))?;
+        Ok(())
+    }
+
+    /// Records the HardState (durable at the next [`persist`](Self::persist)).
+    pub fn set_hard_state(&self, hs: &HardState) -> Result<(), RaftStorageError> {
+        self.meta.insert(HARD_STATE_KEY, pb_bytes(hs))?;
+        Ok(())
+    }
+
+    /// Records a new commit index in the HardState.
+    pub fn set_commit(&self, commit: u64) -> Result<(), RaftStorageError> {
+        let mut hs = self.hard_state()?;
+        hs.commit = commit;
+        self.set_hard_state(&hs)
+    }
+
+    /// Stores the ConfState after a conf change was applied.
+    pub fn set_conf_state(&self, cs: &ConfState) -> Result<(), RaftStorageError> {
+        self.store.state.insert(CONF_STATE_KEY, pb_bytes(cs))?;
+        Ok(())
+    }
+
+    /// Appends entries, dropping any conflicting suffix of the log.
+    pub fn append(&self, entries: &[Entry]) -> Result<(), RaftStorageError> {
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
+        let mut batch = sled::Batch::default();
+        for old in self.log.range(first.index.to_be_bytes()..) {
+            let (k, _) = old?;
+            batch.remove(k);
+        }
+        for e in entries {
+            batch.insert(&e.index.to_be_bytes(), pb_bytes(e));
+        }
+        self.log.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Drops log entries up to and including `index` (already applied).
+    pub fn compact(&self, index: u64) -> Result<(), RaftStorageError> {
+        let compacted = self.compacted()?;
+        if index <= compacted.index {
+            return Ok(());
+        }
+        let term = self.entry(index)?.map(|e| e.term).ok_or(RaftStorageError::Corrupt("log"))?;
+        let mut meta = compacted;
+        meta.index = index;
+        meta.term = term;
+        self.set_compacted(&meta)?;
+        let mut batch = sled::Batch::default();
+        for old in self.log.range(..=index.to_be_bytes()) {
+            let (k, _) = old?;
+            batch.remove(k);
+        }
+        self.log.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Number of entries in the log.
+    pub fn log_len(&self) -> usize {
+        self.log.len()
+    }
+
+    /// Installs a snapshot received from the leader: replaces the state tree,
+    /// empties the log, moves the compaction point to the snapshot.
+    pub fn apply_snapshot(&self, snap: &Snapshot) -> Result<(), RaftStorageError> {
+        let meta = snap.get_metadata();
+        let data = SnapshotData::decode(snap.get_data())
+            .map_err(|_| RaftStorageError::Corrupt("snapshot data"))?;
+        let mut batch = sled::Batch::default();
+        for row in self.store.state.iter() {
+            let (k, _) = row?;
+            batch.remove(k);
+        }
+        for kv in data.rows {
+            batch.insert(kv.key, kv.value);
+        }
+        batch.insert(APPLIED_KEY, &encode_applied(meta.index, meta.term)[..]);
+        batch.insert(CONF_STATE_KEY, pb_bytes(meta.get_conf_state()));
+        self.store.state.apply_batch(batch)?;
+        self.log.clear()?;
+        let mut compacted = SnapshotMetadata::default();
+        compacted.index = meta.index;
+        compacted.term = meta.term;
+        self.set_compacted(&compacted)?;
+        let mut hs = self.hard_state()?;
+        hs.term = hs.term.max(meta.term);
+        hs.commit = hs.commit.max(meta.index);
+        self.set_hard_state(&hs)?;
+        if let Ok(mut cache) = self.snapshot_cache.lock() {
+            *cache = None;
+        }
+        Ok(())
+    }
+
+    fn entry(&self, index: u64) -> Result<Option<Entry>, RaftStorageError> {
+        match self.log.get(index.to_be_bytes())? {
+            None => Ok(None),
+            Some(b) => Entry::parse_from_bytes(&b)
+                .map(Some)
+                .map_err(|_| RaftStorageError::Corrupt("entry")),
+        }
+    }
+
+    fn last_log_index(&self) -> Result<Option<u64>, RaftStorageError> {
+        Ok(self.log.last()?.map(|(k, _)| be_u64(&k)))
+    }
+
+    /// Cuts a snapshot of the state tree at the applied index.
+    fn cut_snapshot(&self) -> Result<Snapshot, RaftStorageError> {
+        let (index, term) = self
+            .store
+            .state
+            .get(APPLIED_KEY)?
+            .map(|v| decode_applied(&v))
+            .unwrap_or((0, 0));
+        if let Ok(cache) = self.snapshot_cache.lock() {
+            if let Some(s) = cache.as_ref().filter(|s| s.get_metadata().index == index) {
+                return Ok(s.clone());
+            }
+        }
+        let mut data = SnapshotData::default();
+        for row in self.store.state.iter() {
+            let (k, v) = row?;
+            if k.first() == Some(&0) {
+                continue;
+            }
+            data.rows.push(KeyValue {
+                key: k.to_vec(),
+                value: v.to_vec(),
+            });
+        }
+        let mut snap = Snapshot::default();
+        snap.set_data(data.encode_to_vec().into());
+        let meta = snap.mut_metadata();
+        meta.index = index;
+        meta.term = term;
+        meta.set_conf_state(self.conf_state()?);
+        if let Ok(mut cache) = self.snapshot_cache.lock() {
+            *cache = Some(snap.clone());
+        }
+        Ok(snap)
+    }
+}
+
+fn pb_bytes<M: PbMessage>(m: &M) -> Vec<u8> {
+    // Encoding a well-formed in-memory protobuf message into a Vec cannot fail.
+    m.write_to_bytes().unwrap_or_default()
+}
+
+fn be_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    if b.len() == 8 {
+        a.copy_from_slice(b);
+    }
+    u64::from_be_bytes(a)
+}
+
+fn to_raft<T>(r: Result<T, RaftStorageError>) -> raft::Result<T> {
+    r.map_err(|e| match e {
+        RaftStorageError::Sled(s) => storage_err(s),
+        other => raft::Error::Store(StorageError::Other(Box::new(other))),
+    })
+}
+
+impl Storage for SledStorage {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        Ok(RaftState::new(to_raft(self.hard_state())?, to_raft(self.conf_state())?))
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        let max_size = max_size.into();
+        if low <= to_raft(self.compacted())?.index {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        let mut out = Vec::new();
+        let mut size = 0u64;
+        for row in self.log.range(low.to_be_bytes()..high.to_be_bytes()) {
+            let (_, v) = row.map_err(storage_err)?;
+            let e = Entry::parse_from_bytes(&v)
+                .map_err(|_| raft::Error::Store(StorageError::Unavailable))?;
+            size += u64::from(e.compute_size());
+            if !out.is_empty() && max_size.is_some_and(|m| size > m) {
+                break;
+            }
+            out.push(e);
+        }
+        if out.len() as u64 != high - low && max_size.is_none() {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        Ok(out)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        let compacted = to_raft(self.compacted())?;
+        if idx == compacted.index {
+            return Ok(compacted.term);
+        }
+        if idx < compacted.index {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        match to_raft(self.entry(idx))? {
+            Some(e) => Ok(e.term),
+            None => Err(raft::Error::Store(StorageError::Unavailable)),
+        }
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(to_raft(self.compacted())?.index + 1)
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        match to_raft(self.last_log_index())? {
+            Some(i) => Ok(i),
+            None => Ok(to_raft(self.compacted())?.index),
+        }
+    }
+
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let snap = to_raft(self.cut_snapshot())?;
+        if snap.get_metadata().index < request_index {
+            return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
+        }
+        Ok(snap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        let mut e = Entry::default();
+        e.index = index;
+        e.term = term;
+        e
+    }
+
+    fn open() -> SledStorage {
+        let db = sled::Config::new().temporary(true).open().expect("db");
+        let store = Store::open(&db).expect("store");
+        SledStorage::open(db, store).expect("storage")
+    }
+
+    #[test]
+    fn bootstrap_append_truncate_compact() {
+        let s = open();
+        assert!(s.is_empty().expect("empty"));
+        s.bootstrap(7).expect("bootstrap");
+        assert_eq!(s.initial_state().expect("state").conf_state.voters, vec![7]);
+        assert_eq!((s.first_index().expect("f"), s.last_index().expect("l")), (2, 1));
+        s.append(&[entry(2, 1), entry(3, 1), entry(4, 1)]).expect("append");
+        // A conflicting append at 3 drops 3 and 4.
+        s.append(&[entry(3, 2)]).expect("append");
+        assert_eq!(s.last_index().expect("l"), 3);
+        assert_eq!(s.term(3).expect("t"), 2);
+        let got = s.entries(2, 4, None, GetEntriesContext::empty(false)).expect("e");
+        assert_eq!(got.len(), 2);
+        s.compact(2).expect("compact");
+        assert_eq!(s.first_index().expect("f"), 3);
+        assert_eq!(s.term(2).expect("t"), 1);
+        assert!(matches!(
+            s.entries(2, 3, None, GetEntriesContext::empty(false)),
+            Err(raft::Error::Store(StorageError::Compacted))
+        ));
+    }
+
+    #[test]
+    fn snapshot_round_trip() {
+        let a = open();
+        a.bootstrap(1).expect("bootstrap");
+        let tx = crate::store::Tx::new().create(&swarmlet_proto::objects::Node {
+            id: "n1".into(),
+            ..Default::default()
+        });
+        a.store.apply_entry(2, 1, &tx.mutations).expect("apply").expect("ok");
+        let snap = a.snapshot(2, 0).expect("snapshot");
+        assert_eq!(snap.get_metadata().index, 2);
+
+        let b = open();
+        b.apply_snapshot(&snap).expect("install");
+        assert!(b.store.get::<swarmlet_proto::objects::Node>("n1").expect("get").is_some());
+        assert_eq!(b.first_index().expect("f"), 3);
+        assert_eq!(b.initial_state().expect("s").conf_state.voters, vec![1]);
+    }
+}

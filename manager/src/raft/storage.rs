@@ -394,7 +394,7 @@ mod tests {
             id: "n1".into(),
             ..Default::default()
         });
-        a.store.apply_entry(2, 1, &tx.mutations).expect("apply").expect("ok");
+        a.store.apply_entry(2, 1, &tx.mutations, &[]).expect("apply").expect("ok");
         let snap = a.snapshot(2, 0).expect("snapshot");
         assert_eq!(snap.get_metadata().index, 2);
 

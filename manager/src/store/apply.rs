@@ -39,13 +39,17 @@ impl Store {
 
     /// Applies one committed entry's mutations at `index`/`term`. Whatever the
     /// checks say, the applied index moves forward in the same batch.
-    pub(crate) fn apply_entry(
+    pub fn apply_entry(
         &self,
         index: u64,
         term: u64,
         mutations: &[Mutation],
+        extra: &[(&[u8], Vec<u8>)],
     ) -> Result<Applied, StoreError> {
         let mut batch = sled::Batch::default();
+        for (k, v) in extra {
+            batch.insert(*k, v.as_slice());
+        }
         let outcome = self.check(mutations)?;
         if outcome.is_ok() {
             for m in mutations {
@@ -105,27 +109,27 @@ mod tests {
         let db = sled::Config::new().temporary(true).open().expect("db");
         let store = Store::open(&db).expect("store");
         let tx = Tx::new().create(&node("a", "h1"));
-        assert_eq!(store.apply_entry(5, 1, &tx.mutations).expect("apply"), Ok(()));
+        assert_eq!(store.apply_entry(5, 1, &tx.mutations, &[]).expect("apply"), Ok(()));
         let (v, n) = store.get::<Node>("a").expect("get").expect("present");
         assert_eq!((v, n.hostname.as_str()), (5, "h1"));
 
         // A second create of the same key is refused, and nothing changes.
         let again = Tx::new().create(&node("a", "h2"));
         assert!(matches!(
-            store.apply_entry(6, 1, &again.mutations).expect("apply"),
+            store.apply_entry(6, 1, &again.mutations, &[]).expect("apply"),
             Err(ApplyError::Exists { .. })
         ));
         assert_eq!(store.applied().expect("applied"), (6, 1));
 
         // A stale version is a conflict; the right one goes through.
         let stale = Tx::new().put(&node("a", "h3"), Some(4));
-        assert!(store.apply_entry(7, 1, &stale.mutations).expect("apply").is_err());
+        assert!(store.apply_entry(7, 1, &stale.mutations, &[]).expect("apply").is_err());
         let fresh = Tx::new().put(&node("a", "h3"), Some(5));
-        assert_eq!(store.apply_entry(8, 1, &fresh.mutations).expect("apply"), Ok(()));
+        assert_eq!(store.apply_entry(8, 1, &fresh.mutations, &[]).expect("apply"), Ok(()));
         assert_eq!(store.list::<Node>().expect("list")[0].1.hostname, "h3");
 
         let del = Tx::new().delete::<Node>("a", None);
-        store.apply_entry(9, 2, &del.mutations).expect("apply").expect("ok");
+        store.apply_entry(9, 2, &del.mutations, &[]).expect("apply").expect("ok");
         assert!(store.get::<Node>("a").expect("get").is_none());
         assert_eq!(store.applied().expect("applied"), (9, 2));
     }

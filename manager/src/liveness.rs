@@ -1,0 +1,117 @@
+//! Node liveness: the leader records heartbeats in memory and marks a node
+//! `down` when it has missed [`MISSED_HEARTBEATS`] periods, `ready` again at
+//! its next heartbeat. A new leader gives every node a full grace period.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use swarmlet_proto::objects::{Node, NodeStatus};
+
+use crate::manager::Manager;
+use crate::store::Tx;
+
+/// Heartbeat periods a node may miss before it is marked down.
+pub const MISSED_HEARTBEATS: u32 = 3;
+/// Default heartbeat period (Docker Swarm: 5 s; node down after ~15 s).
+pub const DEFAULT_HEARTBEAT_PERIOD: Duration = Duration::from_secs(1);
+
+/// Last heartbeat of each node, as seen by this manager.
+#[derive(Default)]
+pub struct Liveness {
+    seen: Mutex<HashMap<String, Instant>>,
+    leader_since: Mutex<Option<Instant>>,
+}
+
+impl Liveness {
+    /// Records a heartbeat from `node_id`.
+    pub fn record(&self, node_id: &str) {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.insert(node_id.to_string(), Instant::now());
+        }
+    }
+
+    /// Whether `node_id` missed too many heartbeats at `now`.
+    fn expired(&self, node_id: &str, period: Duration, now: Instant) -> bool {
+        let deadline = period * MISSED_HEARTBEATS;
+        let since = self
+            .seen
+            .lock()
+            .ok()
+            .and_then(|s| s.get(node_id).copied())
+            .or_else(|| self.leader_since.lock().ok().and_then(|l| *l));
+        since.is_some_and(|t| now.duration_since(t) > deadline)
+    }
+}
+
+/// The heartbeat period configured in the cluster object.
+pub fn heartbeat_period(manager: &Manager) -> Duration {
+    manager
+        .cluster()
+        .ok()
+        .map(|(_, c)| c.heartbeat_period_ms)
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis)
+        .unwrap_or(DEFAULT_HEARTBEAT_PERIOD)
+}
+
+/// Marks nodes down while this manager is leader; ends with the manager.
+pub async fn run_monitor(manager: Weak<Manager>) {
+    let mut was_leader = false;
+    loop {
+        let Some(m) = manager.upgrade() else { return };
+        let period = heartbeat_period(&m);
+        let leader = m.is_leader();
+        if leader && !was_leader {
+            if let Ok(mut l) = m.liveness.leader_since.lock() {
+                *l = Some(Instant::now());
+            }
+            if let Ok(mut seen) = m.liveness.seen.lock() {
+                seen.clear();
+            }
+        }
+        was_leader = leader;
+        if leader {
+            mark_expired_down(&m, period).await;
+        }
+        drop(m);
+        tokio::time::sleep(period / 4).await;
+    }
+}
+
+async fn mark_expired_down(m: &Manager, period: Duration) {
+    let now = Instant::now();
+    let Ok(nodes) = m.nodes() else { return };
+    for (version, mut node) in nodes {
+        if node.status() == NodeStatus::Down || node.id == m.node_id {
+            continue;
+        }
+        if m.liveness.expired(&node.id, period, now) {
+            node.set_status(NodeStatus::Down);
+            node.status_message = "heartbeat failure".into();
+            node.updated_at_ms = swarmlet_common::clock::now_ms();
+            let id = node.id.clone();
+            match m.propose(Tx::new().put(&node, Some(version))).await {
+                Ok(_) => tracing::info!(node = %id, "node missed heartbeats: marked down"),
+                Err(e) => tracing::debug!(node = %id, "could not mark node down: {}", e.message()),
+            }
+        }
+    }
+}
+
+/// Marks `node_id` ready (leader only) if it is not already.
+pub async fn mark_ready(m: &Manager, node_id: &str, addr: &str) {
+    let Ok(Some((version, mut node))) = m.store.get::<Node>(node_id) else { return };
+    if node.status() == NodeStatus::Ready && (addr.is_empty() || node.addr == addr) {
+        return;
+    }
+    node.set_status(NodeStatus::Ready);
+    node.status_message.clear();
+    if !addr.is_empty() {
+        node.addr = addr.to_string();
+    }
+    node.updated_at_ms = swarmlet_common::clock::now_ms();
+    if let Err(e) = m.propose(Tx::new().put(&node, Some(version))).await {
+        tracing::debug!(node = node_id, "could not mark node ready: {}", e.message());
+    }
+}

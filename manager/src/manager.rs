@@ -1,0 +1,269 @@
+//! One manager: store, Raft loop, transport, CA material and node liveness,
+//! and the helpers the gRPC services share (leader lookup, forwarding).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use rustls::ClientConfig;
+use swarmlet_common::ca::RootCa;
+use swarmlet_common::grpc::tls_channel;
+use swarmlet_proto::objects::{Cluster, Node, RaftMember};
+use tonic::transport::Channel;
+use tonic::Status;
+
+use crate::liveness::Liveness;
+use crate::raft::node::{self, RaftConfig};
+use crate::raft::storage::SledStorage;
+use crate::raft::transport::GrpcTransport;
+use crate::raft::{ProposeError, RaftHandle};
+use crate::store::{Store, StoreError, Tx};
+
+/// Failures starting a manager.
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    /// The state database could not be opened.
+    #[error("state database: {0}")]
+    Db(#[from] sled::Error),
+    /// Raft could not start.
+    #[error(transparent)]
+    Start(#[from] node::StartError),
+    /// Raft storage failed.
+    #[error(transparent)]
+    Storage(#[from] crate::raft::storage::RaftStorageError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A proposal failed.
+    #[error(transparent)]
+    Propose(#[from] ProposeError),
+    /// No leader was elected in time.
+    #[error("no raft leader elected")]
+    NoLeader,
+}
+
+/// What a manager needs to start.
+pub struct ManagerConfig {
+    /// This node's ID.
+    pub node_id: String,
+    /// This manager's Raft ID.
+    pub raft: RaftConfig,
+    /// Address other nodes dial (host:port).
+    pub advertise_addr: String,
+    /// Directory of the sled database.
+    pub db_dir: std::path::PathBuf,
+    /// Client TLS configuration (this node's certificate).
+    pub client_tls: Arc<ClientConfig>,
+}
+
+/// A running manager.
+pub struct Manager {
+    /// This node's ID.
+    pub node_id: String,
+    /// Address other nodes dial.
+    pub advertise_addr: String,
+    /// The local copy of the store.
+    pub store: Store,
+    /// The Raft loop.
+    pub raft: RaftHandle,
+    /// The Raft transport (partition tests block peers here).
+    pub transport: Arc<GrpcTransport>,
+    /// Heartbeat bookkeeping.
+    pub liveness: Arc<Liveness>,
+    client_tls: Arc<ClientConfig>,
+    channels: Mutex<HashMap<String, Channel>>,
+    root_ca: RwLock<Option<Arc<RootCa>>>,
+    db: sled::Db,
+    background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Manager {
+    /// Starts a manager over the database in `cfg.db_dir`: resumes an
+    /// existing member, or waits to be added by a leader if the storage is empty.
+    pub fn start(cfg: ManagerConfig) -> Result<Arc<Manager>, ManagerError> {
+        Self::start_inner(cfg, false)
+    }
+
+    /// Starts the first manager of a new cluster (single voter).
+    pub fn bootstrap(cfg: ManagerConfig) -> Result<Arc<Manager>, ManagerError> {
+        Self::start_inner(cfg, true)
+    }
+
+    fn start_inner(cfg: ManagerConfig, bootstrap: bool) -> Result<Arc<Manager>, ManagerError> {
+        let db = open_db(&cfg.db_dir)?;
+        let store = Store::open(&db)?;
+        let storage = SledStorage::open(db.clone(), store.clone())?;
+        if bootstrap && storage.is_empty()? {
+            storage.bootstrap(cfg.raft.raft_id)?;
+        }
+        let transport = GrpcTransport::new(
+            cfg.raft.raft_id,
+            cfg.client_tls.clone(),
+            tokio::runtime::Handle::current(),
+        );
+        let raft = node::start(cfg.raft.clone(), storage, store.clone(), transport.clone())?;
+        transport.attach(raft.clone());
+        let manager = Arc::new(Manager {
+            node_id: cfg.node_id,
+            advertise_addr: cfg.advertise_addr,
+            store,
+            raft,
+            transport,
+            liveness: Arc::new(Liveness::default()),
+            client_tls: cfg.client_tls,
+            channels: Mutex::new(HashMap::new()),
+            root_ca: RwLock::new(None),
+            db,
+            background: Mutex::new(Vec::new()),
+        });
+        let monitor = tokio::spawn(crate::liveness::run_monitor(Arc::downgrade(&manager)));
+        if let Ok(mut bg) = manager.background.lock() {
+            bg.push(monitor);
+        }
+        Ok(manager)
+    }
+
+    /// Waits until some member is leader.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<u64, ManagerError> {
+        let mut rx = self.raft.watch_status();
+        let found = tokio::time::timeout(timeout, rx.wait_for(|s| s.leader_id != 0))
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .map(|s| s.leader_id);
+        found.ok_or(ManagerError::NoLeader)
+    }
+
+    /// Stops the Raft loop and background tasks, flushing the database.
+    pub fn stop(&self) {
+        self.raft.stop();
+        if let Ok(mut bg) = self.background.lock() {
+            for t in bg.drain(..) {
+                t.abort();
+            }
+        }
+        let _ = self.db.flush();
+    }
+
+    /// Proposes a transaction, mapping failures to gRPC statuses.
+    pub async fn propose(&self, tx: Tx) -> Result<u64, Status> {
+        self.raft.propose(tx).await.map_err(propose_status)
+    }
+
+    /// Waits for a linearizable read point (leader only).
+    pub async fn read_barrier(&self) -> Result<(), Status> {
+        self.raft.read_barrier().await.map(|_| ()).map_err(propose_status)
+    }
+
+    /// The cluster object.
+    pub fn cluster(&self) -> Result<(u64, Cluster), Status> {
+        self.store
+            .get::<Cluster>("cluster")
+            .map_err(store_status)?
+            .ok_or_else(|| Status::unavailable("cluster state not replicated yet"))
+    }
+
+    /// The root CA (loaded from the store once).
+    pub fn root_ca(&self) -> Result<Arc<RootCa>, Status> {
+        if let Ok(guard) = self.root_ca.read() {
+            if let Some(ca) = guard.as_ref() {
+                return Ok(ca.clone());
+            }
+        }
+        let (_, cluster) = self.cluster()?;
+        let cert = String::from_utf8_lossy(&cluster.root_ca_cert_pem).to_string();
+        let key = String::from_utf8_lossy(&cluster.root_ca_key_pem).to_string();
+        let ca = Arc::new(RootCa::from_pem(&cert, &key).map_err(|e| Status::internal(e.to_string()))?);
+        if let Ok(mut guard) = self.root_ca.write() {
+            *guard = Some(ca.clone());
+        }
+        Ok(ca)
+    }
+
+    /// Raft members by Raft ID.
+    pub fn members(&self) -> Result<Vec<RaftMember>, Status> {
+        Ok(self
+            .store
+            .list::<RaftMember>()
+            .map_err(store_status)?
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect())
+    }
+
+    /// Every node.
+    pub fn nodes(&self) -> Result<Vec<(u64, Node)>, Status> {
+        self.store.list::<Node>().map_err(store_status)
+    }
+
+    /// Whether this manager is the leader.
+    pub fn is_leader(&self) -> bool {
+        self.raft.status().is_leader()
+    }
+
+    /// A channel to the leader when this manager is a follower; `None` when
+    /// it is the leader itself; an error when no leader is known.
+    pub fn forward_target(&self) -> Result<Option<Channel>, Status> {
+        let status = self.raft.status();
+        if status.is_leader() {
+            return Ok(None);
+        }
+        if status.leader_id == 0 {
+            return Err(Status::unavailable("no raft leader: the cluster has lost quorum or is electing"));
+        }
+        let members = self.members()?;
+        let leader = members
+            .iter()
+            .find(|m| m.raft_id == status.leader_id)
+            .ok_or_else(|| Status::unavailable("leader address not known yet"))?;
+        Ok(Some(self.channel_to(&leader.addr)?))
+    }
+
+    /// A cached mTLS channel to another manager.
+    pub fn channel_to(&self, addr: &str) -> Result<Channel, Status> {
+        let mut channels = self
+            .channels
+            .lock()
+            .map_err(|_| Status::internal("channel cache poisoned"))?;
+        if let Some(c) = channels.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = tls_channel(addr, self.client_tls.clone())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        channels.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Addresses of all managers (Raft voters).
+    pub fn manager_addrs(&self) -> Vec<String> {
+        self.members()
+            .map(|ms| ms.into_iter().map(|m| m.addr).collect())
+            .unwrap_or_default()
+    }
+}
+
+fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
+    sled::Config::new()
+        .path(dir)
+        .cache_capacity(64 * 1024 * 1024)
+        .flush_every_ms(None)
+        .open()
+}
+
+/// gRPC status for a failed proposal or read.
+pub fn propose_status(e: ProposeError) -> Status {
+    match &e {
+        ProposeError::Rejected(_) => Status::failed_precondition(e.to_string()),
+        ProposeError::NotLeader { .. } | ProposeError::LeadershipLost | ProposeError::Stopped => {
+            Status::unavailable(e.to_string())
+        }
+        ProposeError::Timeout => Status::deadline_exceeded(e.to_string()),
+        ProposeError::Dropped(_) => Status::unavailable(e.to_string()),
+    }
+}
+
+/// gRPC status for a store failure.
+pub fn store_status(e: StoreError) -> Status {
+    Status::internal(e.to_string())
+}

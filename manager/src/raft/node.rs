@@ -1,0 +1,467 @@
+//! The Ready loop: one thread owns the `RawNode` and its storage.
+//!
+//! Order per Ready, as raft-rs documents it: send the leader's `messages` at
+//! once, install a snapshot, apply committed entries, append new entries and
+//! the HardState, fsync once, send `persisted_messages`, `advance`, then the
+//! light ready's commit index, messages and committed entries, and
+//! `advance_apply`. Commands (proposals, peer messages) are drained in
+//! batches between Readies, so many concurrent proposals share one fsync.
+
+use std::collections::HashMap;
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prost::Message as _;
+use protobuf::Message as PbMessage;
+use raft::eraftpb::{ConfChange, ConfChangeType, Entry, EntryType, Message, Snapshot};
+use raft::{RawNode, SnapshotStatus, StateRole, Storage};
+use swarmlet_proto::objects::RaftMember;
+use swarmlet_proto::store::{ConfChangeContext, Proposal};
+use tokio::sync::watch;
+
+use super::handle::{Command, ProposeError, RaftHandle, RaftStatus, Reply};
+use super::storage::SledStorage;
+use crate::store::{Store, Tx};
+
+/// Where the loop sends messages for other managers.
+pub trait Transport: Send + Sync + 'static {
+    /// Sends messages (best effort; Raft retries).
+    fn send(&self, msgs: Vec<Message>);
+    /// The current voters and their addresses.
+    fn set_peers(&self, members: Vec<RaftMember>);
+}
+
+/// Tuning of one Raft member.
+#[derive(Debug, Clone)]
+pub struct RaftConfig {
+    /// This member's Raft ID.
+    pub raft_id: u64,
+    /// Length of one logical clock tick.
+    pub tick: Duration,
+    /// Ticks without a leader before a follower campaigns (randomised up to 2×).
+    pub election_tick: usize,
+    /// Ticks between leader heartbeats.
+    pub heartbeat_tick: usize,
+    /// Compact the log once this many entries are applied past the last compaction.
+    pub snapshot_interval: u64,
+    /// Entries kept behind the compaction point for slightly slow followers.
+    pub keep_entries: u64,
+}
+
+impl RaftConfig {
+    /// Defaults: 50 ms ticks, 0.5–1 s election timeout, compaction every 10,000 entries.
+    pub fn new(raft_id: u64) -> Self {
+        RaftConfig {
+            raft_id,
+            tick: Duration::from_millis(50),
+            election_tick: 10,
+            heartbeat_tick: 1,
+            snapshot_interval: 10_000,
+            keep_entries: 1_000,
+        }
+    }
+}
+
+/// Failures starting the loop.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// raft-rs refused the configuration or storage.
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+    /// The storage failed.
+    #[error(transparent)]
+    Storage(#[from] super::storage::RaftStorageError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The thread could not be spawned.
+    #[error("raft thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// Starts the Ready loop on its own thread.
+pub fn start(
+    cfg: RaftConfig,
+    storage: SledStorage,
+    store: Store,
+    transport: Arc<dyn Transport>,
+) -> Result<RaftHandle, StartError> {
+    let (applied, _) = store.applied()?;
+    let raft_cfg = raft::Config {
+        id: cfg.raft_id,
+        election_tick: cfg.election_tick,
+        heartbeat_tick: cfg.heartbeat_tick,
+        applied,
+        max_size_per_msg: 1024 * 1024,
+        max_inflight_msgs: 256,
+        check_quorum: true,
+        pre_vote: true,
+        ..Default::default()
+    };
+    raft_cfg.validate()?;
+    let logger = slog::Logger::root(slog::Discard, slog::o!());
+    let raw = RawNode::new(&raft_cfg, storage, &logger)?;
+    let (tx, rx) = std_mpsc::channel();
+    let (status_tx, status_rx) = watch::channel(RaftStatus::default());
+    let (applied_tx, applied_rx) = watch::channel(applied);
+    transport.set_peers(store.list::<RaftMember>()?.into_iter().map(|(_, m)| m).collect());
+    let mut lp = Loop {
+        raw,
+        store,
+        transport,
+        cfg,
+        waiters: HashMap::new(),
+        reads: HashMap::new(),
+        reads_after_apply: Vec::new(),
+        next_id: rand::random::<u64>() >> 1,
+        status_tx,
+        applied_tx,
+        compacted: 0,
+    };
+    lp.compacted = lp.raw.store().first_index()?.saturating_sub(1);
+    std::thread::Builder::new()
+        .name("raft".into())
+        .spawn(move || lp.run(rx))?;
+    Ok(RaftHandle {
+        tx,
+        status: status_rx,
+        applied: applied_rx,
+    })
+}
+
+struct Loop {
+    raw: RawNode<SledStorage>,
+    store: Store,
+    transport: Arc<dyn Transport>,
+    cfg: RaftConfig,
+    waiters: HashMap<u64, Reply>,
+    reads: HashMap<u64, Reply>,
+    reads_after_apply: Vec<(u64, Reply)>,
+    next_id: u64,
+    status_tx: watch::Sender<RaftStatus>,
+    applied_tx: watch::Sender<u64>,
+    compacted: u64,
+}
+
+/// Most commands handled between two Readies.
+const MAX_BATCH: usize = 4096;
+
+impl Loop {
+    fn run(mut self, rx: std_mpsc::Receiver<Command>) {
+        let mut last_tick = Instant::now();
+        'outer: loop {
+            let wait = self.cfg.tick.saturating_sub(last_tick.elapsed());
+            match rx.recv_timeout(wait) {
+                Ok(cmd) => {
+                    if !self.handle(cmd) {
+                        break 'outer;
+                    }
+                    for _ in 0..MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(cmd) => {
+                                if !self.handle(cmd) {
+                                    break 'outer;
+                                }
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            if last_tick.elapsed() >= self.cfg.tick {
+                self.raw.tick();
+                last_tick = Instant::now();
+            }
+            if self.raw.has_ready() {
+                if let Err(e) = self.on_ready() {
+                    tracing::error!("raft storage failed, stopping this manager's raft: {e}");
+                    break;
+                }
+            }
+            self.publish_status();
+        }
+        self.fail_all(ProposeError::Stopped);
+    }
+
+    fn new_id(&mut self) -> u64 {
+        self.next_id = self.next_id.wrapping_add(1);
+        self.next_id
+    }
+
+    fn not_leader(&self) -> Option<ProposeError> {
+        (self.raw.raft.state != StateRole::Leader).then_some(ProposeError::NotLeader {
+            leader: self.raw.raft.leader_id,
+        })
+    }
+
+    /// Returns false when the loop must stop.
+    fn handle(&mut self, cmd: Command) -> bool {
+        match cmd {
+            Command::Propose(tx, reply) => {
+                if let Some(e) = self.not_leader() {
+                    let _ = reply.send(Err(e));
+                    return true;
+                }
+                let id = self.new_id();
+                let data = Proposal {
+                    id,
+                    mutations: tx.into_mutations(),
+                }
+                .encode_to_vec();
+                match self.raw.propose(vec![], data) {
+                    Ok(()) => {
+                        self.waiters.insert(id, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(ProposeError::Dropped(e.to_string())));
+                    }
+                }
+            }
+            Command::ReadIndex(reply) => {
+                if let Some(e) = self.not_leader() {
+                    let _ = reply.send(Err(e));
+                    return true;
+                }
+                let id = self.new_id();
+                self.raw.read_index(id.to_be_bytes().to_vec());
+                self.reads.insert(id, reply);
+            }
+            Command::ConfChange(mut cc, context, reply) => {
+                if let Some(e) = self.not_leader() {
+                    let _ = reply.send(Err(e));
+                    return true;
+                }
+                let id = self.new_id();
+                let mut ctx = ConfChangeContext::decode(context.as_slice()).unwrap_or_default();
+                ctx.proposal_id = id;
+                cc.context = ctx.encode_to_vec().into();
+                match self.raw.propose_conf_change(vec![], cc) {
+                    Ok(()) => {
+                        self.waiters.insert(id, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(ProposeError::Dropped(e.to_string())));
+                    }
+                }
+            }
+            Command::Step(msg) => {
+                if let Err(e) = self.raw.step(msg) {
+                    tracing::debug!("raft step: {e}");
+                }
+            }
+            Command::Unreachable(id) => self.raw.report_unreachable(id),
+            Command::SnapshotFailed(id) => self.raw.report_snapshot(id, SnapshotStatus::Failure),
+            Command::SnapshotSent(id) => self.raw.report_snapshot(id, SnapshotStatus::Finish),
+            Command::TransferLeader(id) => self.raw.transfer_leader(id),
+            Command::Stop => return false,
+        }
+        true
+    }
+
+    fn on_ready(&mut self) -> Result<(), Box<dyn std::error::Error>> {
+        let mut ready = self.raw.ready();
+        if !ready.messages().is_empty() {
+            self.transport.send(ready.take_messages());
+        }
+        if !ready.snapshot().is_empty() {
+            self.install_snapshot(ready.snapshot().clone())?;
+        }
+        let committed = ready.take_committed_entries();
+        self.apply(committed)?;
+        if !ready.entries().is_empty() {
+            self.raw.store().append(ready.entries())?;
+        }
+        if let Some(hs) = ready.hs() {
+            self.raw.store().set_hard_state(hs)?;
+        }
+        self.raw.store().persist()?;
+        if let Some(ss) = ready.ss() {
+            if ss.raft_state != StateRole::Leader {
+                self.fail_all(ProposeError::LeadershipLost);
+            }
+        }
+        if !ready.persisted_messages().is_empty() {
+            self.transport.send(ready.take_persisted_messages());
+        }
+        for rs in ready.take_read_states() {
+            let id = be_u64(&rs.request_ctx);
+            if let Some(reply) = self.reads.remove(&id) {
+                self.reads_after_apply.push((rs.index, reply));
+            }
+        }
+        let mut light = self.raw.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.raw.store().set_commit(commit)?;
+        }
+        if !light.messages().is_empty() {
+            self.transport.send(light.take_messages());
+        }
+        self.apply(light.take_committed_entries())?;
+        self.raw.advance_apply();
+        self.answer_reads();
+        self.maybe_compact()?;
+        Ok(())
+    }
+
+    fn install_snapshot(&mut self, snap: Snapshot) -> Result<(), Box<dyn std::error::Error>> {
+        let index = snap.get_metadata().index;
+        self.raw.store().apply_snapshot(&snap)?;
+        self.compacted = index;
+        self.refresh_peers()?;
+        let _ = self.applied_tx.send(index);
+        tracing::info!(index, "installed raft snapshot");
+        Ok(())
+    }
+
+    fn refresh_peers(&self) -> Result<(), crate::store::StoreError> {
+        let members = self.store.list::<RaftMember>()?;
+        self.transport.set_peers(members.into_iter().map(|(_, m)| m).collect());
+        Ok(())
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) -> Result<(), Box<dyn std::error::Error>> {
+        let Some(last) = entries.last().map(|e| e.index) else {
+            return Ok(());
+        };
+        for entry in entries {
+            match entry.get_entry_type() {
+                EntryType::EntryNormal => self.apply_normal(&entry)?,
+                EntryType::EntryConfChange => self.apply_conf_change(&entry)?,
+                EntryType::EntryConfChangeV2 => {
+                    // Never proposed by Swarmlet; only advance the index.
+                    // With no mutations there is no check to fail.
+                    let _ = self.store.apply_entry(entry.index, entry.term, &[], &[])?;
+                }
+            }
+        }
+        let _ = self.applied_tx.send(last);
+        Ok(())
+    }
+
+    fn apply_normal(&mut self, entry: &Entry) -> Result<(), Box<dyn std::error::Error>> {
+        if entry.data.is_empty() {
+            // A new leader's empty entry: nothing to check, only the index moves.
+            let _ = self.store.apply_entry(entry.index, entry.term, &[], &[])?;
+            return Ok(());
+        }
+        let proposal = Proposal::decode(entry.data.as_ref()).unwrap_or_default();
+        let outcome = self
+            .store
+            .apply_entry(entry.index, entry.term, &proposal.mutations, &[])?;
+        if let Some(reply) = self.waiters.remove(&proposal.id) {
+            let _ = reply.send(outcome.map(|_| entry.index).map_err(ProposeError::Rejected));
+        }
+        Ok(())
+    }
+
+    fn apply_conf_change(&mut self, entry: &Entry) -> Result<(), Box<dyn std::error::Error>> {
+        let cc = ConfChange::parse_from_bytes(&entry.data)?;
+        let ctx = ConfChangeContext::decode(cc.get_context()).unwrap_or_default();
+        let cs = self.raw.apply_conf_change(&cc)?;
+        let tx = match cc.get_change_type() {
+            ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => Tx::new().put(
+                &RaftMember {
+                    raft_id: cc.node_id,
+                    node_id: ctx.node_id.clone(),
+                    addr: ctx.addr.clone(),
+                },
+                None,
+            ),
+            ConfChangeType::RemoveNode => {
+                Tx::new().delete::<RaftMember>(&format!("{:016x}", cc.node_id), None)
+            }
+        };
+        let cs_bytes = cs.write_to_bytes()?;
+        // Unconditional put/delete: no check can fail.
+        let _ = self.store.apply_entry(
+            entry.index,
+            entry.term,
+            &tx.into_mutations(),
+            &[(crate::store::CONF_STATE_KEY, cs_bytes)],
+        )?;
+        self.refresh_peers()?;
+        tracing::info!(node = cc.node_id, change = ?cc.get_change_type(), voters = ?cs.voters, "raft membership changed");
+        if let Some(reply) = self.waiters.remove(&ctx.proposal_id) {
+            let _ = reply.send(Ok(entry.index));
+        }
+        Ok(())
+    }
+
+    fn answer_reads(&mut self) {
+        let applied = self.raw.raft.raft_log.applied;
+        let pending = std::mem::take(&mut self.reads_after_apply);
+        for (index, reply) in pending {
+            if index <= applied {
+                let _ = reply.send(Ok(index));
+            } else {
+                self.reads_after_apply.push((index, reply));
+            }
+        }
+    }
+
+    fn maybe_compact(&mut self) -> Result<(), Box<dyn std::error::Error>> {
+        let applied = self.raw.raft.raft_log.applied;
+        if applied >= self.compacted + self.cfg.snapshot_interval + self.cfg.keep_entries {
+            let to = applied - self.cfg.keep_entries;
+            self.raw.store().compact(to)?;
+            self.compacted = to;
+            tracing::debug!(to, "compacted raft log");
+        }
+        Ok(())
+    }
+
+    fn fail_all(&mut self, err: ProposeError) {
+        for (_, reply) in self.waiters.drain() {
+            let _ = reply.send(Err(err.clone()));
+        }
+        for (_, reply) in self.reads.drain() {
+            let _ = reply.send(Err(err.clone()));
+        }
+        for (_, reply) in self.reads_after_apply.drain(..) {
+            let _ = reply.send(Err(err.clone()));
+        }
+    }
+
+    fn publish_status(&self) {
+        let r = &self.raw.raft;
+        let mut voters: Vec<u64> = r.prs().conf().voters().ids().iter().collect();
+        voters.sort_unstable();
+        let reachable = if r.state == StateRole::Leader {
+            r.prs()
+                .iter()
+                .filter(|(id, p)| **id == r.id || p.recent_active)
+                .map(|(id, _)| *id)
+                .collect()
+        } else {
+            Default::default()
+        };
+        let status = RaftStatus {
+            raft_id: r.id,
+            leader_id: r.leader_id,
+            term: r.term,
+            commit: r.raft_log.committed,
+            applied: r.raft_log.applied,
+            voters,
+            reachable,
+        };
+        self.status_tx.send_if_modified(|old| {
+            if *old != status {
+                *old = status;
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+fn be_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    if b.len() == 8 {
+        a.copy_from_slice(b);
+    }
+    u64::from_be_bytes(a)
+}

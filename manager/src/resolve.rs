@@ -1,0 +1,62 @@
+//! Resolving what a user typed (a node ID, a unique ID prefix, or a hostname).
+
+use swarmlet_proto::objects::Node;
+use tonic::Status;
+
+/// Finds the one node `reference` names.
+pub fn resolve_node(nodes: &[(u64, Node)], reference: &str) -> Result<(u64, Node), Status> {
+    if reference.is_empty() {
+        return Err(Status::invalid_argument("node name is empty"));
+    }
+    if let Some(n) = nodes.iter().find(|(_, n)| n.id == reference) {
+        return Ok(n.clone());
+    }
+    let by_name: Vec<_> = nodes.iter().filter(|(_, n)| n.hostname == reference).collect();
+    if let [one] = by_name.as_slice() {
+        return Ok((*one).clone());
+    }
+    if by_name.len() > 1 {
+        return Err(Status::invalid_argument(format!(
+            "node {reference} is ambiguous ({} nodes have this hostname): use its ID",
+            by_name.len()
+        )));
+    }
+    let by_prefix: Vec<_> = nodes.iter().filter(|(_, n)| n.id.starts_with(reference)).collect();
+    match by_prefix.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(Status::not_found(format!("node {reference} not found"))),
+        _ => Err(Status::invalid_argument(format!(
+            "node {reference} is ambiguous ({} matches)",
+            by_prefix.len()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(id: &str, host: &str) -> (u64, Node) {
+        (
+            1,
+            Node {
+                id: id.into(),
+                hostname: host.into(),
+                ..Default::default()
+            },
+        )
+    }
+
+    #[test]
+    fn id_hostname_prefix() {
+        let nodes = vec![n("abc123", "one"), n("abd456", "two"), n("xyz", "two2")];
+        assert_eq!(resolve_node(&nodes, "abc123").expect("id").1.hostname, "one");
+        assert_eq!(resolve_node(&nodes, "two").expect("host").1.id, "abd456");
+        assert_eq!(resolve_node(&nodes, "x").expect("prefix").1.id, "xyz");
+        assert_eq!(
+            resolve_node(&nodes, "ab").expect_err("ambiguous").code(),
+            tonic::Code::InvalidArgument
+        );
+        assert_eq!(resolve_node(&nodes, "q").expect_err("none").code(), tonic::Code::NotFound);
+    }
+}

@@ -1,0 +1,392 @@
+//! The control API behind `swarmctl`: cluster and node management.
+//!
+//! Served on the local unix socket (trusted: mode 0600) and on the mTLS
+//! listener, where only manager certificates may call it. A follower
+//! forwards every call to the leader, which answers reads after a Raft read
+//! barrier, so what a client sees is linearizable.
+
+use std::time::Duration;
+
+use prost::Message as _;
+use swarmlet_common::names::{availability_name, parse_availability, parse_role, role_name, status_name};
+use swarmlet_common::tls::require_manager;
+use swarmlet_common::token::{new_secret, root_digest, JoinToken};
+use swarmlet_proto::common::Empty;
+use swarmlet_proto::control::control_client::ControlClient;
+use swarmlet_proto::control::control_server::Control;
+use swarmlet_proto::control::*;
+use swarmlet_proto::objects::{Cluster, Node, NodeRole, NodeStatus, RaftMember, RemovedNode};
+use swarmlet_proto::store::ConfChangeContext;
+use tonic::{Request, Response, Status};
+
+use super::{forwarded, ManagerSlot};
+use crate::manager::{propose_status, Manager};
+use crate::raft::RaftStatus;
+use crate::resolve::resolve_node;
+use crate::store::Tx;
+
+/// The control API of one node.
+pub struct ControlService {
+    slot: ManagerSlot,
+    local: bool,
+}
+
+impl ControlService {
+    /// Control API for the unix socket (`local`) or the mTLS listener.
+    pub fn new(slot: ManagerSlot, local: bool) -> Self {
+        ControlService { slot, local }
+    }
+
+    /// The manager, after checking the caller may use the control API.
+    fn manager<T>(&self, request: &Request<T>) -> Result<std::sync::Arc<Manager>, Status> {
+        if !self.local {
+            require_manager(request)?;
+        }
+        self.slot.get()
+    }
+}
+
+/// Forwards the call to the leader when this manager is a follower.
+macro_rules! forward_to_leader {
+    ($m:expr, $request:ident, $method:ident) => {
+        if let Some(leader) = $m.forward_target()? {
+            return ControlClient::new(leader)
+                .$method(forwarded($request.into_inner(), None))
+                .await;
+        }
+    };
+}
+
+fn cluster_info(m: &Manager, c: &Cluster, status: &RaftStatus) -> Result<ClusterInfo, Status> {
+    let leader_node_id = m
+        .members()?
+        .into_iter()
+        .find(|x| x.raft_id == status.leader_id)
+        .map(|x| x.node_id)
+        .unwrap_or_default();
+    Ok(ClusterInfo {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        heartbeat_period_ms: c.heartbeat_period_ms,
+        task_history_limit: c.task_history_limit,
+        default_addr_pool: c.default_addr_pool.clone(),
+        default_addr_pool_mask_len: c.default_addr_pool_mask_len,
+        root_ca_digest: root_digest(m.root_ca()?.cert_der()),
+        created_at_ms: c.created_at_ms,
+        updated_at_ms: c.updated_at_ms,
+        raft_term: status.term,
+        raft_commit_index: status.commit,
+        leader_node_id,
+    })
+}
+
+fn node_info(n: &Node, members: &[RaftMember], status: &RaftStatus) -> NodeInfo {
+    let manager_status = match members.iter().find(|x| x.node_id == n.id) {
+        Some(member) if member.raft_id == status.leader_id => "leader",
+        Some(member) if status.reachable.contains(&member.raft_id) => "reachable",
+        Some(_) => "unreachable",
+        None if n.role() == NodeRole::Manager => "unreachable",
+        None => "",
+    };
+    NodeInfo {
+        id: n.id.clone(),
+        hostname: n.hostname.clone(),
+        role: role_name(n.role()).into(),
+        status: status_name(n.status()).into(),
+        availability: availability_name(n.availability()).into(),
+        manager_status: manager_status.into(),
+        addr: n.addr.clone(),
+        labels: n.labels.clone(),
+        status_message: n.status_message.clone(),
+        created_at_ms: n.created_at_ms,
+        updated_at_ms: n.updated_at_ms,
+    }
+}
+
+/// Whether removing `raft_id` from the voters keeps a reachable majority.
+fn removal_keeps_quorum(status: &RaftStatus, raft_id: u64) -> Result<(), Status> {
+    let remaining: Vec<u64> = status.voters.iter().copied().filter(|v| *v != raft_id).collect();
+    if remaining.is_empty() {
+        return Err(Status::failed_precondition(
+            "can't remove the last manager of the cluster",
+        ));
+    }
+    let reachable = remaining.iter().filter(|v| status.reachable.contains(v)).count();
+    let needed = remaining.len() / 2 + 1;
+    if reachable < needed {
+        return Err(Status::failed_precondition(format!(
+            "can't remove this manager: the cluster would lose quorum ({reachable} of the {} remaining managers reachable, {needed} needed)",
+            remaining.len()
+        )));
+    }
+    Ok(())
+}
+
+impl ControlService {
+    async fn node_info_for(&self, m: &Manager, id: &str) -> Result<NodeInfo, Status> {
+        let (_, n) = resolve_node(&m.nodes()?, id)?;
+        Ok(node_info(&n, &m.members()?, &m.raft.status()))
+    }
+
+    /// Removes a Raft voter after checking quorum, handing leadership away
+    /// first if the voter is this leader. `Ok(false)`: leadership moved,
+    /// the caller must retry on the new leader.
+    async fn remove_voter(&self, m: &Manager, node_id: &str) -> Result<bool, Status> {
+        let Some(member) = m.members()?.into_iter().find(|x| x.node_id == node_id) else {
+            return Ok(true);
+        };
+        let status = m.raft.status();
+        removal_keeps_quorum(&status, member.raft_id)?;
+        if member.raft_id == status.raft_id {
+            let Some(next) = status
+                .voters
+                .iter()
+                .copied()
+                .find(|v| *v != status.raft_id && status.reachable.contains(v))
+            else {
+                return Err(Status::failed_precondition("no other reachable manager to take over"));
+            };
+            m.raft.transfer_leader(next);
+            let mut rx = m.raft.watch_status();
+            let moved = rx.wait_for(|s| s.leader_id != 0 && s.leader_id != status.raft_id);
+            tokio::time::timeout(Duration::from_secs(5), moved)
+                .await
+                .map_err(|_| Status::unavailable("leadership transfer timed out; retry"))?
+                .map_err(|_| Status::unavailable("raft stopped"))?;
+            return Ok(false);
+        }
+        let ctx = ConfChangeContext {
+            node_id: node_id.to_string(),
+            ..Default::default()
+        };
+        m.raft
+            .remove_voter(member.raft_id, ctx.encode_to_vec())
+            .await
+            .map_err(propose_status)?;
+        Ok(true)
+    }
+}
+
+#[tonic::async_trait]
+impl Control for ControlService {
+    async fn get_cluster(&self, request: Request<Empty>) -> Result<Response<ClusterInfo>, Status> {
+        let m = self.manager(&request)?;
+        forward_to_leader!(m, request, get_cluster);
+        m.read_barrier().await?;
+        let (_, c) = m.cluster()?;
+        Ok(Response::new(cluster_info(&m, &c, &m.raft.status())?))
+    }
+
+    async fn update_cluster(
+        &self,
+        request: Request<UpdateClusterRequest>,
+    ) -> Result<Response<ClusterInfo>, Status> {
+        let m = self.manager(&request)?;
+        forward_to_leader!(m, request, update_cluster);
+        let req = request.into_inner();
+        if req.heartbeat_period_ms == Some(0) {
+            return Err(Status::invalid_argument("heartbeat period must be positive"));
+        }
+        if req.task_history_limit.is_some_and(|l| l < 0) {
+            return Err(Status::invalid_argument("task history limit must not be negative"));
+        }
+        m.read_barrier().await?;
+        let (version, mut c) = m.cluster()?;
+        if let Some(p) = req.heartbeat_period_ms {
+            c.heartbeat_period_ms = p;
+        }
+        if let Some(l) = req.task_history_limit {
+            c.task_history_limit = l;
+        }
+        c.updated_at_ms = swarmlet_common::clock::now_ms();
+        m.propose(Tx::new().put(&c, Some(version))).await?;
+        Ok(Response::new(cluster_info(&m, &c, &m.raft.status())?))
+    }
+
+    async fn get_join_token(
+        &self,
+        request: Request<JoinTokenRequest>,
+    ) -> Result<Response<JoinTokenResponse>, Status> {
+        let m = self.manager(&request)?;
+        forward_to_leader!(m, request, get_join_token);
+        let req = request.into_inner();
+        let role = parse_role(&req.role)
+            .ok_or_else(|| Status::invalid_argument(format!("unknown role {:?}: use worker or manager", req.role)))?;
+        m.read_barrier().await?;
+        let (version, mut c) = m.cluster()?;
+        if req.rotate {
+            match role {
+                NodeRole::Manager => c.manager_token_secret = new_secret(),
+                NodeRole::Worker => c.worker_token_secret = new_secret(),
+            }
+            c.updated_at_ms = swarmlet_common::clock::now_ms();
+            m.propose(Tx::new().put(&c, Some(version))).await?;
+        }
+        let secret = match role {
+            NodeRole::Manager => &c.manager_token_secret,
+            NodeRole::Worker => &c.worker_token_secret,
+        };
+        Ok(Response::new(JoinTokenResponse {
+            token: JoinToken::format(m.root_ca()?.cert_der(), secret),
+            manager_addr: m.advertise_addr.clone(),
+        }))
+    }
+
+    async fn list_nodes(&self, request: Request<Empty>) -> Result<Response<NodeList>, Status> {
+        let m = self.manager(&request)?;
+        forward_to_leader!(m, request, list_nodes);
+        m.read_barrier().await?;
+        let members = m.members()?;
+        let status = m.raft.status();
+        let mut nodes: Vec<NodeInfo> = m
+            .nodes()?
+            .iter()
+            .map(|(_, n)| node_info(n, &members, &status))
+            .collect();
+        nodes.sort_by(|a, b| a.hostname.cmp(&b.hostname).then(a.id.cmp(&b.id)));
+        Ok(Response::new(NodeList { nodes }))
+    }
+
+    async fn inspect_node(&self, request: Request<NodeRef>) -> Result<Response<NodeInfo>, Status> {
+        let m = self.manager(&request)?;
+        forward_to_leader!(m, request, inspect_node);
+        m.read_barrier().await?;
+        Ok(Response::new(self.node_info_for(&m, &request.get_ref().node).await?))
+    }
+
+    async fn update_node(
+        &self,
+        request: Request<UpdateNodeRequest>,
+    ) -> Result<Response<NodeInfo>, Status> {
+        let m = self.manager(&request)?;
+        forward_to_leader!(m, request, update_node);
+        let req = request.into_inner();
+        m.read_barrier().await?;
+        let (version, mut n) = resolve_node(&m.nodes()?, &req.node)?;
+        if let Some(a) = &req.availability {
+            let a = parse_availability(a).ok_or_else(|| {
+                Status::invalid_argument(format!("invalid availability {a:?}: use active, pause or drain"))
+            })?;
+            n.set_availability(a);
+        }
+        for k in &req.label_rm {
+            if n.labels.remove(k).is_none() {
+                return Err(Status::invalid_argument(format!("label {k} does not exist on node {}", n.hostname)));
+            }
+        }
+        for (k, v) in &req.label_add {
+            if k.is_empty() {
+                return Err(Status::invalid_argument("label key must not be empty"));
+            }
+            n.labels.insert(k.clone(), v.clone());
+        }
+        n.updated_at_ms = swarmlet_common::clock::now_ms();
+        m.propose(Tx::new().put(&n, Some(version))).await?;
+        Ok(Response::new(self.node_info_for(&m, &n.id).await?))
+    }
+
+    async fn set_node_role(
+        &self,
+        request: Request<SetRoleRequest>,
+    ) -> Result<Response<NodeInfo>, Status> {
+        let m = self.manager(&request)?;
+        forward_to_leader!(m, request, set_node_role);
+        let req = request.get_ref().clone();
+        let role = parse_role(&req.role)
+            .ok_or_else(|| Status::invalid_argument(format!("unknown role {:?}", req.role)))?;
+        m.read_barrier().await?;
+        let (version, mut n) = resolve_node(&m.nodes()?, &req.node)?;
+        if n.role() == role {
+            return Ok(Response::new(self.node_info_for(&m, &n.id).await?));
+        }
+        if role == NodeRole::Worker {
+            let managers = m.nodes()?.iter().filter(|(_, x)| x.role() == NodeRole::Manager).count();
+            if managers <= 1 {
+                return Err(Status::failed_precondition("can't demote the last manager of the cluster"));
+            }
+            if !self.remove_voter(&m, &n.id).await? {
+                // Leadership moved away from this manager: let the new leader finish.
+                let leader = m.forward_target()?.ok_or_else(|| Status::unavailable("retry"))?;
+                return ControlClient::new(leader).set_node_role(forwarded(req, None)).await;
+            }
+        }
+        let (version, mut n) = match m.store.get::<Node>(&n.id).map_err(crate::manager::store_status)? {
+            Some(fresh) => fresh,
+            None => (version, std::mem::take(&mut n)),
+        };
+        n.set_role(role);
+        n.updated_at_ms = swarmlet_common::clock::now_ms();
+        m.propose(Tx::new().put(&n, Some(version))).await?;
+        Ok(Response::new(self.node_info_for(&m, &n.id).await?))
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<RemoveNodeRequest>,
+    ) -> Result<Response<Empty>, Status> {
+        let m = self.manager(&request)?;
+        forward_to_leader!(m, request, remove_node);
+        let req = request.into_inner();
+        m.read_barrier().await?;
+        let (version, n) = resolve_node(&m.nodes()?, &req.node)?;
+        if n.role() == NodeRole::Manager {
+            return Err(Status::failed_precondition(format!(
+                "node {} is a manager: demote it before removing it",
+                n.hostname
+            )));
+        }
+        if n.status() != NodeStatus::Down && !req.force {
+            return Err(Status::failed_precondition(format!(
+                "node {} is not down and can't be removed: stop it first, or use --force",
+                n.hostname
+            )));
+        }
+        let removed = RemovedNode {
+            id: n.id.clone(),
+            removed_at_ms: swarmlet_common::clock::now_ms(),
+        };
+        m.propose(Tx::new().delete::<Node>(&n.id, Some(version)).put(&removed, None))
+            .await?;
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn remove_raft_member(
+        &self,
+        request: Request<RemoveRaftMemberRequest>,
+    ) -> Result<Response<Empty>, Status> {
+        let m = self.manager(&request)?;
+        forward_to_leader!(m, request, remove_raft_member);
+        let req = request.get_ref().clone();
+        if !self.remove_voter(&m, &req.node_id).await? {
+            let leader = m.forward_target()?.ok_or_else(|| Status::unavailable("retry"))?;
+            return ControlClient::new(leader).remove_raft_member(forwarded(req, None)).await;
+        }
+        Ok(Response::new(Empty {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(voters: &[u64], reachable: &[u64]) -> RaftStatus {
+        RaftStatus {
+            raft_id: 1,
+            leader_id: 1,
+            voters: voters.to_vec(),
+            reachable: reachable.iter().copied().collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn quorum_rule_for_removal() {
+        // 3 healthy: removing one leaves 2 of 2 reachable.
+        assert!(removal_keeps_quorum(&status(&[1, 2, 3], &[1, 2, 3]), 3).is_ok());
+        // 3 with one down: removing the down one is fine, a healthy one is not.
+        assert!(removal_keeps_quorum(&status(&[1, 2, 3], &[1, 2]), 3).is_ok());
+        assert!(removal_keeps_quorum(&status(&[1, 2, 3], &[1, 2]), 2).is_err());
+        // Never the last one.
+        assert!(removal_keeps_quorum(&status(&[1], &[1]), 1).is_err());
+    }
+}

@@ -1,0 +1,72 @@
+//! The gRPC services of a manager. Each is served on the node's mTLS
+//! listener; the control API is also served on the local unix socket.
+//! Services find the running manager through a [`ManagerSlot`], since a
+//! node's role can change while its listener keeps running.
+
+pub mod ca;
+pub mod control;
+pub mod dispatcher;
+pub mod raft;
+
+use std::sync::{Arc, RwLock};
+
+use swarmlet_common::identity::Role;
+use swarmlet_common::tls::peer_cert_info;
+use tonic::Status;
+
+use crate::manager::Manager;
+
+/// Metadata key a forwarding manager uses to say on whose behalf it calls.
+pub const ON_BEHALF_OF: &str = "x-swarmlet-node";
+
+/// The manager this node runs, if it is a manager now.
+#[derive(Clone, Default)]
+pub struct ManagerSlot(Arc<RwLock<Option<Arc<Manager>>>>);
+
+impl ManagerSlot {
+    /// The running manager, or the error a worker gives.
+    pub fn get(&self) -> Result<Arc<Manager>, Status> {
+        self.0
+            .read()
+            .ok()
+            .and_then(|g| g.clone())
+            .ok_or_else(|| {
+                Status::failed_precondition(
+                    "this node is not a swarm manager: run this command on a manager node",
+                )
+            })
+    }
+
+    /// Whether a manager runs.
+    pub fn is_set(&self) -> bool {
+        self.0.read().map(|g| g.is_some()).unwrap_or(false)
+    }
+
+    /// Installs or clears the manager.
+    pub fn set(&self, manager: Option<Arc<Manager>>) {
+        if let Ok(mut g) = self.0.write() {
+            *g = manager;
+        }
+    }
+}
+
+/// The node a request is for: the caller's certificate's node, or, when a
+/// manager forwards a call, the node named in [`ON_BEHALF_OF`].
+pub fn calling_node<T>(request: &tonic::Request<T>) -> Result<String, Status> {
+    let info = peer_cert_info(request)?;
+    if info.role == Role::Manager {
+        if let Some(v) = request.metadata().get(ON_BEHALF_OF).and_then(|v| v.to_str().ok()) {
+            return Ok(v.to_string());
+        }
+    }
+    Ok(info.node_id)
+}
+
+/// A copy of `message` to send to the leader on behalf of `node`.
+pub fn forwarded<T>(message: T, node: Option<&str>) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    if let Some(v) = node.and_then(|n| n.parse().ok()) {
+        r.metadata_mut().insert(ON_BEHALF_OF, v);
+    }
+    r
+}

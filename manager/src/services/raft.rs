@@ -1,0 +1,108 @@
+//! The Raft transport service: message streams from peers, and joining the
+//! Raft group as a new voter.
+
+use protobuf::Message as PbMessage;
+use prost::Message as _;
+use raft::eraftpb::Message;
+use swarmlet_common::tls::require_manager;
+use swarmlet_proto::common::Empty;
+use swarmlet_proto::objects::{Node, NodeRole};
+use swarmlet_proto::raft::raft_transport_client::RaftTransportClient;
+use swarmlet_proto::raft::raft_transport_server::RaftTransport;
+use swarmlet_proto::raft::{JoinRaftRequest, JoinRaftResponse, RaftChunk, RaftMemberInfo};
+use swarmlet_proto::store::ConfChangeContext;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{calling_node, forwarded, ManagerSlot};
+use crate::manager::{propose_status, store_status};
+
+/// The Raft transport service of one node.
+pub struct RaftService {
+    slot: ManagerSlot,
+}
+
+impl RaftService {
+    /// A Raft service backed by the node's manager slot.
+    pub fn new(slot: ManagerSlot) -> Self {
+        RaftService { slot }
+    }
+}
+
+#[tonic::async_trait]
+impl RaftTransport for RaftService {
+    async fn stream(&self, request: Request<Streaming<RaftChunk>>) -> Result<Response<Empty>, Status> {
+        require_manager(&request)?;
+        let m = self.slot.get()?;
+        let mut stream = request.into_inner();
+        let mut buf = Vec::new();
+        while let Some(chunk) = stream.message().await? {
+            buf.extend_from_slice(&chunk.data);
+            if !chunk.last {
+                continue;
+            }
+            let msg = Message::parse_from_bytes(&buf)
+                .map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))?;
+            buf.clear();
+            if m.transport.is_blocked(msg.from) {
+                continue;
+            }
+            m.raft.step(msg);
+        }
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn join_raft(
+        &self,
+        request: Request<JoinRaftRequest>,
+    ) -> Result<Response<JoinRaftResponse>, Status> {
+        require_manager(&request)?;
+        let node_id = calling_node(&request)?;
+        let m = self.slot.get()?;
+        if let Some(leader) = m.forward_target()? {
+            return RaftTransportClient::new(leader)
+                .join_raft(forwarded(request.into_inner(), Some(&node_id)))
+                .await;
+        }
+        let req = request.into_inner();
+        let (_, node) = m
+            .store
+            .get::<Node>(&node_id)
+            .map_err(store_status)?
+            .ok_or_else(|| Status::not_found(format!("node {node_id} not found")))?;
+        if node.role() != NodeRole::Manager {
+            return Err(Status::permission_denied(format!("node {node_id} is not a manager")));
+        }
+        let members = m.members()?;
+        let already = members.iter().any(|x| x.raft_id == req.raft_id);
+        if let Some(stale) = members.iter().find(|x| x.node_id == node_id && x.raft_id != req.raft_id) {
+            // The node lost its Raft state and comes back under a new Raft ID.
+            let ctx = ConfChangeContext { node_id: node_id.clone(), ..Default::default() };
+            m.raft
+                .remove_voter(stale.raft_id, ctx.encode_to_vec())
+                .await
+                .map_err(propose_status)?;
+        }
+        if !already {
+            let ctx = ConfChangeContext {
+                node_id: node_id.clone(),
+                addr: req.addr.clone(),
+                proposal_id: 0,
+            };
+            m.raft
+                .add_voter(req.raft_id, ctx.encode_to_vec())
+                .await
+                .map_err(propose_status)?;
+            tracing::info!(node = %node_id, raft_id = req.raft_id, "manager joined raft");
+        }
+        let members = m
+            .members()?
+            .into_iter()
+            .map(|x| RaftMemberInfo {
+                raft_id: x.raft_id,
+                node_id: x.node_id,
+                addr: x.addr,
+            })
+            .collect();
+        Ok(Response::new(JoinRaftResponse { members }))
+    }
+}

@@ -1,1 +1,32 @@
-fn main(){}
+//! `swarmctl`: the Swarmlet command-line client. Parses the command line and
+//! calls the daemon's control socket; each command lives in its own module.
+
+mod cli;
+mod cluster;
+mod node;
+mod output;
+
+use clap::{CommandFactory, Parser};
+
+use cli::{Cli, Command};
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Cluster(c) => cluster::run(&cli, c).await,
+        Command::Node(c) => node::run(&cli, c).await,
+        Command::Version => {
+            println!("swarmctl {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Completion { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "swarmctl", &mut std::io::stdout());
+            Ok(())
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("Error: {}", output::one_line(&format!("{e:#}")));
+        std::process::exit(1);
+    }
+}

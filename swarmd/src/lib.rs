@@ -1,1 +1,17 @@
-//! x
+//! The Swarmlet node daemon as a library, so tests can run many nodes in one process.
+//!
+//! # Layout
+//! - [`config`]: the daemon's settings (from `swarmd`'s flags).
+//! - [`state`]: what a joined node persists about itself (`node.json`).
+//! - [`daemon`]: the daemon: local control socket, start-up and shutdown.
+//! - [`joined`]: a node that belongs to a cluster: mTLS listener, agent,
+//!   manager when its role says so, and following role changes live.
+//! - [`bootstrap`]: `cluster init` and `node join`.
+//! - [`local`]: the local-only gRPC service (init, join, leave, info).
+
+pub mod bootstrap;
+pub mod config;
+pub mod daemon;
+pub mod joined;
+pub mod local;
+pub mod state;

@@ -1,1 +1,95 @@
-fn main(){}
+//! `swarmd`: the Swarmlet node daemon. Parses flags and runs [`swarmd::daemon::Daemon`].
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use swarmd::config::DaemonConfig;
+use swarmd::daemon::Daemon;
+
+/// The Swarmlet node daemon.
+#[derive(Parser, Debug)]
+#[command(name = "swarmd", version, about = "Swarmlet node daemon")]
+struct Args {
+    /// State directory.
+    #[arg(long, default_value = "/var/lib/swarmd")]
+    state_dir: PathBuf,
+    /// Unix control socket (mode 0600).
+    #[arg(long, default_value = "/run/swarmd/swarmd.sock")]
+    control_socket: PathBuf,
+    /// mTLS gRPC listener (raft, dispatcher, remote control).
+    #[arg(long, default_value = "0.0.0.0:4242")]
+    listen_addr: String,
+    /// Address other nodes dial, IP[:PORT]; default: the address of the default route.
+    #[arg(long)]
+    advertise_addr: Option<String>,
+    /// VXLAN underlay source address; default: the advertise IP.
+    #[arg(long)]
+    data_path_addr: Option<String>,
+    /// Docker daemon URI.
+    #[arg(long, default_value = "unix:///var/run/docker.sock")]
+    docker_host: String,
+    /// Task executor.
+    #[arg(long, default_value = "docker", value_parser = ["docker", "sim"])]
+    executor: String,
+    /// Node name; default: the system hostname.
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Log level (or RUST_LOG).
+    #[arg(long)]
+    log_level: Option<String>,
+    /// Prometheus metrics address (HOST:PORT); off by default.
+    #[arg(long)]
+    metrics_addr: Option<String>,
+    /// Manager only: restart as a one-manager cluster from this node's state.
+    #[arg(long)]
+    force_new_cluster: bool,
+}
+
+fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = args
+        .log_level
+        .clone()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+    if args.force_new_cluster {
+        anyhow::bail!("--force-new-cluster is not implemented yet");
+    }
+    if args.metrics_addr.is_some() {
+        tracing::warn!("--metrics-addr is accepted but metrics are not served yet");
+    }
+    let _ = (&args.data_path_addr, &args.docker_host, &args.executor);
+    let mut cfg = DaemonConfig::new(
+        args.state_dir,
+        args.control_socket,
+        args.listen_addr,
+        args.hostname.unwrap_or_else(system_hostname),
+    );
+    cfg.advertise_addr = args.advertise_addr;
+    let daemon = Daemon::start(cfg).await.context("swarmd failed to start")?;
+    tracing::info!("swarmd ready on {}", daemon.cfg.control_socket.display());
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down");
+    tokio::time::timeout(std::time::Duration::from_secs(8), daemon.shutdown())
+        .await
+        .ok();
+    Ok(())
+}

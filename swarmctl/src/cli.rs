@@ -1,0 +1,152 @@
+//! Command-line grammar (clap derive), global options usable before or after the subcommand.
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Output format of `ls`, `ps` and `inspect`.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    /// Human-readable table.
+    Table,
+    /// One JSON array (ls/ps) or object (inspect).
+    Json,
+}
+
+/// Swarmlet command-line client.
+#[derive(Parser, Debug)]
+#[command(name = "swarmctl", version, about = "Drive a Swarmlet cluster")]
+pub struct Cli {
+    /// Daemon to talk to.
+    #[arg(short = 'H', long = "host", global = true, env = "SWARMCTL_HOST", default_value = "unix:///run/swarmd/swarmd.sock")]
+    pub host: String,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Manage the cluster.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+    /// Manage nodes.
+    #[command(subcommand)]
+    Node(NodeCmd),
+    /// Print the version.
+    Version,
+    /// Print a shell completion script.
+    Completion {
+        /// Shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `swarmctl cluster …`
+#[derive(Subcommand, Debug)]
+pub enum ClusterCmd {
+    /// Create a new cluster with this node as its first manager.
+    Init {
+        /// Address other nodes dial, IP[:PORT].
+        #[arg(long)]
+        advertise_addr: Option<String>,
+        /// Address pool overlay networks are cut from.
+        #[arg(long)]
+        default_addr_pool: Option<String>,
+        /// Prefix length of each network cut from the pool.
+        #[arg(long)]
+        default_addr_pool_mask_len: Option<u32>,
+    },
+    /// Show the cluster.
+    Inspect,
+    /// Change cluster settings.
+    Update {
+        /// Heartbeat period, e.g. 1s or 500ms.
+        #[arg(long)]
+        heartbeat_period: Option<String>,
+        /// Finished tasks kept per slot.
+        #[arg(long)]
+        task_history_limit: Option<i64>,
+    },
+    /// Show (or rotate) a join token.
+    JoinToken {
+        /// `worker` or `manager`.
+        role: String,
+        /// Replace the token; the old one stops working.
+        #[arg(long)]
+        rotate: bool,
+        /// Print only the token.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+}
+
+/// `swarmctl node …`
+#[derive(Subcommand, Debug)]
+pub enum NodeCmd {
+    /// Join this node to a cluster.
+    Join {
+        /// Join token.
+        #[arg(long)]
+        token: String,
+        /// A manager's address, IP:PORT.
+        manager: String,
+        /// Address other nodes dial, IP[:PORT].
+        #[arg(long)]
+        advertise_addr: Option<String>,
+    },
+    /// Leave the cluster.
+    Leave {
+        /// Leave even if this node is a manager.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List nodes.
+    Ls,
+    /// Show a node.
+    Inspect {
+        /// Node ID, ID prefix or hostname.
+        node: String,
+    },
+    /// List tasks on a node (this node by default).
+    Ps {
+        /// Node ID, ID prefix or hostname.
+        node: Option<String>,
+    },
+    /// Change a node's availability or labels.
+    Update {
+        /// `active`, `pause` or `drain`.
+        #[arg(long)]
+        availability: Option<String>,
+        /// Add or change a label K=V.
+        #[arg(long = "label-add")]
+        label_add: Vec<String>,
+        /// Remove a label.
+        #[arg(long = "label-rm")]
+        label_rm: Vec<String>,
+        /// Node ID, ID prefix or hostname.
+        node: String,
+    },
+    /// Make nodes managers.
+    Promote {
+        /// Nodes.
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+    /// Make managers workers.
+    Demote {
+        /// Nodes.
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+    /// Remove nodes from the cluster.
+    Rm {
+        /// Remove even if the node is not down.
+        #[arg(short, long)]
+        force: bool,
+        /// Nodes.
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+}

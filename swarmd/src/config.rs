@@ -1,0 +1,45 @@
+//! Settings of one daemon.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How one `swarmd` runs.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// State directory (identity, certificates, Raft data).
+    pub state_dir: PathBuf,
+    /// Unix control socket path (mode 0600).
+    pub control_socket: PathBuf,
+    /// mTLS listener address.
+    pub listen_addr: String,
+    /// Address other nodes dial, `IP[:PORT]`; derived when `None`.
+    pub advertise_addr: Option<String>,
+    /// Node name.
+    pub hostname: String,
+    /// Raft clock tick (tests may shorten it).
+    pub raft_tick: Duration,
+}
+
+impl DaemonConfig {
+    /// A configuration with defaults around a state dir and socket.
+    pub fn new(state_dir: PathBuf, control_socket: PathBuf, listen_addr: String, hostname: String) -> Self {
+        DaemonConfig {
+            state_dir,
+            control_socket,
+            listen_addr,
+            advertise_addr: None,
+            hostname,
+            raft_tick: Duration::from_millis(50),
+        }
+    }
+
+    /// Directory of the node's certificates.
+    pub fn certs_dir(&self) -> PathBuf {
+        self.state_dir.join("certs")
+    }
+
+    /// Directory of the manager's sled database.
+    pub fn raft_dir(&self) -> PathBuf {
+        self.state_dir.join("raft")
+    }
+}

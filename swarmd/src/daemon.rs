@@ -1,0 +1,95 @@
+//! The daemon: serves the local control socket, resumes a joined node at
+//! start-up, and stops everything on shutdown.
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+
+use anyhow::Context;
+use swarmlet_common::identity::NodeIdentity;
+use swarmlet_manager::services::control::ControlService;
+use swarmlet_manager::services::ManagerSlot;
+use swarmlet_proto::control::control_server::ControlServer;
+use swarmlet_proto::local::local_server::LocalServer;
+use tokio::sync::{watch, Mutex};
+use tokio_stream::wrappers::UnixListenerStream;
+
+use crate::config::DaemonConfig;
+use crate::joined::Joined;
+use crate::local::LocalService;
+use crate::state::NodeState;
+
+/// One running `swarmd`.
+pub struct Daemon {
+    /// Its settings.
+    pub cfg: DaemonConfig,
+    /// Its manager, while it is one.
+    pub managers: ManagerSlot,
+    /// Its cluster membership, once joined.
+    pub joined: Mutex<Option<Arc<Joined>>>,
+    shutdown: watch::Sender<bool>,
+    server: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Daemon {
+    /// Starts the daemon: resumes the node if its state dir is populated,
+    /// then serves the control socket.
+    pub async fn start(cfg: DaemonConfig) -> anyhow::Result<Arc<Daemon>> {
+        std::fs::create_dir_all(&cfg.state_dir)
+            .with_context(|| format!("cannot create state dir {}", cfg.state_dir.display()))?;
+        let managers = ManagerSlot::default();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let daemon = Arc::new(Daemon {
+            cfg: cfg.clone(),
+            managers: managers.clone(),
+            joined: Mutex::new(None),
+            shutdown,
+            server: std::sync::Mutex::new(None),
+        });
+        if let Some(state) = NodeState::load(&cfg.state_dir)? {
+            let identity = NodeIdentity::load(&cfg.certs_dir())?
+                .context("state dir has node.json but no certificates")?;
+            tracing::info!(node = %state.node_id, role = %state.role, "resuming node");
+            let joined = Joined::start(cfg.clone(), state, identity, managers.clone(), false).await?;
+            *daemon.joined.lock().await = Some(joined);
+        }
+        let socket = &cfg.control_socket;
+        if let Some(dir) = socket.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let _ = std::fs::remove_file(socket);
+        let listener = tokio::net::UnixListener::bind(socket)
+            .with_context(|| format!("cannot bind control socket {}", socket.display()))?;
+        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+        let local = LocalService::new(Arc::downgrade(&daemon));
+        let mut rx = shutdown_rx;
+        let server = tokio::spawn(async move {
+            let result = tonic::transport::Server::builder()
+                .add_service(LocalServer::new(local))
+                .add_service(ControlServer::new(ControlService::new(managers, true)))
+                .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::error!("control socket failed: {e}");
+            }
+        });
+        if let Ok(mut s) = daemon.server.lock() {
+            *s = Some(server);
+        }
+        Ok(daemon)
+    }
+
+    /// Stops the node's parts and the control socket.
+    pub async fn shutdown(&self) {
+        if let Some(j) = self.joined.lock().await.take() {
+            j.stop().await;
+        }
+        let _ = self.shutdown.send(true);
+        let server = self.server.lock().ok().and_then(|mut s| s.take());
+        if let Some(s) = server {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(3), s).await;
+        }
+        let _ = std::fs::remove_file(&self.cfg.control_socket);
+    }
+}

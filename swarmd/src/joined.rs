@@ -1,0 +1,269 @@
+//! A node that belongs to a cluster: its mTLS listener, its heartbeat agent,
+//! and its manager while its role is manager. Role changes (promote/demote)
+//! are followed live: the node renews its certificate for the new role and
+//! starts or stops its manager without restarting the process.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use swarmlet_common::grpc::{tls_channel, tls_incoming, MAX_MESSAGE_BYTES};
+use swarmlet_common::identity::{new_key_and_csr, NodeIdentity};
+use swarmlet_common::tls::{client_config, server_config, CertSlot};
+use swarmlet_manager::manager::{Manager, ManagerConfig};
+use swarmlet_manager::raft::RaftConfig;
+use swarmlet_manager::services::{ca::CaService, control::ControlService, dispatcher::DispatcherService, raft::RaftService, ManagerSlot};
+use swarmlet_proto::ca::ca_client::CaClient;
+use swarmlet_proto::ca::ca_server::CaServer;
+use swarmlet_proto::ca::RenewRequest;
+use swarmlet_proto::control::control_server::ControlServer;
+use swarmlet_proto::dispatcher::dispatcher_server::DispatcherServer;
+use swarmlet_proto::raft::raft_transport_client::RaftTransportClient;
+use swarmlet_proto::raft::raft_transport_server::RaftTransportServer;
+use swarmlet_proto::raft::JoinRaftRequest;
+use swarmlet_worker::agent::{self, AgentConfig, AgentEvent};
+use tokio::sync::{mpsc, watch, Mutex};
+
+use crate::config::DaemonConfig;
+use crate::state::NodeState;
+
+/// A joined node's running parts.
+pub struct Joined {
+    cfg: DaemonConfig,
+    /// Persisted state.
+    pub state: Mutex<NodeState>,
+    identity: Mutex<NodeIdentity>,
+    slot: CertSlot,
+    client_tls: Arc<rustls::ClientConfig>,
+    /// The manager, while this node is one.
+    pub managers: ManagerSlot,
+    shutdown: watch::Sender<bool>,
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Joined {
+    /// Starts the listener, the agent and (for a manager) the manager.
+    /// `bootstrap` makes this node the first manager of a new cluster.
+    pub async fn start(
+        cfg: DaemonConfig,
+        state: NodeState,
+        identity: NodeIdentity,
+        managers: ManagerSlot,
+        bootstrap: bool,
+    ) -> anyhow::Result<Arc<Joined>> {
+        let slot = CertSlot::new(&identity)?;
+        let client_tls = client_config(&identity.ca_pem, slot.clone())?;
+        let server_tls = server_config(&identity.ca_pem, slot.clone())?;
+        let listener = tokio::net::TcpListener::bind(&cfg.listen_addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", cfg.listen_addr))?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let joined = Arc::new(Joined {
+            cfg,
+            state: Mutex::new(state),
+            identity: Mutex::new(identity),
+            slot,
+            client_tls,
+            managers,
+            shutdown,
+            tasks: std::sync::Mutex::new(Vec::new()),
+        });
+        joined.spawn(serve(listener, server_tls, joined.managers.clone(), shutdown_rx.clone()));
+        if joined.state.lock().await.role == "manager" {
+            joined.start_manager(bootstrap).await?;
+        }
+        joined.start_agent(shutdown_rx);
+        Ok(joined)
+    }
+
+    fn spawn(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+        let handle = tokio::spawn(fut);
+        if let Ok(mut t) = self.tasks.lock() {
+            t.push(handle);
+        }
+    }
+
+    fn start_agent(self: &Arc<Self>, shutdown: watch::Receiver<bool>) {
+        let (tx, mut rx) = mpsc::channel(16);
+        let me = self.clone();
+        let start = async move {
+            let state = me.state.lock().await.clone();
+            let cfg = AgentConfig {
+                hostname: me.cfg.hostname.clone(),
+                addr: state.addr.clone(),
+                tls: me.client_tls.clone(),
+                managers: state.managers.clone(),
+            };
+            agent::run(cfg, tx, shutdown).await;
+        };
+        self.spawn(start);
+        let me = self.clone();
+        self.spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                if let Err(e) = me.on_agent_event(ev).await {
+                    tracing::warn!("following the cluster failed: {e:#}");
+                }
+            }
+        });
+    }
+
+    async fn on_agent_event(self: &Arc<Self>, ev: AgentEvent) -> anyhow::Result<()> {
+        match ev {
+            AgentEvent::Managers(addrs) => {
+                let mut st = self.state.lock().await;
+                st.managers = addrs;
+                st.save(&self.cfg.state_dir)?;
+            }
+            AgentEvent::Removed => {
+                tracing::warn!("this node was removed from the cluster");
+                self.managers.set(None);
+            }
+            AgentEvent::DesiredRole(role) => {
+                let current = self.state.lock().await.role.clone();
+                if role.is_empty() || role == current {
+                    return Ok(());
+                }
+                tracing::info!(from = %current, to = %role, "role change");
+                self.renew_certificate().await?;
+                if role == "manager" {
+                    {
+                        let mut st = self.state.lock().await;
+                        st.role = role;
+                        st.raft_joined = false;
+                        st.save(&self.cfg.state_dir)?;
+                    }
+                    self.start_manager(false).await?;
+                } else {
+                    if let Ok(m) = self.managers.get() {
+                        m.stop();
+                    }
+                    self.managers.set(None);
+                    let mut st = self.state.lock().await;
+                    st.role = role;
+                    st.raft_id = 0;
+                    st.raft_joined = false;
+                    st.save(&self.cfg.state_dir)?;
+                    let _ = std::fs::remove_dir_all(self.cfg.raft_dir());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Gets a certificate for the role the cluster now wants.
+    async fn renew_certificate(&self) -> anyhow::Result<()> {
+        let managers = self.state.lock().await.managers.clone();
+        let (key, csr) = new_key_and_csr()?;
+        let mut last = anyhow!("no manager known");
+        for addr in managers {
+            let channel = tls_channel(&addr, self.client_tls.clone())?;
+            match CaClient::new(channel).renew_node_certificate(RenewRequest { csr_pem: csr.clone() }).await {
+                Ok(resp) => {
+                    let resp = resp.into_inner();
+                    let mut id = self.identity.lock().await;
+                    let new = NodeIdentity::new(id.ca_pem.clone(), resp.cert_pem, key.serialize_pem())?;
+                    new.save(&self.cfg.certs_dir())?;
+                    self.slot.replace(&new)?;
+                    *id = new;
+                    return Ok(());
+                }
+                Err(s) => last = anyhow!("{}", s.message()),
+            }
+        }
+        Err(last.context("certificate renewal failed"))
+    }
+
+    async fn start_manager(self: &Arc<Self>, bootstrap: bool) -> anyhow::Result<()> {
+        let mut st = self.state.lock().await;
+        if st.raft_id == 0 {
+            st.raft_id = swarmlet_common::ids::new_raft_id();
+            st.save(&self.cfg.state_dir)?;
+        }
+        let mut raft = RaftConfig::new(st.raft_id);
+        raft.tick = self.cfg.raft_tick;
+        let mcfg = ManagerConfig {
+            node_id: st.node_id.clone(),
+            raft,
+            advertise_addr: st.addr.clone(),
+            db_dir: self.cfg.raft_dir(),
+            client_tls: self.client_tls.clone(),
+        };
+        let manager = if bootstrap { Manager::bootstrap(mcfg)? } else { Manager::start(mcfg)? };
+        self.managers.set(Some(manager.clone()));
+        if !bootstrap && !st.raft_joined {
+            join_raft(&manager, &st.managers, st.raft_id, &st.addr, &self.client_tls).await?;
+            st.raft_joined = true;
+            st.save(&self.cfg.state_dir)?;
+        }
+        Ok(())
+    }
+
+    /// Stops everything this node runs (containers would stay running).
+    pub async fn stop(&self) {
+        let _ = self.shutdown.send(true);
+        if let Ok(m) = self.managers.get() {
+            m.stop();
+        }
+        self.managers.set(None);
+        let tasks: Vec<_> = self.tasks.lock().map(|mut t| t.drain(..).collect()).unwrap_or_default();
+        for t in tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Asks the managers to add this manager to the Raft group.
+async fn join_raft(
+    manager: &Manager,
+    managers: &[String],
+    raft_id: u64,
+    addr: &str,
+    tls: &Arc<rustls::ClientConfig>,
+) -> anyhow::Result<()> {
+    let mut last = anyhow!("no manager known");
+    for _attempt in 0..10 {
+        for peer in managers.iter().filter(|m| m.as_str() != addr) {
+            let channel = tls_channel(peer, tls.clone())?;
+            let req = JoinRaftRequest {
+                raft_id,
+                addr: addr.to_string(),
+            };
+            match RaftTransportClient::new(channel).join_raft(req).await {
+                Ok(resp) => {
+                    for m in resp.into_inner().members {
+                        manager.transport.add_peer(m.raft_id, &m.addr);
+                    }
+                    return Ok(());
+                }
+                Err(s) => last = anyhow!("{}", s.message()),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    Err(last.context("joining the raft group failed"))
+}
+
+/// Serves the node's gRPC services on the mTLS listener.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    slot: ManagerSlot,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let incoming = tls_incoming(listener, tls);
+    let result = tonic::transport::Server::builder()
+        .add_service(CaServer::new(CaService::new(slot.clone())))
+        .add_service(
+            RaftTransportServer::new(RaftService::new(slot.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(DispatcherServer::new(DispatcherService::new(slot.clone())))
+        .add_service(ControlServer::new(ControlService::new(slot, false)))
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::error!("listener failed: {e}");
+    }
+}

@@ -1,0 +1,61 @@
+//! What a joined node remembers about itself across restarts (`node.json`).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// The node's persisted identity and role.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeState {
+    /// Node ID.
+    pub node_id: String,
+    /// Cluster ID.
+    pub cluster_id: String,
+    /// Current role: `manager` or `worker`.
+    pub role: String,
+    /// Raft ID while a manager (0 otherwise).
+    pub raft_id: u64,
+    /// Whether the Raft storage already belongs to the group.
+    pub raft_joined: bool,
+    /// Address other nodes dial.
+    pub addr: String,
+    /// Managers last heard of.
+    pub managers: Vec<String>,
+}
+
+/// Failures reading or writing the state file.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// I/O on the file.
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    /// The file is not valid JSON for a node state.
+    #[error("{0}: {1}")]
+    Json(String, serde_json::Error),
+}
+
+const FILE: &str = "node.json";
+
+impl NodeState {
+    /// Loads the state from `dir`, if the node has joined a cluster.
+    pub fn load(dir: &Path) -> Result<Option<Self>, StateError> {
+        let path = dir.join(FILE);
+        let shown = path.display().to_string();
+        match std::fs::read(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StateError::Io(shown, e)),
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| StateError::Json(shown, e)),
+        }
+    }
+
+    /// Writes the state to `dir` atomically.
+    pub fn save(&self, dir: &Path) -> Result<(), StateError> {
+        let path = dir.join(FILE);
+        let tmp = dir.join(".node.json.tmp");
+        let shown = path.display().to_string();
+        std::fs::create_dir_all(dir).map_err(|e| StateError::Io(shown.clone(), e))?;
+        let body = serde_json::to_vec_pretty(self).map_err(|e| StateError::Json(shown.clone(), e))?;
+        std::fs::write(&tmp, body).map_err(|e| StateError::Io(shown.clone(), e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| StateError::Io(shown, e))
+    }
+}

@@ -1,0 +1,97 @@
+//! Heartbeats to the managers. The agent keeps one manager at a time and
+//! moves to the next one when a call fails; the answer tells it the period,
+//! the role the cluster wants it to have, and the current managers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::ClientConfig;
+use swarmlet_common::grpc::tls_channel;
+use swarmlet_proto::dispatcher::dispatcher_client::DispatcherClient;
+use swarmlet_proto::dispatcher::HeartbeatRequest;
+use tokio::sync::{mpsc, watch};
+
+/// What the agent learns from the managers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentEvent {
+    /// The role the cluster wants this node to have.
+    DesiredRole(String),
+    /// The node was removed from the cluster.
+    Removed,
+    /// The managers' addresses changed.
+    Managers(Vec<String>),
+}
+
+/// How the agent reaches the managers.
+pub struct AgentConfig {
+    /// This node's hostname.
+    pub hostname: String,
+    /// This node's advertise address.
+    pub addr: String,
+    /// mTLS client configuration with the node's certificate.
+    pub tls: Arc<ClientConfig>,
+    /// Managers to try, in order.
+    pub managers: Vec<String>,
+}
+
+const RETRY: Duration = Duration::from_millis(250);
+const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Runs heartbeats until `shutdown` turns true.
+pub async fn run(cfg: AgentConfig, events: mpsc::Sender<AgentEvent>, mut shutdown: watch::Receiver<bool>) {
+    let mut managers = cfg.managers.clone();
+    let mut current = 0usize;
+    let mut last_role = String::new();
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let wait = match heartbeat_once(&cfg, managers.get(current % managers.len().max(1))).await {
+            Ok(resp) => {
+                if resp.removed {
+                    let _ = events.send(AgentEvent::Removed).await;
+                    return;
+                }
+                if resp.desired_role != last_role {
+                    last_role = resp.desired_role.clone();
+                    let _ = events.send(AgentEvent::DesiredRole(resp.desired_role.clone())).await;
+                }
+                if !resp.manager_addrs.is_empty() && resp.manager_addrs != managers {
+                    let addr = managers.get(current % managers.len().max(1)).cloned();
+                    managers = resp.manager_addrs.clone();
+                    current = addr.and_then(|a| managers.iter().position(|m| *m == a)).unwrap_or(0);
+                    let _ = events.send(AgentEvent::Managers(managers.clone())).await;
+                }
+                Duration::from_millis(resp.period_ms.max(100))
+            }
+            Err(e) => {
+                tracing::debug!("heartbeat failed: {e}; trying the next manager");
+                current = current.wrapping_add(1);
+                RETRY
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+async fn heartbeat_once(
+    cfg: &AgentConfig,
+    manager: Option<&String>,
+) -> Result<swarmlet_proto::dispatcher::HeartbeatResponse, String> {
+    let addr = manager.ok_or("no manager known")?;
+    let channel = tls_channel(addr, cfg.tls.clone()).map_err(|e| e.to_string())?;
+    let mut client = DispatcherClient::new(channel);
+    let req = HeartbeatRequest {
+        node_id: String::new(),
+        hostname: cfg.hostname.clone(),
+        addr: cfg.addr.clone(),
+    };
+    match tokio::time::timeout(CALL_TIMEOUT, client.heartbeat(req)).await {
+        Ok(Ok(r)) => Ok(r.into_inner()),
+        Ok(Err(s)) => Err(s.message().to_string()),
+        Err(_) => Err("timed out".into()),
+    }
+}

@@ -125,6 +125,10 @@ pub fn server_config(ca_pem: &str, slot: CertSlot) -> Result<Arc<ServerConfig>, 
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(Arc::new(slot));
     config.alpn_protocols = vec![b"h2".to_vec()];
+    // No resumption: a resumed session would carry the client certificate of
+    // the first handshake, and a node's role can change with a new certificate.
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
 }
 
@@ -136,6 +140,7 @@ pub fn client_config(ca_pem: &str, slot: CertSlot) -> Result<Arc<ClientConfig>, 
         .with_root_certificates(root_store(ca_pem)?)
         .with_client_cert_resolver(Arc::new(slot));
     config.alpn_protocols = vec![b"h2".to_vec()];
+    config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
 }
 

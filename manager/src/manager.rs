@@ -151,6 +151,26 @@ impl Manager {
         self.raft.propose(tx).await.map_err(propose_status)
     }
 
+    /// Runs a read-modify-write: `build` reads the store and returns the
+    /// transaction (with version checks) and a result; retried while another
+    /// writer (e.g. a heartbeat) changed a row in between.
+    pub async fn update<T>(
+        &self,
+        mut build: impl FnMut(&Manager) -> Result<(Tx, T), Status>,
+    ) -> Result<T, Status> {
+        let mut attempt = 0;
+        loop {
+            let (tx, out) = build(self)?;
+            match self.raft.propose(tx).await {
+                Ok(_) => return Ok(out),
+                Err(ProposeError::Rejected(crate::store::ApplyError::Conflict { .. })) if attempt < 10 => {
+                    attempt += 1;
+                }
+                Err(e) => return Err(propose_status(e)),
+            }
+        }
+    }
+
     /// Waits for a linearizable read point (leader only).
     pub async fn read_barrier(&self) -> Result<(), Status> {
         self.raft.read_barrier().await.map(|_| ()).map_err(propose_status)
@@ -243,12 +263,26 @@ impl Manager {
     }
 }
 
+/// Opens the database; a previous manager of this process may still be
+/// releasing its file lock (role change, restart in tests), so a held lock is
+/// retried for a few seconds.
 fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
-    sled::Config::new()
-        .path(dir)
-        .cache_capacity(64 * 1024 * 1024)
-        .flush_every_ms(None)
-        .open()
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let result = sled::Config::new()
+            .path(dir)
+            .cache_capacity(64 * 1024 * 1024)
+            .flush_every_ms(None)
+            .open();
+        match result {
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// gRPC status for a failed proposal or read.

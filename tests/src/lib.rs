@@ -1,1 +1,130 @@
-//! x
+//! Test and benchmark support: in-process clusters of `swarmd` daemons on
+//! 127.0.0.1, each with its own state dir, control socket and port.
+//!
+//! # Layout
+//! - [`InProcessNode`]: one daemon and typed clients for its control socket.
+//! - [`wait_until`]: poll a condition with a deadline (tests never sleep blindly).
+//! - `src/bin/swarm-bench.rs`: the benchmark harness.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use swarmd::config::DaemonConfig;
+use swarmd::daemon::Daemon;
+use swarmlet_proto::control::control_client::ControlClient;
+use swarmlet_proto::local::local_client::LocalClient;
+use tonic::transport::Channel;
+
+/// Sends `tracing` output to the test harness when `RUST_LOG` is set.
+pub fn init_logging() {
+    if let Ok(filter) = std::env::var("RUST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// A port on 127.0.0.1 that is free now and handed out once per process
+/// (ports from the kernel's ephemeral range can be handed out twice).
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(0, 20000 + (std::process::id() % 400) as u16 * 50, Ordering::SeqCst, Ordering::SeqCst);
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// One in-process daemon.
+pub struct InProcessNode {
+    /// Hostname.
+    pub name: String,
+    /// Listen (and advertise) address.
+    pub addr: String,
+    /// State dir.
+    pub state_dir: PathBuf,
+    /// Control socket.
+    pub socket: PathBuf,
+    /// The running daemon, `None` while stopped.
+    pub daemon: Option<Arc<Daemon>>,
+}
+
+impl InProcessNode {
+    /// A node (not started) under `root`.
+    pub fn new(root: &std::path::Path, name: &str) -> Self {
+        InProcessNode {
+            name: name.to_string(),
+            addr: format!("127.0.0.1:{}", free_port()),
+            state_dir: root.join(name),
+            socket: root.join(format!("{name}.sock")),
+            daemon: None,
+        }
+    }
+
+    /// Starts (or restarts) the daemon over the same state.
+    pub async fn start(&mut self) -> anyhow::Result<()> {
+        init_logging();
+        let mut cfg = DaemonConfig::new(
+            self.state_dir.clone(),
+            self.socket.clone(),
+            self.addr.clone(),
+            self.name.clone(),
+        );
+        cfg.advertise_addr = Some(self.addr.clone());
+        self.daemon = Some(Daemon::start(cfg).await?);
+        Ok(())
+    }
+
+    /// Stops the daemon as a crash would look to the others.
+    pub async fn stop(&mut self) {
+        if let Some(d) = self.daemon.take() {
+            d.shutdown().await;
+        }
+    }
+
+    fn channel(&self) -> Channel {
+        swarmlet_common::grpc::unix_channel(&self.socket)
+    }
+
+    /// Control API client over the socket.
+    pub fn control(&self) -> ControlClient<Channel> {
+        ControlClient::new(self.channel())
+    }
+
+    /// Local API client over the socket.
+    pub fn local(&self) -> LocalClient<Channel> {
+        LocalClient::new(self.channel())
+    }
+
+    /// The running manager, if this node is one.
+    pub fn manager(&self) -> Option<Arc<swarmlet_manager::manager::Manager>> {
+        self.daemon.as_ref().and_then(|d| d.managers.get().ok())
+    }
+
+    /// Whether this node's manager is the Raft leader.
+    pub fn is_leader(&self) -> bool {
+        self.manager().is_some_and(|m| m.is_leader())
+    }
+}
+
+/// Polls `check` until it returns `Some`, or fails after `timeout`.
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -85,6 +85,7 @@ pub struct RaftHandle {
     pub(crate) tx: std_mpsc::Sender<Command>,
     pub(crate) status: watch::Receiver<RaftStatus>,
     pub(crate) applied: watch::Receiver<u64>,
+    pub(crate) thread: std::sync::Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 impl RaftHandle {
@@ -165,8 +166,15 @@ impl RaftHandle {
         self.applied.clone()
     }
 
-    /// Stops the loop (pending callers get [`ProposeError::Stopped`]).
+    /// Stops the loop (pending callers get [`ProposeError::Stopped`]) and
+    /// waits for its thread, so the storage is closed when this returns.
     pub fn stop(&self) {
         let _ = self.tx.send(Command::Stop);
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = thread {
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
+        }
     }
 }

@@ -120,13 +120,14 @@ pub fn start(
         compacted: 0,
     };
     lp.compacted = lp.raw.store().first_index()?.saturating_sub(1);
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("raft".into())
         .spawn(move || lp.run(rx))?;
     Ok(RaftHandle {
         tx,
         status: status_rx,
         applied: applied_rx,
+        thread: Arc::new(std::sync::Mutex::new(Some(thread))),
     })
 }
 
@@ -232,6 +233,13 @@ impl Loop {
             Command::ConfChange(mut cc, context, reply) => {
                 if let Some(e) = self.not_leader() {
                     let _ = reply.send(Err(e));
+                    return true;
+                }
+                if self.raw.raft.pending_conf_index > self.raw.raft.raft_log.applied {
+                    // raft-rs would silently turn a second change into an empty entry.
+                    let _ = reply.send(Err(ProposeError::Dropped(
+                        "another membership change is in progress; retry".into(),
+                    )));
                     return true;
                 }
                 let id = self.new_id();

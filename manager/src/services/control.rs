@@ -122,6 +122,21 @@ fn removal_keeps_quorum(status: &RaftStatus, raft_id: u64) -> Result<(), Status>
     Ok(())
 }
 
+/// The Raft status once removing `raft_id` keeps quorum. A leader learns
+/// which peers are reachable only as they answer, so a fresh leader gets
+/// one election timeout to hear from them before the change is refused.
+async fn wait_for_quorum_after_removal(m: &Manager, raft_id: u64) -> Result<RaftStatus, Status> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let status = m.raft.status();
+        match removal_keeps_quorum(&status, raft_id) {
+            Ok(()) => return Ok(status),
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
 impl ControlService {
     async fn node_info_for(&self, m: &Manager, id: &str) -> Result<NodeInfo, Status> {
         let (_, n) = resolve_node(&m.nodes()?, id)?;
@@ -135,8 +150,7 @@ impl ControlService {
         let Some(member) = m.members()?.into_iter().find(|x| x.node_id == node_id) else {
             return Ok(true);
         };
-        let status = m.raft.status();
-        removal_keeps_quorum(&status, member.raft_id)?;
+        let status = wait_for_quorum_after_removal(m, member.raft_id).await?;
         if member.raft_id == status.raft_id {
             let Some(next) = status
                 .voters
@@ -191,15 +205,19 @@ impl Control for ControlService {
             return Err(Status::invalid_argument("task history limit must not be negative"));
         }
         m.read_barrier().await?;
-        let (version, mut c) = m.cluster()?;
-        if let Some(p) = req.heartbeat_period_ms {
-            c.heartbeat_period_ms = p;
-        }
-        if let Some(l) = req.task_history_limit {
-            c.task_history_limit = l;
-        }
-        c.updated_at_ms = swarmlet_common::clock::now_ms();
-        m.propose(Tx::new().put(&c, Some(version))).await?;
+        let c = m
+            .update(|m| {
+                let (version, mut c) = m.cluster()?;
+                if let Some(p) = req.heartbeat_period_ms {
+                    c.heartbeat_period_ms = p;
+                }
+                if let Some(l) = req.task_history_limit {
+                    c.task_history_limit = l;
+                }
+                c.updated_at_ms = swarmlet_common::clock::now_ms();
+                Ok((Tx::new().put(&c, Some(version)), c))
+            })
+            .await?;
         Ok(Response::new(cluster_info(&m, &c, &m.raft.status())?))
     }
 
@@ -213,15 +231,20 @@ impl Control for ControlService {
         let role = parse_role(&req.role)
             .ok_or_else(|| Status::invalid_argument(format!("unknown role {:?}: use worker or manager", req.role)))?;
         m.read_barrier().await?;
-        let (version, mut c) = m.cluster()?;
-        if req.rotate {
-            match role {
-                NodeRole::Manager => c.manager_token_secret = new_secret(),
-                NodeRole::Worker => c.worker_token_secret = new_secret(),
-            }
-            c.updated_at_ms = swarmlet_common::clock::now_ms();
-            m.propose(Tx::new().put(&c, Some(version))).await?;
-        }
+        let c = if req.rotate {
+            m.update(|m| {
+                let (version, mut c) = m.cluster()?;
+                match role {
+                    NodeRole::Manager => c.manager_token_secret = new_secret(),
+                    NodeRole::Worker => c.worker_token_secret = new_secret(),
+                }
+                c.updated_at_ms = swarmlet_common::clock::now_ms();
+                Ok((Tx::new().put(&c, Some(version)), c))
+            })
+            .await?
+        } else {
+            m.cluster()?.1
+        };
         let secret = match role {
             NodeRole::Manager => &c.manager_token_secret,
             NodeRole::Worker => &c.worker_token_secret,
@@ -262,27 +285,40 @@ impl Control for ControlService {
         forward_to_leader!(m, request, update_node);
         let req = request.into_inner();
         m.read_barrier().await?;
-        let (version, mut n) = resolve_node(&m.nodes()?, &req.node)?;
-        if let Some(a) = &req.availability {
-            let a = parse_availability(a).ok_or_else(|| {
-                Status::invalid_argument(format!("invalid availability {a:?}: use active, pause or drain"))
-            })?;
-            n.set_availability(a);
-        }
-        for k in &req.label_rm {
-            if n.labels.remove(k).is_none() {
-                return Err(Status::invalid_argument(format!("label {k} does not exist on node {}", n.hostname)));
-            }
-        }
-        for (k, v) in &req.label_add {
-            if k.is_empty() {
-                return Err(Status::invalid_argument("label key must not be empty"));
-            }
-            n.labels.insert(k.clone(), v.clone());
-        }
-        n.updated_at_ms = swarmlet_common::clock::now_ms();
-        m.propose(Tx::new().put(&n, Some(version))).await?;
-        Ok(Response::new(self.node_info_for(&m, &n.id).await?))
+        let availability = req
+            .availability
+            .as_deref()
+            .map(|a| {
+                parse_availability(a).ok_or_else(|| {
+                    Status::invalid_argument(format!("invalid availability {a:?}: use active, pause or drain"))
+                })
+            })
+            .transpose()?;
+        let id = m
+            .update(|m| {
+                let (version, mut n) = resolve_node(&m.nodes()?, &req.node)?;
+                if let Some(a) = availability {
+                    n.set_availability(a);
+                }
+                for k in &req.label_rm {
+                    if n.labels.remove(k).is_none() {
+                        return Err(Status::invalid_argument(format!(
+                            "label {k} does not exist on node {}",
+                            n.hostname
+                        )));
+                    }
+                }
+                for (k, v) in &req.label_add {
+                    if k.is_empty() {
+                        return Err(Status::invalid_argument("label key must not be empty"));
+                    }
+                    n.labels.insert(k.clone(), v.clone());
+                }
+                n.updated_at_ms = swarmlet_common::clock::now_ms();
+                Ok((Tx::new().put(&n, Some(version)), n.id))
+            })
+            .await?;
+        Ok(Response::new(self.node_info_for(&m, &id).await?))
     }
 
     async fn set_node_role(
@@ -295,7 +331,7 @@ impl Control for ControlService {
         let role = parse_role(&req.role)
             .ok_or_else(|| Status::invalid_argument(format!("unknown role {:?}", req.role)))?;
         m.read_barrier().await?;
-        let (version, mut n) = resolve_node(&m.nodes()?, &req.node)?;
+        let (_, n) = resolve_node(&m.nodes()?, &req.node)?;
         if n.role() == role {
             return Ok(Response::new(self.node_info_for(&m, &n.id).await?));
         }
@@ -310,14 +346,19 @@ impl Control for ControlService {
                 return ControlClient::new(leader).set_node_role(forwarded(req, None)).await;
             }
         }
-        let (version, mut n) = match m.store.get::<Node>(&n.id).map_err(crate::manager::store_status)? {
-            Some(fresh) => fresh,
-            None => (version, std::mem::take(&mut n)),
-        };
-        n.set_role(role);
-        n.updated_at_ms = swarmlet_common::clock::now_ms();
-        m.propose(Tx::new().put(&n, Some(version))).await?;
-        Ok(Response::new(self.node_info_for(&m, &n.id).await?))
+        let id = n.id.clone();
+        m.update(|m| {
+            let (version, mut n) = m
+                .store
+                .get::<Node>(&id)
+                .map_err(crate::manager::store_status)?
+                .ok_or_else(|| Status::not_found(format!("node {id} not found")))?;
+            n.set_role(role);
+            n.updated_at_ms = swarmlet_common::clock::now_ms();
+            Ok((Tx::new().put(&n, Some(version)), ()))
+        })
+        .await?;
+        Ok(Response::new(self.node_info_for(&m, &id).await?))
     }
 
     async fn remove_node(

@@ -32,7 +32,6 @@ impl RaftService {
 impl RaftTransport for RaftService {
     async fn stream(&self, request: Request<Streaming<RaftChunk>>) -> Result<Response<Empty>, Status> {
         require_manager(&request)?;
-        let m = self.slot.get()?;
         let mut stream = request.into_inner();
         let mut buf = Vec::new();
         while let Some(chunk) = stream.message().await? {
@@ -43,6 +42,9 @@ impl RaftTransport for RaftService {
             let msg = Message::parse_from_bytes(&buf)
                 .map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))?;
             buf.clear();
+            // Look the manager up per message: a stream outlives a demotion or
+            // shutdown, and must not keep the stopped manager alive.
+            let m = self.slot.get()?;
             if m.transport.is_blocked(msg.from) {
                 continue;
             }

@@ -1,0 +1,114 @@
+//! The `swarmctl` binary against in-process daemons: output formats, exit
+//! codes and one-line errors, as SPEC.md states them.
+
+use std::process::Output;
+
+use swarmlet_tests::InProcessNode;
+
+fn swarmctl(node: &InProcessNode, args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_swarmctl"))
+        .arg("-H")
+        .arg(format!("unix://{}", node.socket.display()))
+        .args(args)
+        .output()
+        .expect("swarmctl runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// Runs `args` expecting failure with one stderr line containing `needle`.
+fn fails_with(node: &InProcessNode, args: &[&str], needle: &str) {
+    let o = swarmctl(node, args);
+    assert!(!o.status.success(), "{args:?} should fail");
+    let err = stderr(&o);
+    assert_eq!(err.trim_end().lines().count(), 1, "one-line error for {args:?}: {err}");
+    assert!(err.contains(needle), "{args:?}: {err}");
+    assert!(o.stdout.is_empty(), "nothing on stdout for a failed {args:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_and_node_commands() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut a = InProcessNode::new(dir.path(), "alpha");
+    let mut b = InProcessNode::new(dir.path(), "beta");
+    a.start().await.expect("start");
+    b.start().await.expect("start");
+
+    // Not joined yet.
+    fails_with(&a, &["node", "ls"], "not a swarm manager");
+    let init = swarmctl(&a, &["cluster", "init", "--advertise-addr", &a.addr]);
+    assert!(init.status.success(), "{}", stderr(&init));
+    assert!(stdout(&init).contains("swarmctl node join --token SWMTKN-1-"));
+    fails_with(&a, &["cluster", "init"], "already part of a swarm");
+
+    let token = swarmctl(&a, &["cluster", "join-token", "worker", "-q"]);
+    let token = stdout(&token).trim().to_string();
+    assert!(token.starts_with("SWMTKN-1-"));
+    fails_with(&b, &["node", "join", "--token", "SWMTKN-1-bad", &a.addr], "invalid join token");
+    fails_with(&b, &["node", "join", "--token", &token, "127.0.0.1:1"], "unreachable");
+    let join = swarmctl(&b, &["node", "join", "--token", &token, &a.addr]);
+    assert!(join.status.success(), "{}", stderr(&join));
+
+    // ls --format json (global option after the subcommand) has SPEC's keys.
+    let ls = swarmctl(&a, &["node", "ls", "--format", "json"]);
+    assert!(ls.status.success(), "{}", stderr(&ls));
+    let nodes: serde_json::Value = serde_json::from_str(stdout(&ls).trim()).expect("one JSON array");
+    let nodes = nodes.as_array().expect("array");
+    assert_eq!(nodes.len(), 2);
+    for key in ["id", "hostname", "role", "status", "availability", "manager_status", "addr", "labels"] {
+        assert!(nodes[0].get(key).is_some(), "key {key} in {}", nodes[0]);
+    }
+    let alpha = nodes.iter().find(|n| n["hostname"] == "alpha").expect("alpha");
+    assert_eq!(alpha["role"], "manager");
+    assert_eq!(alpha["manager_status"], "leader");
+    let beta = nodes.iter().find(|n| n["hostname"] == "beta").expect("beta");
+    assert!(beta["manager_status"].is_null());
+
+    // update, inspect by hostname and by ID prefix.
+    let up = swarmctl(&a, &["node", "update", "--availability", "drain", "--label-add", "zone=a", "beta"]);
+    assert!(up.status.success(), "{}", stderr(&up));
+    let id = beta["id"].as_str().expect("id");
+    let insp = swarmctl(&a, &["--format", "json", "node", "inspect", &id[..6]]);
+    let obj: serde_json::Value = serde_json::from_str(stdout(&insp).trim()).expect("one JSON object");
+    assert_eq!(obj["availability"], "drain");
+    assert_eq!(obj["labels"]["zone"], "a");
+
+    // Bad input: one line, non-zero, nothing changed.
+    fails_with(&a, &["node", "inspect", "nosuchnode"], "not found");
+    fails_with(&a, &["node", "update", "--availability", "sideways", "beta"], "invalid availability");
+    fails_with(&a, &["node", "rm", "beta"], "not down");
+    fails_with(&a, &["node", "demote", "alpha"], "last manager");
+    fails_with(&a, &["cluster", "update", "--heartbeat-period", "soon"], "invalid --heartbeat-period");
+    fails_with(&a, &["cluster", "join-token", "boss"], "unknown role");
+    let ls = swarmctl(&a, &["node", "ls", "--format", "json"]);
+    let after: serde_json::Value = serde_json::from_str(stdout(&ls).trim()).expect("json");
+    assert_eq!(after.as_array().map(Vec::len), Some(2));
+
+    // cluster inspect and update.
+    let upd = swarmctl(&a, &["cluster", "update", "--heartbeat-period", "2s"]);
+    assert!(upd.status.success(), "{}", stderr(&upd));
+    let insp = swarmctl(&a, &["cluster", "inspect"]);
+    let c: serde_json::Value = serde_json::from_str(&stdout(&insp)).expect("json object");
+    assert_eq!(c["heartbeat_period_ms"], 2000);
+    assert!(c.get("root_ca_key_pem").is_none() && !stdout(&insp).contains("PRIVATE KEY"));
+
+    // node ps validates the node; empty until services exist.
+    let ps = swarmctl(&a, &["node", "ps", "beta", "--format", "json"]);
+    assert_eq!(stdout(&ps).trim(), "[]");
+
+    // A worker leaves; the manager needs --force.
+    fails_with(&a, &["node", "leave"], "--force");
+    let leave = swarmctl(&b, &["node", "leave"]);
+    assert!(leave.status.success(), "{}", stderr(&leave));
+
+    b.stop().await;
+    a.stop().await;
+    // A daemon that is not running.
+    fails_with(&a, &["node", "ls"], "cannot connect to swarmd");
+}

@@ -1,0 +1,161 @@
+//! Join tokens, certificates and who may call what.
+
+use std::time::Duration;
+
+use swarmlet_common::grpc::tls_channel;
+use swarmlet_common::tls::{anonymous_client_config, client_config, CertSlot};
+use swarmlet_proto::common::Empty;
+use swarmlet_proto::control::control_client::ControlClient;
+use swarmlet_proto::control::JoinTokenRequest;
+use swarmlet_proto::local::{InitRequest, JoinRequest};
+use swarmlet_tests::{wait_until, InProcessNode};
+
+async fn token(n: &InProcessNode, role: &str, rotate: bool) -> String {
+    n.control()
+        .get_join_token(JoinTokenRequest {
+            role: role.into(),
+            rotate,
+        })
+        .await
+        .expect("join token")
+        .into_inner()
+        .token
+}
+
+async fn join(n: &InProcessNode, token: &str, remote: &str) -> Result<String, tonic::Status> {
+    n.local()
+        .join(JoinRequest {
+            token: token.into(),
+            remote_addr: remote.into(),
+            advertise_addr: String::new(),
+        })
+        .await
+        .map(|r| r.into_inner().node_id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tokens_are_checked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut m = InProcessNode::new(dir.path(), "m");
+    let mut w = InProcessNode::new(dir.path(), "w");
+    m.start().await.expect("start");
+    w.start().await.expect("start");
+    m.local().init(InitRequest::default()).await.expect("init");
+    let good = token(&m, "worker", false).await;
+
+    // Malformed.
+    let e = join(&w, "SWMTKN-1-nope", &m.addr).await.expect_err("malformed");
+    assert!(e.message().contains("invalid join token"), "{}", e.message());
+    // Right digest, wrong secret.
+    let (prefix, _) = good.rsplit_once('-').expect("token has a secret");
+    let wrong = format!("{prefix}-{}", "a".repeat(25));
+    let e = join(&w, &wrong, &m.addr).await.expect_err("wrong secret");
+    assert!(e.message().contains("invalid join token"), "{}", e.message());
+    // Another cluster's digest: the manager's root CA does not match.
+    let other = format!("SWMTKN-1-{}-{}", "0".repeat(64), "a".repeat(25));
+    let e = join(&w, &other, &m.addr).await.expect_err("wrong root");
+    assert!(e.message().contains("root CA does not match"), "{}", e.message());
+    // Rotated: the old token stops working, the new one works.
+    let rotated = token(&m, "worker", true).await;
+    assert_ne!(rotated, good);
+    let e = join(&w, &good, &m.addr).await.expect_err("rotated token");
+    assert!(e.message().contains("rotated"), "{}", e.message());
+    // Unreachable manager.
+    let e = join(&w, &rotated, "127.0.0.1:1").await.expect_err("unreachable");
+    assert!(e.message().contains("unreachable"), "{}", e.message());
+    // After all those failures the node is still un-joined and clean.
+    assert_eq!(w.local().info(Empty {}).await.expect("info").into_inner().state, "inactive");
+    assert!(!w.state_dir.join("node.json").exists());
+    join(&w, &rotated, &m.addr).await.expect("the current token works");
+    // A second init on a joined node is refused.
+    let e = m.local().init(InitRequest::default()).await.expect_err("second init");
+    assert!(e.message().contains("already part of a swarm"), "{}", e.message());
+    w.stop().await;
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn control_api_needs_a_manager_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut m = InProcessNode::new(dir.path(), "m");
+    let mut w = InProcessNode::new(dir.path(), "w");
+    m.start().await.expect("start");
+    w.start().await.expect("start");
+    m.local().init(InitRequest::default()).await.expect("init");
+    let t = token(&m, "worker", false).await;
+    join(&w, &t, &m.addr).await.expect("join");
+
+    let ca_pem = std::fs::read_to_string(m.state_dir.join("certs/ca.crt")).expect("ca");
+    // No certificate: TLS works (a joining node has none) but the API refuses.
+    let anon = tls_channel(&m.addr, anonymous_client_config(&ca_pem).expect("tls")).expect("channel");
+    let e = ControlClient::new(anon).list_nodes(Empty {}).await.expect_err("anonymous");
+    assert_eq!(e.code(), tonic::Code::Unauthenticated, "{}", e.message());
+
+    // A worker's certificate: refused as not a manager.
+    let worker_id = swarmlet_common::identity::NodeIdentity::load(&w.state_dir.join("certs"))
+        .expect("load")
+        .expect("present");
+    let slot = CertSlot::new(&worker_id).expect("slot");
+    let wc = tls_channel(&m.addr, client_config(&ca_pem, slot).expect("tls")).expect("channel");
+    let e = ControlClient::new(wc).list_nodes(Empty {}).await.expect_err("worker cert");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{}", e.message());
+
+    // The worker's own control socket says it is not a manager.
+    let e = w.control().list_nodes(Empty {}).await.expect_err("worker socket");
+    assert!(e.message().contains("not a swarm manager"), "{}", e.message());
+
+    // A certificate from another cluster's CA fails the TLS handshake.
+    let other = swarmlet_common::ca::RootCa::create("other").expect("ca");
+    let (key, csr) = swarmlet_common::identity::new_key_and_csr().expect("csr");
+    let cert = other
+        .sign_node(&csr, "intruder", swarmlet_common::identity::Role::Manager, "other", Duration::from_secs(3600))
+        .expect("sign");
+    let intruder = swarmlet_common::identity::NodeIdentity::new(other.cert_pem().into(), cert, key.serialize_pem())
+        .expect("identity");
+    let slot = CertSlot::new(&intruder).expect("slot");
+    let ic = tls_channel(&m.addr, client_config(&ca_pem, slot).expect("tls")).expect("channel");
+    assert!(ControlClient::new(ic).list_nodes(Empty {}).await.is_err());
+
+    w.stop().await;
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_silent_node_turns_down_quickly_and_ready_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut m = InProcessNode::new(dir.path(), "m");
+    let mut w = InProcessNode::new(dir.path(), "w");
+    m.start().await.expect("start");
+    w.start().await.expect("start");
+    m.local().init(InitRequest::default()).await.expect("init");
+    let t = token(&m, "worker", false).await;
+    join(&w, &t, &m.addr).await.expect("join");
+    let status = |m: &InProcessNode| {
+        let mut c = m.control();
+        async move {
+            c.inspect_node(swarmlet_proto::control::NodeRef { node: "w".into() })
+                .await
+                .ok()
+                .map(|n| n.into_inner().status)
+        }
+    };
+    wait_until("worker ready", Duration::from_secs(10), || async {
+        status(&m).await.filter(|s| s == "ready")
+    })
+    .await;
+    w.stop().await;
+    let stopped = std::time::Instant::now();
+    wait_until("worker down", Duration::from_secs(10), || async {
+        status(&m).await.filter(|s| s == "down")
+    })
+    .await;
+    let took = stopped.elapsed();
+    assert!(took < Duration::from_secs(8), "down after {took:?}");
+    w.start().await.expect("restart");
+    wait_until("worker ready again", Duration::from_secs(10), || async {
+        status(&m).await.filter(|s| s == "ready")
+    })
+    .await;
+    w.stop().await;
+    m.stop().await;
+}

@@ -273,6 +273,7 @@ fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
             .path(dir)
             .cache_capacity(64 * 1024 * 1024)
             .flush_every_ms(None)
+            .mode(sled::Mode::HighThroughput)
             .open();
         match result {
             Err(sled::Error::Io(e))

@@ -17,7 +17,7 @@ use protobuf::Message as PbMessage;
 use raft::eraftpb::{ConfChange, ConfChangeType, Entry, EntryType, Message, Snapshot};
 use raft::{RawNode, SnapshotStatus, StateRole, Storage};
 use swarmlet_proto::objects::RaftMember;
-use swarmlet_proto::store::{ConfChangeContext, Proposal};
+use swarmlet_proto::store::{ConfChangeContext, Proposal, ProposalBatch};
 use tokio::sync::watch;
 
 use super::handle::{Command, ProposeError, RaftHandle, RaftStatus, Reply};
@@ -97,6 +97,8 @@ pub fn start(
         max_inflight_msgs: 256,
         check_quorum: true,
         pre_vote: true,
+        // Merge appends of many proposals into one message per follower.
+        batch_append: true,
         ..Default::default()
     };
     raft_cfg.validate()?;
@@ -112,6 +114,8 @@ pub fn start(
         transport,
         cfg,
         waiters: HashMap::new(),
+        batch: Vec::new(),
+        batch_bytes: 0,
         reads: HashMap::new(),
         reads_after_apply: Vec::new(),
         next_id: rand::random::<u64>() >> 1,
@@ -137,6 +141,9 @@ struct Loop {
     transport: Arc<dyn Transport>,
     cfg: RaftConfig,
     waiters: HashMap<u64, Reply>,
+    /// Proposals received this loop turn, proposed together as one entry.
+    batch: Vec<(Proposal, Reply)>,
+    batch_bytes: usize,
     reads: HashMap<u64, Reply>,
     reads_after_apply: Vec<(u64, Reply)>,
     next_id: u64,
@@ -147,6 +154,8 @@ struct Loop {
 
 /// Most commands handled between two Readies.
 const MAX_BATCH: usize = 4096;
+/// Largest proposal batch in one entry (raft messages are capped at 1 MiB).
+const MAX_ENTRY_BYTES: usize = 512 * 1024;
 
 impl Loop {
     fn run(mut self, rx: std_mpsc::Receiver<Command>) {
@@ -172,6 +181,7 @@ impl Loop {
                 Err(std_mpsc::RecvTimeoutError::Timeout) => {}
                 Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
             }
+            self.propose_batch();
             if last_tick.elapsed() >= self.cfg.tick {
                 self.raw.tick();
                 last_tick = Instant::now();
@@ -202,23 +212,15 @@ impl Loop {
     fn handle(&mut self, cmd: Command) -> bool {
         match cmd {
             Command::Propose(tx, reply) => {
-                if let Some(e) = self.not_leader() {
-                    let _ = reply.send(Err(e));
-                    return true;
-                }
                 let id = self.new_id();
-                let data = Proposal {
+                let proposal = Proposal {
                     id,
                     mutations: tx.into_mutations(),
-                }
-                .encode_to_vec();
-                match self.raw.propose(vec![], data) {
-                    Ok(()) => {
-                        self.waiters.insert(id, reply);
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(ProposeError::Dropped(e.to_string())));
-                    }
+                };
+                self.batch_bytes += proposal.encoded_len();
+                self.batch.push((proposal, reply));
+                if self.batch_bytes >= MAX_ENTRY_BYTES {
+                    self.propose_batch();
                 }
             }
             Command::ReadIndex(reply) => {
@@ -267,6 +269,32 @@ impl Loop {
             Command::Stop => return false,
         }
         true
+    }
+
+    /// Proposes the gathered proposals as one entry.
+    fn propose_batch(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        self.batch_bytes = 0;
+        let batch = std::mem::take(&mut self.batch);
+        if let Some(e) = self.not_leader() {
+            for (_, reply) in batch {
+                let _ = reply.send(Err(e.clone()));
+            }
+            return;
+        }
+        let (proposals, replies): (Vec<Proposal>, Vec<Reply>) = batch.into_iter().unzip();
+        let ids: Vec<u64> = proposals.iter().map(|p| p.id).collect();
+        let data = ProposalBatch { proposals }.encode_to_vec();
+        match self.raw.propose(vec![], data) {
+            Ok(()) => self.waiters.extend(ids.into_iter().zip(replies)),
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(ProposeError::Dropped(e.to_string())));
+                }
+            }
+        }
     }
 
     fn on_ready(&mut self) -> Result<(), Box<dyn std::error::Error>> {
@@ -355,12 +383,15 @@ impl Loop {
             let _ = self.store.apply_entry(entry.index, entry.term, &[], &[])?;
             return Ok(());
         }
-        let proposal = Proposal::decode(entry.data.as_ref()).unwrap_or_default();
-        let outcome = self
+        let batch = ProposalBatch::decode(entry.data.as_ref()).unwrap_or_default();
+        let mutations: Vec<&[_]> = batch.proposals.iter().map(|p| p.mutations.as_slice()).collect();
+        let outcomes = self
             .store
-            .apply_entry(entry.index, entry.term, &proposal.mutations, &[])?;
-        if let Some(reply) = self.waiters.remove(&proposal.id) {
-            let _ = reply.send(outcome.map(|_| entry.index).map_err(ProposeError::Rejected));
+            .apply_proposals(entry.index, entry.term, &mutations, &[])?;
+        for (proposal, outcome) in batch.proposals.iter().zip(outcomes) {
+            if let Some(reply) = self.waiters.remove(&proposal.id) {
+                let _ = reply.send(outcome.map(|_| entry.index).map_err(ProposeError::Rejected));
+            }
         }
         Ok(())
     }
@@ -422,6 +453,9 @@ impl Loop {
     }
 
     fn fail_all(&mut self, err: ProposeError) {
+        for (_, reply) in self.batch.drain(..) {
+            let _ = reply.send(Err(err.clone()));
+        }
         for (_, reply) in self.waiters.drain() {
             let _ = reply.send(Err(err.clone()));
         }

@@ -1,5 +1,7 @@
 //! Applying committed entries to the state tree.
 
+use std::collections::HashMap;
+
 use prost::Message;
 use swarmlet_proto::store::{Mutation, Record};
 
@@ -30,13 +32,6 @@ pub enum ApplyError {
 pub type Applied = Result<(), ApplyError>;
 
 impl Store {
-    fn version_of(&self, m: &Mutation) -> Result<Option<u64>, StoreError> {
-        Ok(self
-            .state
-            .get(row_key(&m.table, &m.key))?
-            .map(|v| Record::decode(v.as_ref()).map(|r| r.version).unwrap_or(0)))
-    }
-
     /// Applies one committed entry's mutations at `index`/`term`. Whatever the
     /// checks say, the applied index moves forward in the same batch.
     pub fn apply_entry(
@@ -46,33 +41,67 @@ impl Store {
         mutations: &[Mutation],
         extra: &[(&[u8], Vec<u8>)],
     ) -> Result<Applied, StoreError> {
+        let proposal = [mutations];
+        let mut outcomes = self.apply_proposals(index, term, &proposal, extra)?;
+        Ok(outcomes.pop().unwrap_or(Ok(())))
+    }
+
+    /// Applies the proposals of one committed entry in order, each all or
+    /// nothing, together with `extra` rows and the applied index, in one
+    /// atomic sled batch. Returns each proposal's outcome.
+    pub fn apply_proposals(
+        &self,
+        index: u64,
+        term: u64,
+        proposals: &[&[Mutation]],
+        extra: &[(&[u8], Vec<u8>)],
+    ) -> Result<Vec<Applied>, StoreError> {
         let mut batch = sled::Batch::default();
+        // Versions written earlier in this batch: None = deleted.
+        let mut written: HashMap<Vec<u8>, Option<u64>> = HashMap::new();
+        let mut outcomes = Vec::with_capacity(proposals.len());
+        for mutations in proposals {
+            let outcome = self.check(mutations, &written)?;
+            if outcome.is_ok() {
+                for m in mutations.iter() {
+                    let key = row_key(&m.table, &m.key);
+                    if m.delete {
+                        batch.remove(key.clone());
+                        written.insert(key, None);
+                    } else {
+                        let record = Record {
+                            version: index,
+                            data: m.value.clone(),
+                        };
+                        batch.insert(key.clone(), record.encode_to_vec());
+                        written.insert(key, Some(index));
+                    }
+                }
+            }
+            outcomes.push(outcome);
+        }
         for (k, v) in extra {
             batch.insert(*k, v.as_slice());
         }
-        let outcome = self.check(mutations)?;
-        if outcome.is_ok() {
-            for m in mutations {
-                let key = row_key(&m.table, &m.key);
-                if m.delete {
-                    batch.remove(key);
-                } else {
-                    let record = Record {
-                        version: index,
-                        data: m.value.clone(),
-                    };
-                    batch.insert(key, record.encode_to_vec());
-                }
-            }
-        }
         batch.insert(APPLIED_KEY, &encode_applied(index, term)[..]);
         self.state.apply_batch(batch)?;
-        Ok(outcome)
+        Ok(outcomes)
     }
 
-    fn check(&self, mutations: &[Mutation]) -> Result<Applied, StoreError> {
+    fn check(&self, mutations: &[Mutation], written: &HashMap<Vec<u8>, Option<u64>>) -> Result<Applied, StoreError> {
         for m in mutations {
-            let current = self.version_of(m)?;
+            if !m.must_not_exist && m.expect_version == 0 {
+                // An unconditional write: no need to read the row.
+                continue;
+            }
+            let key = row_key(&m.table, &m.key);
+            let current = match written.get(&key) {
+                Some(v) => *v,
+                None => self
+                    .state
+                    .get(&key)?
+                    .map(|v| Record::decode(v.as_ref()).map(|r| r.version).unwrap_or(0)),
+            };
             if m.must_not_exist && current.is_some() {
                 return Ok(Err(ApplyError::Exists {
                     table: m.table.clone(),
@@ -128,9 +157,17 @@ mod tests {
         assert_eq!(store.apply_entry(8, 1, &fresh.mutations, &[]).expect("apply"), Ok(()));
         assert_eq!(store.list::<Node>().expect("list")[0].1.hostname, "h3");
 
+        // Within one entry, a later proposal sees an earlier one's writes.
+        let first = Tx::new().create(&node("b", "x"));
+        let second = Tx::new().create(&node("b", "y"));
+        let both = [first.mutations.as_slice(), second.mutations.as_slice()];
+        let outcomes = store.apply_proposals(10, 2, &both, &[]).expect("apply");
+        assert!(outcomes[0].is_ok() && outcomes[1].is_err());
+        assert_eq!(store.get::<Node>("b").expect("get").expect("b").1.hostname, "x");
+
         let del = Tx::new().delete::<Node>("a", None);
-        store.apply_entry(9, 2, &del.mutations, &[]).expect("apply").expect("ok");
+        store.apply_entry(11, 2, &del.mutations, &[]).expect("apply").expect("ok");
         assert!(store.get::<Node>("a").expect("get").is_none());
-        assert_eq!(store.applied().expect("applied"), (9, 2));
+        assert_eq!(store.applied().expect("applied"), (11, 2));
     }
 }

@@ -1,1 +1,248 @@
-fn main(){}
+//! `swarm-bench`: Swarmlet's benchmark harness. Each scenario prints progress
+//! on stderr and exactly one JSON object on the last line of stdout.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use swarmlet_manager::store::Tx;
+use swarmlet_proto::control::JoinTokenRequest;
+use swarmlet_proto::local::{InitRequest, JoinRequest};
+use swarmlet_proto::objects::RemovedNode;
+use swarmlet_tests::{wait_until, InProcessNode};
+
+#[derive(Parser)]
+#[command(name = "swarm-bench", about = "Swarmlet benchmarks")]
+struct Args {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Committed writes per second through the Raft store, managers on loopback with mTLS.
+    Raft {
+        #[arg(long, default_value_t = 3)]
+        managers: usize,
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Leader killed → new leader, and → next acknowledged write.
+    Failover {
+        #[arg(long, default_value_t = 3)]
+        managers: usize,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
+    /// Not built yet: arrives with the services issue.
+    Sched,
+    /// Not built yet: arrives with the services issue.
+    Reschedule,
+    /// Not built yet: arrives with the containers issue.
+    Start,
+    /// Not built yet: arrives with the overlay issue.
+    Overlay,
+    /// Not built yet: arrives with the routing-mesh issue.
+    Mesh,
+    /// Not built yet: arrives with the routing-mesh issue.
+    LbUpdate,
+}
+
+async fn start_cluster(dir: &std::path::Path, managers: usize) -> anyhow::Result<Vec<InProcessNode>> {
+    let mut nodes = Vec::new();
+    for i in 0..managers {
+        let mut n = InProcessNode::new(dir, &format!("m{i}"));
+        n.start().await?;
+        nodes.push(n);
+    }
+    nodes[0].local().init(InitRequest::default()).await?;
+    let token = nodes[0]
+        .control()
+        .get_join_token(JoinTokenRequest {
+            role: "manager".into(),
+            rotate: false,
+        })
+        .await?
+        .into_inner()
+        .token;
+    for n in nodes.iter().skip(1) {
+        n.local()
+            .join(JoinRequest {
+                token: token.clone(),
+                remote_addr: nodes[0].addr.clone(),
+                advertise_addr: String::new(),
+            })
+            .await
+            .context("join")?;
+    }
+    let first = nodes[0].manager().context("manager")?;
+    wait_until("all managers are voters", Duration::from_secs(30), || {
+        let first = first.clone();
+        async move { (first.raft.status().voters.len() == managers).then_some(()) }
+    })
+    .await;
+    Ok(nodes)
+}
+
+fn leader(nodes: &[InProcessNode]) -> Option<usize> {
+    nodes.iter().position(|n| n.is_leader())
+}
+
+fn write(key: String) -> Tx {
+    Tx::new().put(
+        &RemovedNode {
+            id: key,
+            removed_at_ms: 0,
+        },
+        None,
+    )
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+async fn raft_bench(managers: usize, clients: usize, seconds: u64) -> anyhow::Result<serde_json::Value> {
+    let dir = tempfile::tempdir()?;
+    let mut nodes = start_cluster(dir.path(), managers).await?;
+    let l = leader(&nodes).context("no leader")?;
+    let m = nodes[l].manager().context("manager")?;
+    eprintln!("raft: {managers} managers up, {clients} clients for {seconds}s");
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut handles = Vec::new();
+    for c in 0..clients {
+        let m = m.clone();
+        let stop = stop.clone();
+        handles.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                if m.raft.propose(write(format!("bench-{c}-{i}"))).await.is_ok() {
+                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+                i += 1;
+            }
+            lat
+        }));
+    }
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await?);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_by(|a, b| a.total_cmp(b));
+    let result = serde_json::json!({
+        "scenario": "raft",
+        "managers": managers,
+        "clients": clients,
+        "writes": all.len(),
+        "writes_per_s": (all.len() as f64 / elapsed).round(),
+        "p50_ms": (percentile(&all, 0.5) * 1000.0).round() / 1000.0,
+        "p99_ms": (percentile(&all, 0.99) * 1000.0).round() / 1000.0,
+    });
+    drop(m);
+    for n in nodes.iter_mut() {
+        n.stop().await;
+    }
+    Ok(result)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    percentile(&v, 0.5)
+}
+
+async fn failover_bench(managers: usize, rounds: usize) -> anyhow::Result<serde_json::Value> {
+    if managers < 3 {
+        bail!("failover needs at least 3 managers");
+    }
+    let dir = tempfile::tempdir()?;
+    let mut nodes = start_cluster(dir.path(), managers).await?;
+    let mut elections = Vec::new();
+    let mut resumed = Vec::new();
+    for round in 0..rounds {
+        let old = wait_until("a leader", Duration::from_secs(30), || async { leader(&nodes) }).await;
+        let survivors: Vec<usize> = (0..nodes.len()).filter(|i| *i != old).collect();
+        let ms: Vec<_> = survivors.iter().filter_map(|i| nodes[*i].manager()).collect();
+        let killed_at = Instant::now();
+        nodes[old].stop().await;
+        let mut election = None;
+        let mut n = 0u64;
+        let written = loop {
+            if killed_at.elapsed() > Duration::from_secs(30) {
+                bail!("no write accepted within 30 s of losing the leader");
+            }
+            if election.is_none() && ms.iter().any(|m| m.is_leader()) {
+                election = Some(killed_at.elapsed());
+            }
+            let Some(m) = ms.iter().find(|m| m.is_leader()) else {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            };
+            n += 1;
+            if m.raft.propose(write(format!("failover-{round}-{n}"))).await.is_ok() {
+                break killed_at.elapsed();
+            }
+        };
+        let election = election.unwrap_or(written);
+        eprintln!(
+            "failover round {round}: election {:.3}s, write resumed {:.3}s",
+            election.as_secs_f64(),
+            written.as_secs_f64()
+        );
+        elections.push(election.as_secs_f64());
+        resumed.push(written.as_secs_f64());
+        drop(ms);
+        nodes[old].start().await?;
+        let m = nodes[old].manager().context("restarted manager")?;
+        wait_until("restarted manager follows", Duration::from_secs(30), || {
+            let m = m.clone();
+            async move {
+                let s = m.raft.status();
+                (s.leader_id != 0 && s.applied + 10 >= s.commit).then_some(())
+            }
+        })
+        .await;
+    }
+    for n in nodes.iter_mut() {
+        n.stop().await;
+    }
+    Ok(serde_json::json!({
+        "scenario": "failover",
+        "managers": managers,
+        "rounds": rounds,
+        "election_s": (median(elections) * 1000.0).round() / 1000.0,
+        "write_resumed_s": (median(resumed) * 1000.0).round() / 1000.0,
+    }))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let result = match args.scenario {
+        Scenario::Raft {
+            managers,
+            clients,
+            seconds,
+        } => raft_bench(managers, clients, seconds).await?,
+        Scenario::Failover { managers, rounds } => failover_bench(managers, rounds).await?,
+        Scenario::Sched | Scenario::Reschedule => bail!("this scenario arrives with services (issue 3)"),
+        Scenario::Start => bail!("this scenario arrives with the Docker executor (issue 4)"),
+        Scenario::Overlay => bail!("this scenario arrives with overlay networks (issue 5)"),
+        Scenario::Mesh | Scenario::LbUpdate => bail!("this scenario arrives with the routing mesh (issue 6)"),
+    };
+    println!("{result}");
+    Ok(())
+}

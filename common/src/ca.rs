@@ -101,7 +101,8 @@ impl RootCa {
         cluster_id: &str,
         validity: Duration,
     ) -> Result<String, CaError> {
-        let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(CaError::InvalidCsr)?;
+        let csr =
+            CertificateSigningRequestParams::from_pem(csr_pem).map_err(CaError::InvalidCsr)?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, node_id);

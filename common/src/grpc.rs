@@ -34,7 +34,10 @@ pub enum ChannelError {
 /// A lazily connecting channel to `addr` (`host:port`) over TLS with `config`,
 /// verifying the server as a manager of this cluster.
 pub fn tls_channel(addr: &str, config: Arc<ClientConfig>) -> Result<Channel, ChannelError> {
-    if addr.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
+    if addr
+        .rsplit_once(':')
+        .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+    {
         return Err(ChannelError::BadAddress(addr.to_string()));
     }
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
@@ -52,13 +55,17 @@ pub fn tls_channel(addr: &str, config: Arc<ClientConfig>) -> Result<Channel, Cha
         async move {
             let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&target))
                 .await
-                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+                .map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+                })??;
             tcp.set_nodelay(true)?;
             let name = ServerName::try_from(MANAGER_SERVER_NAME)
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
             let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(name, tcp))
                 .await
-                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "tls handshake timed out"))??;
+                .map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "tls handshake timed out")
+                })??;
             Ok::<_, std::io::Error>(TokioIo::new(tls))
         }
     });

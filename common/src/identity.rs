@@ -87,8 +87,8 @@ pub fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
 
 /// Reads node ID, role and cluster from a DER certificate.
 pub fn parse_cert(der: &[u8]) -> Result<CertInfo, IdentityError> {
-    let (_, cert) = X509Certificate::from_der(der)
-        .map_err(|e| IdentityError::BadCertificate(e.to_string()))?;
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| IdentityError::BadCertificate(e.to_string()))?;
     let subject = cert.subject();
     let first = |it: &mut dyn Iterator<Item = &x509_parser::x509::AttributeTypeAndValue>| {
         it.next().and_then(|a| a.as_str().ok()).map(str::to_string)
@@ -100,7 +100,11 @@ pub fn parse_cert(der: &[u8]) -> Result<CertInfo, IdentityError> {
     let role = match ou.as_str() {
         "swarm-manager" => Role::Manager,
         "swarm-worker" => Role::Worker,
-        other => return Err(IdentityError::BadCertificate(format!("unknown role {other}"))),
+        other => {
+            return Err(IdentityError::BadCertificate(format!(
+                "unknown role {other}"
+            )))
+        }
     };
     let cluster_id = first(&mut subject.iter_organization()).unwrap_or_default();
     Ok(CertInfo {
@@ -115,7 +119,9 @@ pub fn parse_cert(der: &[u8]) -> Result<CertInfo, IdentityError> {
 /// A fresh key and a CSR for it (the CA decides the certificate's contents).
 pub fn new_key_and_csr() -> Result<(KeyPair, String), IdentityError> {
     let key = KeyPair::generate()?;
-    let csr = CertificateParams::default().serialize_request(&key)?.pem()?;
+    let csr = CertificateParams::default()
+        .serialize_request(&key)?
+        .pem()?;
     Ok((key, csr))
 }
 
@@ -134,15 +140,17 @@ pub struct NodeIdentity {
 
 impl std::fmt::Debug for NodeIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NodeIdentity").field("info", &self.info).finish()
+        f.debug_struct("NodeIdentity")
+            .field("info", &self.info)
+            .finish()
     }
 }
 
 impl NodeIdentity {
     /// Builds an identity from PEM parts, checking the certificate.
     pub fn new(ca_pem: String, cert_pem: String, key_pem: String) -> Result<Self, IdentityError> {
-        let der = pem_to_der(&cert_pem)
-            .ok_or_else(|| IdentityError::BadCertificate("not PEM".into()))?;
+        let der =
+            pem_to_der(&cert_pem).ok_or_else(|| IdentityError::BadCertificate("not PEM".into()))?;
         let info = parse_cert(&der)?;
         Ok(NodeIdentity {
             ca_pem,
@@ -161,7 +169,11 @@ impl NodeIdentity {
         if !dir.join("node.crt").exists() {
             return Ok(None);
         }
-        Ok(Some(Self::new(read("ca.crt")?, read("node.crt")?, read("node.key")?)?))
+        Ok(Some(Self::new(
+            read("ca.crt")?,
+            read("node.crt")?,
+            read("node.key")?,
+        )?))
     }
 
     /// Writes the identity to `dir`, the key with mode 0600, each file atomically.
@@ -213,7 +225,9 @@ mod tests {
 
         let dir = tempfile::tempdir().expect("tempdir");
         id.save(dir.path()).expect("save");
-        let back = NodeIdentity::load(dir.path()).expect("load").expect("present");
+        let back = NodeIdentity::load(dir.path())
+            .expect("load")
+            .expect("present");
         assert_eq!(back.info, id.info);
     }
 

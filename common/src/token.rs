@@ -48,10 +48,7 @@ impl JoinToken {
 
     /// Formats a token for the given root certificate (DER) and secret.
     pub fn format(root_cert_der: &[u8], secret: &str) -> String {
-        format!(
-            "{PREFIX}-{VERSION}-{}-{secret}",
-            root_digest(root_cert_der)
-        )
+        format!("{PREFIX}-{VERSION}-{}-{secret}", root_digest(root_cert_der))
     }
 }
 

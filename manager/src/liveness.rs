@@ -101,7 +101,9 @@ async fn mark_expired_down(m: &Manager, period: Duration) {
 
 /// Marks `node_id` ready (leader only) if it is not already.
 pub async fn mark_ready(m: &Manager, node_id: &str, addr: &str) {
-    let Ok(Some((version, mut node))) = m.store.get::<Node>(node_id) else { return };
+    let Ok(Some((version, mut node))) = m.store.get::<Node>(node_id) else {
+        return;
+    };
     if node.status() == NodeStatus::Ready && (addr.is_empty() || node.addr == addr) {
         return;
     }

@@ -163,7 +163,9 @@ impl Manager {
             let (tx, out) = build(self)?;
             match self.raft.propose(tx).await {
                 Ok(_) => return Ok(out),
-                Err(ProposeError::Rejected(crate::store::ApplyError::Conflict { .. })) if attempt < 10 => {
+                Err(ProposeError::Rejected(crate::store::ApplyError::Conflict { .. }))
+                    if attempt < 10 =>
+                {
                     attempt += 1;
                 }
                 Err(e) => return Err(propose_status(e)),
@@ -173,7 +175,11 @@ impl Manager {
 
     /// Waits for a linearizable read point (leader only).
     pub async fn read_barrier(&self) -> Result<(), Status> {
-        self.raft.read_barrier().await.map(|_| ()).map_err(propose_status)
+        self.raft
+            .read_barrier()
+            .await
+            .map(|_| ())
+            .map_err(propose_status)
     }
 
     /// The cluster object.
@@ -194,7 +200,8 @@ impl Manager {
         let (_, cluster) = self.cluster()?;
         let cert = String::from_utf8_lossy(&cluster.root_ca_cert_pem).to_string();
         let key = String::from_utf8_lossy(&cluster.root_ca_key_pem).to_string();
-        let ca = Arc::new(RootCa::from_pem(&cert, &key).map_err(|e| Status::internal(e.to_string()))?);
+        let ca =
+            Arc::new(RootCa::from_pem(&cert, &key).map_err(|e| Status::internal(e.to_string()))?);
         if let Ok(mut guard) = self.root_ca.write() {
             *guard = Some(ca.clone());
         }
@@ -230,7 +237,9 @@ impl Manager {
             return Ok(None);
         }
         if status.leader_id == 0 {
-            return Err(Status::unavailable("no raft leader: the cluster has lost quorum or is electing"));
+            return Err(Status::unavailable(
+                "no raft leader: the cluster has lost quorum or is electing",
+            ));
         }
         let members = self.members()?;
         let leader = members
@@ -277,7 +286,8 @@ fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
             .open();
         match result {
             Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock && std::time::Instant::now() < deadline =>
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    && std::time::Instant::now() < deadline =>
             {
                 std::thread::sleep(Duration::from_millis(50));
             }

@@ -11,7 +11,10 @@ pub fn resolve_node(nodes: &[(u64, Node)], reference: &str) -> Result<(u64, Node
     if let Some(n) = nodes.iter().find(|(_, n)| n.id == reference) {
         return Ok(n.clone());
     }
-    let by_name: Vec<_> = nodes.iter().filter(|(_, n)| n.hostname == reference).collect();
+    let by_name: Vec<_> = nodes
+        .iter()
+        .filter(|(_, n)| n.hostname == reference)
+        .collect();
     if let [one] = by_name.as_slice() {
         return Ok((*one).clone());
     }
@@ -21,7 +24,10 @@ pub fn resolve_node(nodes: &[(u64, Node)], reference: &str) -> Result<(u64, Node
             by_name.len()
         )));
     }
-    let by_prefix: Vec<_> = nodes.iter().filter(|(_, n)| n.id.starts_with(reference)).collect();
+    let by_prefix: Vec<_> = nodes
+        .iter()
+        .filter(|(_, n)| n.id.starts_with(reference))
+        .collect();
     match by_prefix.as_slice() {
         [one] => Ok((*one).clone()),
         [] => Err(Status::not_found(format!("node {reference} not found"))),
@@ -50,13 +56,19 @@ mod tests {
     #[test]
     fn id_hostname_prefix() {
         let nodes = vec![n("abc123", "one"), n("abd456", "two"), n("xyz", "two2")];
-        assert_eq!(resolve_node(&nodes, "abc123").expect("id").1.hostname, "one");
+        assert_eq!(
+            resolve_node(&nodes, "abc123").expect("id").1.hostname,
+            "one"
+        );
         assert_eq!(resolve_node(&nodes, "two").expect("host").1.id, "abd456");
         assert_eq!(resolve_node(&nodes, "x").expect("prefix").1.id, "xyz");
         assert_eq!(
             resolve_node(&nodes, "ab").expect_err("ambiguous").code(),
             tonic::Code::InvalidArgument
         );
-        assert_eq!(resolve_node(&nodes, "q").expect_err("none").code(), tonic::Code::NotFound);
+        assert_eq!(
+            resolve_node(&nodes, "q").expect_err("none").code(),
+            tonic::Code::NotFound
+        );
     }
 }

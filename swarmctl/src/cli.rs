@@ -16,7 +16,13 @@ pub enum Format {
 #[command(name = "swarmctl", version, about = "Drive a Swarmlet cluster")]
 pub struct Cli {
     /// Daemon to talk to.
-    #[arg(short = 'H', long = "host", global = true, env = "SWARMCTL_HOST", default_value = "unix:///run/swarmd/swarmd.sock")]
+    #[arg(
+        short = 'H',
+        long = "host",
+        global = true,
+        env = "SWARMCTL_HOST",
+        default_value = "unix:///run/swarmd/swarmd.sock"
+    )]
     pub host: String,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]

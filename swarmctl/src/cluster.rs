@@ -55,15 +55,28 @@ pub async fn run(cli: &Cli, cmd: &ClusterCmd) -> anyhow::Result<()> {
                     "manager_addr": resp.manager_addr,
                 }));
             } else {
-                println!("Swarm initialized: current node ({}) is now a manager.\n", resp.node_id);
+                println!(
+                    "Swarm initialized: current node ({}) is now a manager.\n",
+                    resp.node_id
+                );
                 println!("To add a worker to this swarm, run the following command:\n");
-                println!("    swarmctl node join --token {} {}\n", resp.worker_token, resp.manager_addr);
+                println!(
+                    "    swarmctl node join --token {} {}\n",
+                    resp.worker_token, resp.manager_addr
+                );
                 println!("To add a manager to this swarm, run the following command:\n");
-                println!("    swarmctl node join --token {} {}", resp.manager_token, resp.manager_addr);
+                println!(
+                    "    swarmctl node join --token {} {}",
+                    resp.manager_token, resp.manager_addr
+                );
             }
         }
         ClusterCmd::Inspect => {
-            let c = ControlClient::new(channel).get_cluster(Empty {}).await.map_err(status)?.into_inner();
+            let c = ControlClient::new(channel)
+                .get_cluster(Empty {})
+                .await
+                .map_err(status)?
+                .into_inner();
             // inspect prints one JSON object in either format.
             println!("{}", serde_json::to_string_pretty(&cluster_json(&c))?);
         }
@@ -79,7 +92,9 @@ pub async fn run(cli: &Cli, cmd: &ClusterCmd) -> anyhow::Result<()> {
                 })
                 .transpose()?;
             if period.is_none() && task_history_limit.is_none() {
-                return Err(anyhow!("nothing to update: give --heartbeat-period or --task-history-limit"));
+                return Err(anyhow!(
+                    "nothing to update: give --heartbeat-period or --task-history-limit"
+                ));
             }
             let c = ControlClient::new(channel)
                 .update_cluster(UpdateClusterRequest {
@@ -95,7 +110,11 @@ pub async fn run(cli: &Cli, cmd: &ClusterCmd) -> anyhow::Result<()> {
                 println!("{}", c.id);
             }
         }
-        ClusterCmd::JoinToken { role, rotate, quiet } => {
+        ClusterCmd::JoinToken {
+            role,
+            rotate,
+            quiet,
+        } => {
             if role != "worker" && role != "manager" {
                 return Err(anyhow!("unknown role {role:?}: use worker or manager"));
             }
@@ -110,13 +129,18 @@ pub async fn run(cli: &Cli, cmd: &ClusterCmd) -> anyhow::Result<()> {
             if *quiet {
                 println!("{}", t.token);
             } else if cli.format == Format::Json {
-                print_json(&json!({"role": role, "token": t.token, "manager_addr": t.manager_addr}));
+                print_json(
+                    &json!({"role": role, "token": t.token, "manager_addr": t.manager_addr}),
+                );
             } else {
                 if *rotate {
                     println!("Successfully rotated {role} join token.\n");
                 }
                 println!("To add a {role} to this swarm, run the following command:\n");
-                println!("    swarmctl node join --token {} {}", t.token, t.manager_addr);
+                println!(
+                    "    swarmctl node join --token {} {}",
+                    t.token, t.manager_addr
+                );
             }
         }
     }

@@ -21,7 +21,12 @@ async fn main() {
             Ok(())
         }
         Command::Completion { shell } => {
-            clap_complete::generate(*shell, &mut Cli::command(), "swarmctl", &mut std::io::stdout());
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "swarmctl",
+                &mut std::io::stdout(),
+            );
             Ok(())
         }
     };

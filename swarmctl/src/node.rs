@@ -6,7 +6,9 @@ use anyhow::anyhow;
 use serde_json::json;
 use swarmlet_proto::common::Empty;
 use swarmlet_proto::control::control_client::ControlClient;
-use swarmlet_proto::control::{NodeInfo, NodeRef, RemoveNodeRequest, SetRoleRequest, UpdateNodeRequest};
+use swarmlet_proto::control::{
+    NodeInfo, NodeRef, RemoveNodeRequest, SetRoleRequest, UpdateNodeRequest,
+};
 use swarmlet_proto::local::local_client::LocalClient;
 use swarmlet_proto::local::{JoinRequest, LeaveRequest};
 
@@ -59,7 +61,10 @@ pub async fn run(cli: &Cli, cmd: &NodeCmd) -> anyhow::Result<()> {
                 .await
                 .map_err(status)?
                 .into_inner();
-            println!("This node joined a swarm as a {} (node ID {}).", r.role, r.node_id);
+            println!(
+                "This node joined a swarm as a {} (node ID {}).",
+                r.role, r.node_id
+            );
         }
         NodeCmd::Leave { force } => {
             LocalClient::new(channel)
@@ -69,9 +74,16 @@ pub async fn run(cli: &Cli, cmd: &NodeCmd) -> anyhow::Result<()> {
             println!("Node left the swarm.");
         }
         NodeCmd::Ls => {
-            let nodes = control.list_nodes(Empty {}).await.map_err(status)?.into_inner().nodes;
+            let nodes = control
+                .list_nodes(Empty {})
+                .await
+                .map_err(status)?
+                .into_inner()
+                .nodes;
             if cli.format == Format::Json {
-                print_json(&serde_json::Value::Array(nodes.iter().map(node_json).collect()));
+                print_json(&serde_json::Value::Array(
+                    nodes.iter().map(node_json).collect(),
+                ));
             } else {
                 let rows: Vec<Vec<String>> = nodes
                     .iter()
@@ -86,7 +98,17 @@ pub async fn run(cli: &Cli, cmd: &NodeCmd) -> anyhow::Result<()> {
                         ]
                     })
                     .collect();
-                table(&["ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS", "ADDR"], &rows);
+                table(
+                    &[
+                        "ID",
+                        "HOSTNAME",
+                        "STATUS",
+                        "AVAILABILITY",
+                        "MANAGER STATUS",
+                        "ADDR",
+                    ],
+                    &rows,
+                );
             }
         }
         NodeCmd::Inspect { node } => {
@@ -101,7 +123,11 @@ pub async fn run(cli: &Cli, cmd: &NodeCmd) -> anyhow::Result<()> {
             let reference = match node {
                 Some(n) => n.clone(),
                 None => {
-                    let info = LocalClient::new(channel).info(Empty {}).await.map_err(status)?.into_inner();
+                    let info = LocalClient::new(channel)
+                        .info(Empty {})
+                        .await
+                        .map_err(status)?
+                        .into_inner();
                     if info.node_id.is_empty() {
                         return Err(anyhow!("this node is not part of a swarm"));
                     }
@@ -116,7 +142,18 @@ pub async fn run(cli: &Cli, cmd: &NodeCmd) -> anyhow::Result<()> {
             if cli.format == Format::Json {
                 print_json(&json!([]));
             } else {
-                table(&["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR"], &[]);
+                table(
+                    &[
+                        "ID",
+                        "NAME",
+                        "IMAGE",
+                        "NODE",
+                        "DESIRED STATE",
+                        "CURRENT STATE",
+                        "ERROR",
+                    ],
+                    &[],
+                );
             }
         }
         NodeCmd::Update {
@@ -138,7 +175,11 @@ pub async fn run(cli: &Cli, cmd: &NodeCmd) -> anyhow::Result<()> {
             println!("{}", n.id);
         }
         NodeCmd::Promote { nodes } | NodeCmd::Demote { nodes } => {
-            let role = if matches!(cmd, NodeCmd::Promote { .. }) { "manager" } else { "worker" };
+            let role = if matches!(cmd, NodeCmd::Promote { .. }) {
+                "manager"
+            } else {
+                "worker"
+            };
             for node in nodes {
                 let n = control
                     .set_node_role(SetRoleRequest {

@@ -12,7 +12,10 @@ pub fn connect(host: &str) -> anyhow::Result<Channel> {
     };
     let path = PathBuf::from(path);
     if !path.exists() {
-        bail!("cannot connect to swarmd at {}: is it running?", path.display());
+        bail!(
+            "cannot connect to swarmd at {}: is it running?",
+            path.display()
+        );
     }
     Ok(swarmlet_common::grpc::unix_channel(&path))
 }

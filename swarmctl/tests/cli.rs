@@ -27,9 +27,16 @@ fn fails_with(node: &InProcessNode, args: &[&str], needle: &str) {
     let o = swarmctl(node, args);
     assert!(!o.status.success(), "{args:?} should fail");
     let err = stderr(&o);
-    assert_eq!(err.trim_end().lines().count(), 1, "one-line error for {args:?}: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one-line error for {args:?}: {err}"
+    );
     assert!(err.contains(needle), "{args:?}: {err}");
-    assert!(o.stdout.is_empty(), "nothing on stdout for a failed {args:?}");
+    assert!(
+        o.stdout.is_empty(),
+        "nothing on stdout for a failed {args:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -50,41 +57,85 @@ async fn cluster_and_node_commands() {
     let token = swarmctl(&a, &["cluster", "join-token", "worker", "-q"]);
     let token = stdout(&token).trim().to_string();
     assert!(token.starts_with("SWMTKN-1-"));
-    fails_with(&b, &["node", "join", "--token", "SWMTKN-1-bad", &a.addr], "invalid join token");
-    fails_with(&b, &["node", "join", "--token", &token, "127.0.0.1:1"], "unreachable");
+    fails_with(
+        &b,
+        &["node", "join", "--token", "SWMTKN-1-bad", &a.addr],
+        "invalid join token",
+    );
+    fails_with(
+        &b,
+        &["node", "join", "--token", &token, "127.0.0.1:1"],
+        "unreachable",
+    );
     let join = swarmctl(&b, &["node", "join", "--token", &token, &a.addr]);
     assert!(join.status.success(), "{}", stderr(&join));
 
     // ls --format json (global option after the subcommand) has SPEC's keys.
     let ls = swarmctl(&a, &["node", "ls", "--format", "json"]);
     assert!(ls.status.success(), "{}", stderr(&ls));
-    let nodes: serde_json::Value = serde_json::from_str(stdout(&ls).trim()).expect("one JSON array");
+    let nodes: serde_json::Value =
+        serde_json::from_str(stdout(&ls).trim()).expect("one JSON array");
     let nodes = nodes.as_array().expect("array");
     assert_eq!(nodes.len(), 2);
-    for key in ["id", "hostname", "role", "status", "availability", "manager_status", "addr", "labels"] {
+    for key in [
+        "id",
+        "hostname",
+        "role",
+        "status",
+        "availability",
+        "manager_status",
+        "addr",
+        "labels",
+    ] {
         assert!(nodes[0].get(key).is_some(), "key {key} in {}", nodes[0]);
     }
-    let alpha = nodes.iter().find(|n| n["hostname"] == "alpha").expect("alpha");
+    let alpha = nodes
+        .iter()
+        .find(|n| n["hostname"] == "alpha")
+        .expect("alpha");
     assert_eq!(alpha["role"], "manager");
     assert_eq!(alpha["manager_status"], "leader");
-    let beta = nodes.iter().find(|n| n["hostname"] == "beta").expect("beta");
+    let beta = nodes
+        .iter()
+        .find(|n| n["hostname"] == "beta")
+        .expect("beta");
     assert!(beta["manager_status"].is_null());
 
     // update, inspect by hostname and by ID prefix.
-    let up = swarmctl(&a, &["node", "update", "--availability", "drain", "--label-add", "zone=a", "beta"]);
+    let up = swarmctl(
+        &a,
+        &[
+            "node",
+            "update",
+            "--availability",
+            "drain",
+            "--label-add",
+            "zone=a",
+            "beta",
+        ],
+    );
     assert!(up.status.success(), "{}", stderr(&up));
     let id = beta["id"].as_str().expect("id");
     let insp = swarmctl(&a, &["--format", "json", "node", "inspect", &id[..6]]);
-    let obj: serde_json::Value = serde_json::from_str(stdout(&insp).trim()).expect("one JSON object");
+    let obj: serde_json::Value =
+        serde_json::from_str(stdout(&insp).trim()).expect("one JSON object");
     assert_eq!(obj["availability"], "drain");
     assert_eq!(obj["labels"]["zone"], "a");
 
     // Bad input: one line, non-zero, nothing changed.
     fails_with(&a, &["node", "inspect", "nosuchnode"], "not found");
-    fails_with(&a, &["node", "update", "--availability", "sideways", "beta"], "invalid availability");
+    fails_with(
+        &a,
+        &["node", "update", "--availability", "sideways", "beta"],
+        "invalid availability",
+    );
     fails_with(&a, &["node", "rm", "beta"], "not down");
     fails_with(&a, &["node", "demote", "alpha"], "last manager");
-    fails_with(&a, &["cluster", "update", "--heartbeat-period", "soon"], "invalid --heartbeat-period");
+    fails_with(
+        &a,
+        &["cluster", "update", "--heartbeat-period", "soon"],
+        "invalid --heartbeat-period",
+    );
     fails_with(&a, &["cluster", "join-token", "boss"], "unknown role");
     let ls = swarmctl(&a, &["node", "ls", "--format", "json"]);
     let after: serde_json::Value = serde_json::from_str(stdout(&ls).trim()).expect("json");

@@ -50,7 +50,9 @@ pub fn resolve_advertise(cfg: &DaemonConfig, given: Option<&str>) -> anyhow::Res
         .rsplit_once(':')
         .and_then(|(_, p)| p.parse::<u16>().ok())
         .ok_or_else(|| anyhow!("invalid listen address {}", cfg.listen_addr))?;
-    let given = given.map(str::to_string).or_else(|| cfg.advertise_addr.clone());
+    let given = given
+        .map(str::to_string)
+        .or_else(|| cfg.advertise_addr.clone());
     let host = match given {
         Some(a) if a.parse::<std::net::SocketAddr>().is_ok() => return Ok(a),
         Some(a) => {
@@ -59,7 +61,11 @@ pub fn resolve_advertise(cfg: &DaemonConfig, given: Option<&str>) -> anyhow::Res
             a
         }
         None => {
-            let listen_host = cfg.listen_addr.rsplit_once(':').map(|(h, _)| h).unwrap_or("");
+            let listen_host = cfg
+                .listen_addr
+                .rsplit_once(':')
+                .map(|(h, _)| h)
+                .unwrap_or("");
             if !listen_host.is_empty() && listen_host != "0.0.0.0" && listen_host != "[::]" {
                 listen_host.to_string()
             } else {
@@ -80,14 +86,24 @@ fn default_route_ip() -> anyhow::Result<String> {
 }
 
 /// Creates a new cluster with this node as its only manager.
-pub async fn init(cfg: &DaemonConfig, params: InitParams, managers: ManagerSlot) -> anyhow::Result<InitOutcome> {
+pub async fn init(
+    cfg: &DaemonConfig,
+    params: InitParams,
+    managers: ManagerSlot,
+) -> anyhow::Result<InitOutcome> {
     let addr = resolve_advertise(cfg, params.advertise_addr.as_deref())?;
     validate_pool(&params.default_addr_pool, params.default_addr_pool_mask_len)?;
     let cluster_id = swarmlet_common::ids::new_id();
     let node_id = swarmlet_common::ids::new_id();
     let ca = RootCa::create(&cluster_id)?;
     let (key, csr) = new_key_and_csr()?;
-    let cert = ca.sign_node(&csr, &node_id, Role::Manager, &cluster_id, NODE_CERT_VALIDITY)?;
+    let cert = ca.sign_node(
+        &csr,
+        &node_id,
+        Role::Manager,
+        &cluster_id,
+        NODE_CERT_VALIDITY,
+    )?;
     let identity = NodeIdentity::new(ca.cert_pem().to_string(), cert, key.serialize_pem())?;
     identity.save(&cfg.certs_dir())?;
     let raft_id = swarmlet_common::ids::new_raft_id();
@@ -174,13 +190,17 @@ pub async fn join(
     let addr = resolve_advertise(cfg, advertise)?;
     // 1. Download the root CA without trusting the server, then pin it by the token's digest.
     let fetch = tls_channel(remote, root_fetch_client_config()?)?;
-    let root = tokio::time::timeout(Duration::from_secs(5), CaClient::new(fetch).get_root_ca_certificate(Empty {}))
-        .await
-        .map_err(|_| anyhow!("manager {remote} is unreachable"))?
-        .map_err(|s| anyhow!("manager {remote} is unreachable: {}", s.message()))?
-        .into_inner()
-        .cert_pem;
-    let der = pem_to_der(&root).ok_or_else(|| anyhow!("manager sent an invalid root certificate"))?;
+    let root = tokio::time::timeout(
+        Duration::from_secs(5),
+        CaClient::new(fetch).get_root_ca_certificate(Empty {}),
+    )
+    .await
+    .map_err(|_| anyhow!("manager {remote} is unreachable"))?
+    .map_err(|s| anyhow!("manager {remote} is unreachable: {}", s.message()))?
+    .into_inner()
+    .cert_pem;
+    let der =
+        pem_to_der(&root).ok_or_else(|| anyhow!("manager sent an invalid root certificate"))?;
     if root_digest(&der) != token.root_digest {
         bail!("the manager's root CA does not match the join token: refusing to join");
     }

@@ -22,7 +22,12 @@ pub struct DaemonConfig {
 
 impl DaemonConfig {
     /// A configuration with defaults around a state dir and socket.
-    pub fn new(state_dir: PathBuf, control_socket: PathBuf, listen_addr: String, hostname: String) -> Self {
+    pub fn new(
+        state_dir: PathBuf,
+        control_socket: PathBuf,
+        listen_addr: String,
+        hostname: String,
+    ) -> Self {
         DaemonConfig {
             state_dir,
             control_socket,

@@ -49,7 +49,8 @@ impl Daemon {
             let identity = NodeIdentity::load(&cfg.certs_dir())?
                 .context("state dir has node.json but no certificates")?;
             tracing::info!(node = %state.node_id, role = %state.role, "resuming node");
-            let joined = Joined::start(cfg.clone(), state, identity, managers.clone(), false).await?;
+            let joined =
+                Joined::start(cfg.clone(), state, identity, managers.clone(), false).await?;
             *daemon.joined.lock().await = Some(joined);
         }
         let socket = &cfg.control_socket;

@@ -12,7 +12,10 @@ use swarmlet_common::identity::{new_key_and_csr, NodeIdentity};
 use swarmlet_common::tls::{client_config, server_config, CertSlot};
 use swarmlet_manager::manager::{Manager, ManagerConfig};
 use swarmlet_manager::raft::RaftConfig;
-use swarmlet_manager::services::{ca::CaService, control::ControlService, dispatcher::DispatcherService, raft::RaftService, ManagerSlot};
+use swarmlet_manager::services::{
+    ca::CaService, control::ControlService, dispatcher::DispatcherService, raft::RaftService,
+    ManagerSlot,
+};
 use swarmlet_proto::ca::ca_client::CaClient;
 use swarmlet_proto::ca::ca_server::CaServer;
 use swarmlet_proto::ca::RenewRequest;
@@ -68,7 +71,12 @@ impl Joined {
             shutdown,
             tasks: std::sync::Mutex::new(Vec::new()),
         });
-        joined.spawn(serve(listener, server_tls, joined.managers.clone(), shutdown_rx.clone()));
+        joined.spawn(serve(
+            listener,
+            server_tls,
+            joined.managers.clone(),
+            shutdown_rx.clone(),
+        ));
         if joined.state.lock().await.role == "manager" {
             joined.start_manager(bootstrap).await?;
         }
@@ -157,11 +165,17 @@ impl Joined {
         let mut last = anyhow!("no manager known");
         for addr in managers {
             let channel = tls_channel(&addr, self.client_tls.clone())?;
-            match CaClient::new(channel).renew_node_certificate(RenewRequest { csr_pem: csr.clone() }).await {
+            match CaClient::new(channel)
+                .renew_node_certificate(RenewRequest {
+                    csr_pem: csr.clone(),
+                })
+                .await
+            {
                 Ok(resp) => {
                     let resp = resp.into_inner();
                     let mut id = self.identity.lock().await;
-                    let new = NodeIdentity::new(id.ca_pem.clone(), resp.cert_pem, key.serialize_pem())?;
+                    let new =
+                        NodeIdentity::new(id.ca_pem.clone(), resp.cert_pem, key.serialize_pem())?;
                     new.save(&self.cfg.certs_dir())?;
                     self.slot.replace(&new)?;
                     *id = new;
@@ -188,10 +202,21 @@ impl Joined {
             db_dir: self.cfg.raft_dir(),
             client_tls: self.client_tls.clone(),
         };
-        let manager = if bootstrap { Manager::bootstrap(mcfg)? } else { Manager::start(mcfg)? };
+        let manager = if bootstrap {
+            Manager::bootstrap(mcfg)?
+        } else {
+            Manager::start(mcfg)?
+        };
         self.managers.set(Some(manager.clone()));
         if !bootstrap && !st.raft_joined {
-            join_raft(&manager, &st.managers, st.raft_id, &st.addr, &self.client_tls).await?;
+            join_raft(
+                &manager,
+                &st.managers,
+                st.raft_id,
+                &st.addr,
+                &self.client_tls,
+            )
+            .await?;
             st.raft_joined = true;
             st.save(&self.cfg.state_dir)?;
         }
@@ -205,7 +230,11 @@ impl Joined {
             m.stop();
         }
         self.managers.set(None);
-        let tasks: Vec<_> = self.tasks.lock().map(|mut t| t.drain(..).collect()).unwrap_or_default();
+        let tasks: Vec<_> = self
+            .tasks
+            .lock()
+            .map(|mut t| t.drain(..).collect())
+            .unwrap_or_default();
         for t in tasks {
             t.abort();
         }

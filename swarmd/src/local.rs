@@ -24,7 +24,9 @@ impl LocalService {
     }
 
     fn daemon(&self) -> Result<Arc<Daemon>, Status> {
-        self.daemon.upgrade().ok_or_else(|| Status::unavailable("daemon is shutting down"))
+        self.daemon
+            .upgrade()
+            .ok_or_else(|| Status::unavailable("daemon is shutting down"))
     }
 }
 
@@ -88,7 +90,15 @@ impl Local for LocalService {
         }
         let req = request.into_inner();
         let advertise = Some(req.advertise_addr.as_str()).filter(|a| !a.is_empty());
-        match bootstrap::join(&d.cfg, &req.token, &req.remote_addr, advertise, d.managers.clone()).await {
+        match bootstrap::join(
+            &d.cfg,
+            &req.token,
+            &req.remote_addr,
+            advertise,
+            d.managers.clone(),
+        )
+        .await
+        {
             Ok(j) => {
                 let st = j.state.lock().await.clone();
                 *joined = Some(j);
@@ -113,7 +123,9 @@ impl Local for LocalService {
         let d = self.daemon()?;
         let mut joined = d.joined.lock().await;
         let Some(j) = joined.as_ref() else {
-            return Err(Status::failed_precondition("this node is not part of a swarm"));
+            return Err(Status::failed_precondition(
+                "this node is not part of a swarm",
+            ));
         };
         let st = j.state.lock().await.clone();
         if st.role == "manager" {
@@ -124,10 +136,18 @@ impl Local for LocalService {
             }
             // Best effort: ask another manager to drop this one from Raft.
             if let Ok(m) = d.managers.get() {
-                let others: Vec<String> = m.manager_addrs().into_iter().filter(|a| *a != st.addr).collect();
+                let others: Vec<String> = m
+                    .manager_addrs()
+                    .into_iter()
+                    .filter(|a| *a != st.addr)
+                    .collect();
                 for addr in others {
-                    let Ok(ch) = m.channel_to(&addr) else { continue };
-                    let req = RemoveRaftMemberRequest { node_id: st.node_id.clone() };
+                    let Ok(ch) = m.channel_to(&addr) else {
+                        continue;
+                    };
+                    let req = RemoveRaftMemberRequest {
+                        node_id: st.node_id.clone(),
+                    };
                     if ControlClient::new(ch).remove_raft_member(req).await.is_ok() {
                         break;
                     }

@@ -44,7 +44,9 @@ impl NodeState {
         match std::fs::read(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StateError::Io(shown, e)),
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| StateError::Json(shown, e)),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| StateError::Json(shown, e)),
         }
     }
 
@@ -54,7 +56,8 @@ impl NodeState {
         let tmp = dir.join(".node.json.tmp");
         let shown = path.display().to_string();
         std::fs::create_dir_all(dir).map_err(|e| StateError::Io(shown.clone(), e))?;
-        let body = serde_json::to_vec_pretty(self).map_err(|e| StateError::Json(shown.clone(), e))?;
+        let body =
+            serde_json::to_vec_pretty(self).map_err(|e| StateError::Json(shown.clone(), e))?;
         std::fs::write(&tmp, body).map_err(|e| StateError::Io(shown.clone(), e))?;
         std::fs::rename(&tmp, &path).map_err(|e| StateError::Io(shown, e))
     }

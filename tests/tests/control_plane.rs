@@ -29,17 +29,24 @@ async fn cluster(managers: usize, workers: usize) -> (tempfile::TempDir, Vec<InP
         let mut c = nodes[0].control();
         let role = role.to_string();
         async move {
-            c.get_join_token(JoinTokenRequest { role, rotate: false })
-                .await
-                .expect("join token")
-                .into_inner()
-                .token
+            c.get_join_token(JoinTokenRequest {
+                role,
+                rotate: false,
+            })
+            .await
+            .expect("join token")
+            .into_inner()
+            .token
         }
     };
     let manager_token = token("manager").await;
     let worker_token = token("worker").await;
     for (i, n) in nodes.iter().enumerate().skip(1) {
-        let token = if i < managers { &manager_token } else { &worker_token };
+        let token = if i < managers {
+            &manager_token
+        } else {
+            &worker_token
+        };
         n.local()
             .join(JoinRequest {
                 token: token.clone(),
@@ -116,7 +123,10 @@ async fn kill_leader_keeps_acknowledged_writes(managers: usize) {
         write_label(survivor, target, "after").await.then_some(())
     })
     .await;
-    assert_eq!(labels(survivor, target).await.len(), target_labels_before + 1);
+    assert_eq!(
+        labels(survivor, target).await.len(),
+        target_labels_before + 1
+    );
     if leader != 0 {
         let got = labels(survivor, "node0").await;
         for k in &acked {
@@ -146,7 +156,12 @@ async fn acknowledged_writes_survive_leader_loss_when_leader_is_not_node0() {
     let leader = wait_leader(&nodes, None).await;
     if leader == 0 {
         let m = nodes[0].manager().expect("manager");
-        let other = m.raft.status().voters.into_iter().find(|v| *v != m.raft.status().raft_id);
+        let other = m
+            .raft
+            .status()
+            .voters
+            .into_iter()
+            .find(|v| *v != m.raft.status().raft_id);
         m.raft.transfer_leader(other.expect("another voter"));
         wait_leader(&nodes, Some(0)).await;
     }
@@ -184,14 +199,21 @@ async fn restart_of_all_managers_keeps_state() {
     let got = wait_until("state readable after restart", ELECTION, || async {
         nodes[0]
             .control()
-            .inspect_node(NodeRef { node: "node2".into() })
+            .inspect_node(NodeRef {
+                node: "node2".into(),
+            })
             .await
             .ok()
             .map(|r| r.into_inner())
     })
     .await;
     assert!(got.labels.contains_key("persisted"));
-    let list = nodes[2].control().list_nodes(Empty {}).await.expect("ls").into_inner();
+    let list = nodes[2]
+        .control()
+        .list_nodes(Empty {})
+        .await
+        .expect("ls")
+        .into_inner();
     assert_eq!(list.nodes.len(), 3);
     for n in nodes.iter_mut() {
         n.stop().await;
@@ -291,14 +313,20 @@ async fn promote_and_demote_live() {
         })
         .await
         .expect("demote");
-    wait_until("demoted node leaves raft and stops its manager", ELECTION, || async {
-        let voters = nodes[0].manager()?.raft.status().voters.len();
-        (voters == 2 && nodes[2].manager().is_none()).then_some(())
-    })
+    wait_until(
+        "demoted node leaves raft and stops its manager",
+        ELECTION,
+        || async {
+            let voters = nodes[0].manager()?.raft.status().voters.len();
+            (voters == 2 && nodes[2].manager().is_none()).then_some(())
+        },
+    )
     .await;
     let info = nodes[0]
         .control()
-        .inspect_node(NodeRef { node: "node2".into() })
+        .inspect_node(NodeRef {
+            node: "node2".into(),
+        })
         .await
         .expect("inspect")
         .into_inner();
@@ -321,13 +349,22 @@ async fn changes_that_lose_quorum_are_refused() {
         .iter()
         .position(|_| true)
         .map(|_| ())
-        .and(m.members().expect("members").into_iter().find(|x| x.addr == nodes[down].addr))
+        .and(
+            m.members()
+                .expect("members")
+                .into_iter()
+                .find(|x| x.addr == nodes[down].addr),
+        )
         .expect("member")
         .raft_id;
-    wait_until("leader sees the stopped manager as unreachable", ELECTION, || {
-        let m = m.clone();
-        async move { (!m.raft.status().reachable.contains(&down_id)).then_some(()) }
-    })
+    wait_until(
+        "leader sees the stopped manager as unreachable",
+        ELECTION,
+        || {
+            let m = m.clone();
+            async move { (!m.raft.status().reachable.contains(&down_id)).then_some(()) }
+        },
+    )
     .await;
     let err = nodes[leader]
         .control()

@@ -44,32 +44,66 @@ async fn tokens_are_checked() {
     let good = token(&m, "worker", false).await;
 
     // Malformed.
-    let e = join(&w, "SWMTKN-1-nope", &m.addr).await.expect_err("malformed");
-    assert!(e.message().contains("invalid join token"), "{}", e.message());
+    let e = join(&w, "SWMTKN-1-nope", &m.addr)
+        .await
+        .expect_err("malformed");
+    assert!(
+        e.message().contains("invalid join token"),
+        "{}",
+        e.message()
+    );
     // Right digest, wrong secret.
     let (prefix, _) = good.rsplit_once('-').expect("token has a secret");
     let wrong = format!("{prefix}-{}", "a".repeat(25));
     let e = join(&w, &wrong, &m.addr).await.expect_err("wrong secret");
-    assert!(e.message().contains("invalid join token"), "{}", e.message());
+    assert!(
+        e.message().contains("invalid join token"),
+        "{}",
+        e.message()
+    );
     // Another cluster's digest: the manager's root CA does not match.
     let other = format!("SWMTKN-1-{}-{}", "0".repeat(64), "a".repeat(25));
     let e = join(&w, &other, &m.addr).await.expect_err("wrong root");
-    assert!(e.message().contains("root CA does not match"), "{}", e.message());
+    assert!(
+        e.message().contains("root CA does not match"),
+        "{}",
+        e.message()
+    );
     // Rotated: the old token stops working, the new one works.
     let rotated = token(&m, "worker", true).await;
     assert_ne!(rotated, good);
     let e = join(&w, &good, &m.addr).await.expect_err("rotated token");
     assert!(e.message().contains("rotated"), "{}", e.message());
     // Unreachable manager.
-    let e = join(&w, &rotated, "127.0.0.1:1").await.expect_err("unreachable");
+    let e = join(&w, &rotated, "127.0.0.1:1")
+        .await
+        .expect_err("unreachable");
     assert!(e.message().contains("unreachable"), "{}", e.message());
     // After all those failures the node is still un-joined and clean.
-    assert_eq!(w.local().info(Empty {}).await.expect("info").into_inner().state, "inactive");
+    assert_eq!(
+        w.local()
+            .info(Empty {})
+            .await
+            .expect("info")
+            .into_inner()
+            .state,
+        "inactive"
+    );
     assert!(!w.state_dir.join("node.json").exists());
-    join(&w, &rotated, &m.addr).await.expect("the current token works");
+    join(&w, &rotated, &m.addr)
+        .await
+        .expect("the current token works");
     // A second init on a joined node is refused.
-    let e = m.local().init(InitRequest::default()).await.expect_err("second init");
-    assert!(e.message().contains("already part of a swarm"), "{}", e.message());
+    let e = m
+        .local()
+        .init(InitRequest::default())
+        .await
+        .expect_err("second init");
+    assert!(
+        e.message().contains("already part of a swarm"),
+        "{}",
+        e.message()
+    );
     w.stop().await;
     m.stop().await;
 }
@@ -87,8 +121,12 @@ async fn control_api_needs_a_manager_certificate() {
 
     let ca_pem = std::fs::read_to_string(m.state_dir.join("certs/ca.crt")).expect("ca");
     // No certificate: TLS works (a joining node has none) but the API refuses.
-    let anon = tls_channel(&m.addr, anonymous_client_config(&ca_pem).expect("tls")).expect("channel");
-    let e = ControlClient::new(anon).list_nodes(Empty {}).await.expect_err("anonymous");
+    let anon =
+        tls_channel(&m.addr, anonymous_client_config(&ca_pem).expect("tls")).expect("channel");
+    let e = ControlClient::new(anon)
+        .list_nodes(Empty {})
+        .await
+        .expect_err("anonymous");
     assert_eq!(e.code(), tonic::Code::Unauthenticated, "{}", e.message());
 
     // A worker's certificate: refused as not a manager.
@@ -97,21 +135,42 @@ async fn control_api_needs_a_manager_certificate() {
         .expect("present");
     let slot = CertSlot::new(&worker_id).expect("slot");
     let wc = tls_channel(&m.addr, client_config(&ca_pem, slot).expect("tls")).expect("channel");
-    let e = ControlClient::new(wc).list_nodes(Empty {}).await.expect_err("worker cert");
+    let e = ControlClient::new(wc)
+        .list_nodes(Empty {})
+        .await
+        .expect_err("worker cert");
     assert_eq!(e.code(), tonic::Code::PermissionDenied, "{}", e.message());
 
     // The worker's own control socket says it is not a manager.
-    let e = w.control().list_nodes(Empty {}).await.expect_err("worker socket");
-    assert!(e.message().contains("not a swarm manager"), "{}", e.message());
+    let e = w
+        .control()
+        .list_nodes(Empty {})
+        .await
+        .expect_err("worker socket");
+    assert!(
+        e.message().contains("not a swarm manager"),
+        "{}",
+        e.message()
+    );
 
     // A certificate from another cluster's CA fails the TLS handshake.
     let other = swarmlet_common::ca::RootCa::create("other").expect("ca");
     let (key, csr) = swarmlet_common::identity::new_key_and_csr().expect("csr");
     let cert = other
-        .sign_node(&csr, "intruder", swarmlet_common::identity::Role::Manager, "other", Duration::from_secs(3600))
+        .sign_node(
+            &csr,
+            "intruder",
+            swarmlet_common::identity::Role::Manager,
+            "other",
+            Duration::from_secs(3600),
+        )
         .expect("sign");
-    let intruder = swarmlet_common::identity::NodeIdentity::new(other.cert_pem().into(), cert, key.serialize_pem())
-        .expect("identity");
+    let intruder = swarmlet_common::identity::NodeIdentity::new(
+        other.cert_pem().into(),
+        cert,
+        key.serialize_pem(),
+    )
+    .expect("identity");
     let slot = CertSlot::new(&intruder).expect("slot");
     let ic = tls_channel(&m.addr, client_config(&ca_pem, slot).expect("tls")).expect("channel");
     assert!(ControlClient::new(ic).list_nodes(Empty {}).await.is_err());

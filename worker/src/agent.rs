@@ -38,7 +38,11 @@ const RETRY: Duration = Duration::from_millis(250);
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Runs heartbeats until `shutdown` turns true.
-pub async fn run(cfg: AgentConfig, events: mpsc::Sender<AgentEvent>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    cfg: AgentConfig,
+    events: mpsc::Sender<AgentEvent>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut managers = cfg.managers.clone();
     let mut current = 0usize;
     let mut last_role = String::new();
@@ -54,12 +58,16 @@ pub async fn run(cfg: AgentConfig, events: mpsc::Sender<AgentEvent>, mut shutdow
                 }
                 if resp.desired_role != last_role {
                     last_role = resp.desired_role.clone();
-                    let _ = events.send(AgentEvent::DesiredRole(resp.desired_role.clone())).await;
+                    let _ = events
+                        .send(AgentEvent::DesiredRole(resp.desired_role.clone()))
+                        .await;
                 }
                 if !resp.manager_addrs.is_empty() && resp.manager_addrs != managers {
                     let addr = managers.get(current % managers.len().max(1)).cloned();
                     managers = resp.manager_addrs.clone();
-                    current = addr.and_then(|a| managers.iter().position(|m| *m == a)).unwrap_or(0);
+                    current = addr
+                        .and_then(|a| managers.iter().position(|m| *m == a))
+                        .unwrap_or(0);
                     let _ = events.send(AgentEvent::Managers(managers.clone())).await;
                 }
                 Duration::from_millis(resp.period_ms.max(100))

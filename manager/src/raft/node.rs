@@ -107,7 +107,13 @@ pub fn start(
     let (tx, rx) = std_mpsc::channel();
     let (status_tx, status_rx) = watch::channel(RaftStatus::default());
     let (applied_tx, applied_rx) = watch::channel(applied);
-    transport.set_peers(store.list::<RaftMember>()?.into_iter().map(|(_, m)| m).collect());
+    transport.set_peers(
+        store
+            .list::<RaftMember>()?
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect(),
+    );
     let mut lp = Loop {
         raw,
         store,
@@ -354,7 +360,8 @@ impl Loop {
 
     fn refresh_peers(&self) -> Result<(), crate::store::StoreError> {
         let members = self.store.list::<RaftMember>()?;
-        self.transport.set_peers(members.into_iter().map(|(_, m)| m).collect());
+        self.transport
+            .set_peers(members.into_iter().map(|(_, m)| m).collect());
         Ok(())
     }
 
@@ -384,7 +391,11 @@ impl Loop {
             return Ok(());
         }
         let batch = ProposalBatch::decode(entry.data.as_ref()).unwrap_or_default();
-        let mutations: Vec<&[_]> = batch.proposals.iter().map(|p| p.mutations.as_slice()).collect();
+        let mutations: Vec<&[_]> = batch
+            .proposals
+            .iter()
+            .map(|p| p.mutations.as_slice())
+            .collect();
         let outcomes = self
             .store
             .apply_proposals(entry.index, entry.term, &mutations, &[])?;

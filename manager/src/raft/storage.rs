@@ -11,8 +11,8 @@
 
 use std::sync::Mutex;
 
-use protobuf::Message as PbMessage;
 use prost::Message as _;
+use protobuf::Message as PbMessage;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 use swarmlet_proto::store::{KeyValue, SnapshotData};
@@ -66,14 +66,18 @@ impl SledStorage {
 
     /// Makes a brand-new single-voter group: this node at index 1, term 1.
     pub fn bootstrap(&self, raft_id: u64) -> Result<(), RaftStorageError> {
-        let mut meta = SnapshotMetadata::default();
-        meta.index = 1;
-        meta.term = 1;
+        let mut meta = SnapshotMetadata {
+            index: 1,
+            term: 1,
+            ..Default::default()
+        };
         meta.mut_conf_state().voters = vec![raft_id];
         self.set_compacted(&meta)?;
-        let mut hs = HardState::default();
-        hs.term = 1;
-        hs.commit = 1;
+        let hs = HardState {
+            term: 1,
+            commit: 1,
+            ..Default::default()
+        };
         self.set_hard_state(&hs)?;
         let mut batch = sled::Batch::default();
         batch.insert(APPLIED_KEY, &encode_applied(1, 1)[..]);
@@ -91,14 +95,18 @@ impl SledStorage {
     fn conf_state(&self) -> Result<ConfState, RaftStorageError> {
         match self.store.state.get(CONF_STATE_KEY)? {
             None => Ok(ConfState::default()),
-            Some(b) => ConfState::parse_from_bytes(&b).map_err(|_| RaftStorageError::Corrupt("conf state")),
+            Some(b) => {
+                ConfState::parse_from_bytes(&b).map_err(|_| RaftStorageError::Corrupt("conf state"))
+            }
         }
     }
 
     fn hard_state(&self) -> Result<HardState, RaftStorageError> {
         match self.meta.get(HARD_STATE_KEY)? {
             None => Ok(HardState::default()),
-            Some(b) => HardState::parse_from_bytes(&b).map_err(|_| RaftStorageError::Corrupt("hard state")),
+            Some(b) => {
+                HardState::parse_from_bytes(&b).map_err(|_| RaftStorageError::Corrupt("hard state"))
+            }
         }
     }
 
@@ -157,7 +165,10 @@ impl SledStorage {
         if index <= compacted.index {
             return Ok(());
         }
-        let term = self.entry(index)?.map(|e| e.term).ok_or(RaftStorageError::Corrupt("log"))?;
+        let term = self
+            .entry(index)?
+            .map(|e| e.term)
+            .ok_or(RaftStorageError::Corrupt("log"))?;
         let mut meta = compacted;
         meta.index = index;
         meta.term = term;
@@ -194,9 +205,11 @@ impl SledStorage {
         batch.insert(CONF_STATE_KEY, pb_bytes(meta.get_conf_state()));
         self.store.state.apply_batch(batch)?;
         self.log.clear()?;
-        let mut compacted = SnapshotMetadata::default();
-        compacted.index = meta.index;
-        compacted.term = meta.term;
+        let compacted = SnapshotMetadata {
+            index: meta.index,
+            term: meta.term,
+            ..Default::default()
+        };
         self.set_compacted(&compacted)?;
         let mut hs = self.hard_state()?;
         hs.term = hs.term.max(meta.term);
@@ -280,7 +293,10 @@ fn to_raft<T>(r: Result<T, RaftStorageError>) -> raft::Result<T> {
 
 impl Storage for SledStorage {
     fn initial_state(&self) -> raft::Result<RaftState> {
-        Ok(RaftState::new(to_raft(self.hard_state())?, to_raft(self.conf_state())?))
+        Ok(RaftState::new(
+            to_raft(self.hard_state())?,
+            to_raft(self.conf_state())?,
+        ))
     }
 
     fn entries(
@@ -340,7 +356,9 @@ impl Storage for SledStorage {
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
         let snap = to_raft(self.cut_snapshot())?;
         if snap.get_metadata().index < request_index {
-            return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
         }
         Ok(snap)
     }
@@ -351,10 +369,11 @@ mod tests {
     use super::*;
 
     fn entry(index: u64, term: u64) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e
+        Entry {
+            index,
+            term,
+            ..Default::default()
+        }
     }
 
     fn open() -> SledStorage {
@@ -369,13 +388,19 @@ mod tests {
         assert!(s.is_empty().expect("empty"));
         s.bootstrap(7).expect("bootstrap");
         assert_eq!(s.initial_state().expect("state").conf_state.voters, vec![7]);
-        assert_eq!((s.first_index().expect("f"), s.last_index().expect("l")), (2, 1));
-        s.append(&[entry(2, 1), entry(3, 1), entry(4, 1)]).expect("append");
+        assert_eq!(
+            (s.first_index().expect("f"), s.last_index().expect("l")),
+            (2, 1)
+        );
+        s.append(&[entry(2, 1), entry(3, 1), entry(4, 1)])
+            .expect("append");
         // A conflicting append at 3 drops 3 and 4.
         s.append(&[entry(3, 2)]).expect("append");
         assert_eq!(s.last_index().expect("l"), 3);
         assert_eq!(s.term(3).expect("t"), 2);
-        let got = s.entries(2, 4, None, GetEntriesContext::empty(false)).expect("e");
+        let got = s
+            .entries(2, 4, None, GetEntriesContext::empty(false))
+            .expect("e");
         assert_eq!(got.len(), 2);
         s.compact(2).expect("compact");
         assert_eq!(s.first_index().expect("f"), 3);
@@ -394,13 +419,20 @@ mod tests {
             id: "n1".into(),
             ..Default::default()
         });
-        a.store.apply_entry(2, 1, &tx.mutations, &[]).expect("apply").expect("ok");
+        a.store
+            .apply_entry(2, 1, &tx.mutations, &[])
+            .expect("apply")
+            .expect("ok");
         let snap = a.snapshot(2, 0).expect("snapshot");
         assert_eq!(snap.get_metadata().index, 2);
 
         let b = open();
         b.apply_snapshot(&snap).expect("install");
-        assert!(b.store.get::<swarmlet_proto::objects::Node>("n1").expect("get").is_some());
+        assert!(b
+            .store
+            .get::<swarmlet_proto::objects::Node>("n1")
+            .expect("get")
+            .is_some());
         assert_eq!(b.first_index().expect("f"), 3);
         assert_eq!(b.initial_state().expect("s").conf_state.voters, vec![1]);
     }

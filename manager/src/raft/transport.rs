@@ -66,7 +66,9 @@ impl GrpcTransport {
         if raft_id == self.self_id {
             return;
         }
-        let Ok(mut peers) = self.peers.lock() else { return };
+        let Ok(mut peers) = self.peers.lock() else {
+            return;
+        };
         if peers.get(&raft_id).is_some_and(|p| p.addr == addr) {
             return;
         }
@@ -74,7 +76,8 @@ impl GrpcTransport {
         let raft = self.raft.clone();
         let tls = self.tls.clone();
         let target = addr.to_string();
-        self.runtime.spawn(peer_loop(raft_id, target, tls, rx, raft));
+        self.runtime
+            .spawn(peer_loop(raft_id, target, tls, rx, raft));
         peers.insert(
             raft_id,
             Peer {
@@ -97,7 +100,10 @@ impl GrpcTransport {
 
     /// Whether traffic from `raft_id` must be dropped.
     pub fn is_blocked(&self, raft_id: u64) -> bool {
-        self.blocked.read().map(|b| b.contains(&raft_id)).unwrap_or(false)
+        self.blocked
+            .read()
+            .map(|b| b.contains(&raft_id))
+            .unwrap_or(false)
     }
 }
 

@@ -116,8 +116,14 @@ impl Ca for CaService {
     ) -> Result<Response<IssueResponse>, Status> {
         let m = self.slot.get()?;
         let node_id = calling_node(&request)?;
-        if m.store.get::<RemovedNode>(&node_id).map_err(store_status)?.is_some() {
-            return Err(Status::permission_denied(format!("node {node_id} was removed from the cluster")));
+        if m.store
+            .get::<RemovedNode>(&node_id)
+            .map_err(store_status)?
+            .is_some()
+        {
+            return Err(Status::permission_denied(format!(
+                "node {node_id} was removed from the cluster"
+            )));
         }
         let (_, node) = m
             .store
@@ -128,6 +134,11 @@ impl Ca for CaService {
             NodeRole::Manager => Role::Manager,
             NodeRole::Worker => Role::Worker,
         };
-        Ok(Response::new(sign(&m, &request.get_ref().csr_pem, &node_id, role)?))
+        Ok(Response::new(sign(
+            &m,
+            &request.get_ref().csr_pem,
+            &node_id,
+            role,
+        )?))
     }
 }

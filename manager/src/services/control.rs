@@ -8,7 +8,9 @@
 use std::time::Duration;
 
 use prost::Message as _;
-use swarmlet_common::names::{availability_name, parse_availability, parse_role, role_name, status_name};
+use swarmlet_common::names::{
+    availability_name, parse_availability, parse_role, role_name, status_name,
+};
 use swarmlet_common::tls::require_manager;
 use swarmlet_common::token::{new_secret, root_digest, JoinToken};
 use swarmlet_proto::common::Empty;
@@ -105,13 +107,21 @@ fn node_info(n: &Node, members: &[RaftMember], status: &RaftStatus) -> NodeInfo 
 
 /// Whether removing `raft_id` from the voters keeps a reachable majority.
 fn removal_keeps_quorum(status: &RaftStatus, raft_id: u64) -> Result<(), Status> {
-    let remaining: Vec<u64> = status.voters.iter().copied().filter(|v| *v != raft_id).collect();
+    let remaining: Vec<u64> = status
+        .voters
+        .iter()
+        .copied()
+        .filter(|v| *v != raft_id)
+        .collect();
     if remaining.is_empty() {
         return Err(Status::failed_precondition(
             "can't remove the last manager of the cluster",
         ));
     }
-    let reachable = remaining.iter().filter(|v| status.reachable.contains(v)).count();
+    let reachable = remaining
+        .iter()
+        .filter(|v| status.reachable.contains(v))
+        .count();
     let needed = remaining.len() / 2 + 1;
     if reachable < needed {
         return Err(Status::failed_precondition(format!(
@@ -158,7 +168,9 @@ impl ControlService {
                 .copied()
                 .find(|v| *v != status.raft_id && status.reachable.contains(v))
             else {
-                return Err(Status::failed_precondition("no other reachable manager to take over"));
+                return Err(Status::failed_precondition(
+                    "no other reachable manager to take over",
+                ));
             };
             m.raft.transfer_leader(next);
             let mut rx = m.raft.watch_status();
@@ -199,10 +211,14 @@ impl Control for ControlService {
         forward_to_leader!(m, request, update_cluster);
         let req = request.into_inner();
         if req.heartbeat_period_ms == Some(0) {
-            return Err(Status::invalid_argument("heartbeat period must be positive"));
+            return Err(Status::invalid_argument(
+                "heartbeat period must be positive",
+            ));
         }
         if req.task_history_limit.is_some_and(|l| l < 0) {
-            return Err(Status::invalid_argument("task history limit must not be negative"));
+            return Err(Status::invalid_argument(
+                "task history limit must not be negative",
+            ));
         }
         m.read_barrier().await?;
         let c = m
@@ -228,8 +244,12 @@ impl Control for ControlService {
         let m = self.manager(&request)?;
         forward_to_leader!(m, request, get_join_token);
         let req = request.into_inner();
-        let role = parse_role(&req.role)
-            .ok_or_else(|| Status::invalid_argument(format!("unknown role {:?}: use worker or manager", req.role)))?;
+        let role = parse_role(&req.role).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "unknown role {:?}: use worker or manager",
+                req.role
+            ))
+        })?;
         m.read_barrier().await?;
         let c = if req.rotate {
             m.update(|m| {
@@ -274,7 +294,9 @@ impl Control for ControlService {
         let m = self.manager(&request)?;
         forward_to_leader!(m, request, inspect_node);
         m.read_barrier().await?;
-        Ok(Response::new(self.node_info_for(&m, &request.get_ref().node).await?))
+        Ok(Response::new(
+            self.node_info_for(&m, &request.get_ref().node).await?,
+        ))
     }
 
     async fn update_node(
@@ -290,7 +312,9 @@ impl Control for ControlService {
             .as_deref()
             .map(|a| {
                 parse_availability(a).ok_or_else(|| {
-                    Status::invalid_argument(format!("invalid availability {a:?}: use active, pause or drain"))
+                    Status::invalid_argument(format!(
+                        "invalid availability {a:?}: use active, pause or drain"
+                    ))
                 })
             })
             .transpose()?;
@@ -336,14 +360,24 @@ impl Control for ControlService {
             return Ok(Response::new(self.node_info_for(&m, &n.id).await?));
         }
         if role == NodeRole::Worker {
-            let managers = m.nodes()?.iter().filter(|(_, x)| x.role() == NodeRole::Manager).count();
+            let managers = m
+                .nodes()?
+                .iter()
+                .filter(|(_, x)| x.role() == NodeRole::Manager)
+                .count();
             if managers <= 1 {
-                return Err(Status::failed_precondition("can't demote the last manager of the cluster"));
+                return Err(Status::failed_precondition(
+                    "can't demote the last manager of the cluster",
+                ));
             }
             if !self.remove_voter(&m, &n.id).await? {
                 // Leadership moved away from this manager: let the new leader finish.
-                let leader = m.forward_target()?.ok_or_else(|| Status::unavailable("retry"))?;
-                return ControlClient::new(leader).set_node_role(forwarded(req, None)).await;
+                let leader = m
+                    .forward_target()?
+                    .ok_or_else(|| Status::unavailable("retry"))?;
+                return ControlClient::new(leader)
+                    .set_node_role(forwarded(req, None))
+                    .await;
             }
         }
         let id = n.id.clone();
@@ -386,8 +420,12 @@ impl Control for ControlService {
             id: n.id.clone(),
             removed_at_ms: swarmlet_common::clock::now_ms(),
         };
-        m.propose(Tx::new().delete::<Node>(&n.id, Some(version)).put(&removed, None))
-            .await?;
+        m.propose(
+            Tx::new()
+                .delete::<Node>(&n.id, Some(version))
+                .put(&removed, None),
+        )
+        .await?;
         Ok(Response::new(Empty {}))
     }
 
@@ -399,8 +437,12 @@ impl Control for ControlService {
         forward_to_leader!(m, request, remove_raft_member);
         let req = request.get_ref().clone();
         if !self.remove_voter(&m, &req.node_id).await? {
-            let leader = m.forward_target()?.ok_or_else(|| Status::unavailable("retry"))?;
-            return ControlClient::new(leader).remove_raft_member(forwarded(req, None)).await;
+            let leader = m
+                .forward_target()?
+                .ok_or_else(|| Status::unavailable("retry"))?;
+            return ControlClient::new(leader)
+                .remove_raft_member(forwarded(req, None))
+                .await;
         }
         Ok(Response::new(Empty {}))
     }

@@ -38,7 +38,11 @@ impl Dispatcher for DispatcherService {
                 .await;
         }
         let req = request.into_inner();
-        let removed = m.store.get::<RemovedNode>(&node_id).map_err(store_status)?.is_some();
+        let removed = m
+            .store
+            .get::<RemovedNode>(&node_id)
+            .map_err(store_status)?
+            .is_some();
         let node = m.store.get::<Node>(&node_id).map_err(store_status)?;
         let period = heartbeat_period(&m);
         let Some((_, node)) = node.filter(|_| !removed) else {

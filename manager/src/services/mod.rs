@@ -26,15 +26,11 @@ pub struct ManagerSlot(Arc<RwLock<Option<Arc<Manager>>>>);
 impl ManagerSlot {
     /// The running manager, or the error a worker gives.
     pub fn get(&self) -> Result<Arc<Manager>, Status> {
-        self.0
-            .read()
-            .ok()
-            .and_then(|g| g.clone())
-            .ok_or_else(|| {
-                Status::failed_precondition(
-                    "this node is not a swarm manager: run this command on a manager node",
-                )
-            })
+        self.0.read().ok().and_then(|g| g.clone()).ok_or_else(|| {
+            Status::failed_precondition(
+                "this node is not a swarm manager: run this command on a manager node",
+            )
+        })
     }
 
     /// Whether a manager runs.
@@ -55,7 +51,11 @@ impl ManagerSlot {
 pub fn calling_node<T>(request: &tonic::Request<T>) -> Result<String, Status> {
     let info = peer_cert_info(request)?;
     if info.role == Role::Manager {
-        if let Some(v) = request.metadata().get(ON_BEHALF_OF).and_then(|v| v.to_str().ok()) {
+        if let Some(v) = request
+            .metadata()
+            .get(ON_BEHALF_OF)
+            .and_then(|v| v.to_str().ok())
+        {
             return Ok(v.to_string());
         }
     }

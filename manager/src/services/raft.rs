@@ -1,8 +1,8 @@
 //! The Raft transport service: message streams from peers, and joining the
 //! Raft group as a new voter.
 
-use protobuf::Message as PbMessage;
 use prost::Message as _;
+use protobuf::Message as PbMessage;
 use raft::eraftpb::Message;
 use swarmlet_common::tls::require_manager;
 use swarmlet_proto::common::Empty;
@@ -30,7 +30,10 @@ impl RaftService {
 
 #[tonic::async_trait]
 impl RaftTransport for RaftService {
-    async fn stream(&self, request: Request<Streaming<RaftChunk>>) -> Result<Response<Empty>, Status> {
+    async fn stream(
+        &self,
+        request: Request<Streaming<RaftChunk>>,
+    ) -> Result<Response<Empty>, Status> {
         require_manager(&request)?;
         let mut stream = request.into_inner();
         let mut buf = Vec::new();
@@ -72,13 +75,21 @@ impl RaftTransport for RaftService {
             .map_err(store_status)?
             .ok_or_else(|| Status::not_found(format!("node {node_id} not found")))?;
         if node.role() != NodeRole::Manager {
-            return Err(Status::permission_denied(format!("node {node_id} is not a manager")));
+            return Err(Status::permission_denied(format!(
+                "node {node_id} is not a manager"
+            )));
         }
         let members = m.members()?;
         let already = members.iter().any(|x| x.raft_id == req.raft_id);
-        if let Some(stale) = members.iter().find(|x| x.node_id == node_id && x.raft_id != req.raft_id) {
+        if let Some(stale) = members
+            .iter()
+            .find(|x| x.node_id == node_id && x.raft_id != req.raft_id)
+        {
             // The node lost its Raft state and comes back under a new Raft ID.
-            let ctx = ConfChangeContext { node_id: node_id.clone(), ..Default::default() };
+            let ctx = ConfChangeContext {
+                node_id: node_id.clone(),
+                ..Default::default()
+            };
             m.raft
                 .remove_voter(stale.raft_id, ctx.encode_to_vec())
                 .await

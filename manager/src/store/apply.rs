@@ -88,7 +88,11 @@ impl Store {
         Ok(outcomes)
     }
 
-    fn check(&self, mutations: &[Mutation], written: &HashMap<Vec<u8>, Option<u64>>) -> Result<Applied, StoreError> {
+    fn check(
+        &self,
+        mutations: &[Mutation],
+        written: &HashMap<Vec<u8>, Option<u64>>,
+    ) -> Result<Applied, StoreError> {
         for m in mutations {
             if !m.must_not_exist && m.expect_version == 0 {
                 // An unconditional write: no need to read the row.
@@ -138,23 +142,36 @@ mod tests {
         let db = sled::Config::new().temporary(true).open().expect("db");
         let store = Store::open(&db).expect("store");
         let tx = Tx::new().create(&node("a", "h1"));
-        assert_eq!(store.apply_entry(5, 1, &tx.mutations, &[]).expect("apply"), Ok(()));
+        assert_eq!(
+            store.apply_entry(5, 1, &tx.mutations, &[]).expect("apply"),
+            Ok(())
+        );
         let (v, n) = store.get::<Node>("a").expect("get").expect("present");
         assert_eq!((v, n.hostname.as_str()), (5, "h1"));
 
         // A second create of the same key is refused, and nothing changes.
         let again = Tx::new().create(&node("a", "h2"));
         assert!(matches!(
-            store.apply_entry(6, 1, &again.mutations, &[]).expect("apply"),
+            store
+                .apply_entry(6, 1, &again.mutations, &[])
+                .expect("apply"),
             Err(ApplyError::Exists { .. })
         ));
         assert_eq!(store.applied().expect("applied"), (6, 1));
 
         // A stale version is a conflict; the right one goes through.
         let stale = Tx::new().put(&node("a", "h3"), Some(4));
-        assert!(store.apply_entry(7, 1, &stale.mutations, &[]).expect("apply").is_err());
+        assert!(store
+            .apply_entry(7, 1, &stale.mutations, &[])
+            .expect("apply")
+            .is_err());
         let fresh = Tx::new().put(&node("a", "h3"), Some(5));
-        assert_eq!(store.apply_entry(8, 1, &fresh.mutations, &[]).expect("apply"), Ok(()));
+        assert_eq!(
+            store
+                .apply_entry(8, 1, &fresh.mutations, &[])
+                .expect("apply"),
+            Ok(())
+        );
         assert_eq!(store.list::<Node>().expect("list")[0].1.hostname, "h3");
 
         // Within one entry, a later proposal sees an earlier one's writes.
@@ -163,10 +180,16 @@ mod tests {
         let both = [first.mutations.as_slice(), second.mutations.as_slice()];
         let outcomes = store.apply_proposals(10, 2, &both, &[]).expect("apply");
         assert!(outcomes[0].is_ok() && outcomes[1].is_err());
-        assert_eq!(store.get::<Node>("b").expect("get").expect("b").1.hostname, "x");
+        assert_eq!(
+            store.get::<Node>("b").expect("get").expect("b").1.hostname,
+            "x"
+        );
 
         let del = Tx::new().delete::<Node>("a", None);
-        store.apply_entry(11, 2, &del.mutations, &[]).expect("apply").expect("ok");
+        store
+            .apply_entry(11, 2, &del.mutations, &[])
+            .expect("apply")
+            .expect("ok");
         assert!(store.get::<Node>("a").expect("get").is_none());
         assert_eq!(store.applied().expect("applied"), (11, 2));
     }

@@ -10,7 +10,7 @@
 mod apply;
 mod tables;
 
-pub use apply::{ApplyError, Applied};
+pub use apply::{Applied, ApplyError};
 pub use tables::{Object, Tx};
 
 use prost::Message;
@@ -86,7 +86,8 @@ impl Store {
 
 fn decode<T: Object>(bytes: &[u8], key: &str) -> Result<(u64, T), StoreError> {
     let record = Record::decode(bytes).map_err(|_| StoreError::Corrupt(key.to_string()))?;
-    let obj = T::decode(record.data.as_slice()).map_err(|_| StoreError::Corrupt(key.to_string()))?;
+    let obj =
+        T::decode(record.data.as_slice()).map_err(|_| StoreError::Corrupt(key.to_string()))?;
     Ok((record.version, obj))
 }
 

@@ -52,7 +52,10 @@ enum Scenario {
     LbUpdate,
 }
 
-async fn start_cluster(dir: &std::path::Path, managers: usize) -> anyhow::Result<Vec<InProcessNode>> {
+async fn start_cluster(
+    dir: &std::path::Path,
+    managers: usize,
+) -> anyhow::Result<Vec<InProcessNode>> {
     let mut nodes = Vec::new();
     for i in 0..managers {
         let mut n = InProcessNode::new(dir, &format!("m{i}"));
@@ -110,7 +113,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-async fn raft_bench(managers: usize, clients: usize, seconds: u64) -> anyhow::Result<serde_json::Value> {
+async fn raft_bench(
+    managers: usize,
+    clients: usize,
+    seconds: u64,
+) -> anyhow::Result<serde_json::Value> {
     let dir = tempfile::tempdir()?;
     let mut nodes = start_cluster(dir.path(), managers).await?;
     let l = leader(&nodes).context("no leader")?;
@@ -126,7 +133,11 @@ async fn raft_bench(managers: usize, clients: usize, seconds: u64) -> anyhow::Re
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
-                if m.raft.propose(write(format!("bench-{c}-{i}"))).await.is_ok() {
+                if m.raft
+                    .propose(write(format!("bench-{c}-{i}")))
+                    .await
+                    .is_ok()
+                {
                     lat.push(t.elapsed().as_secs_f64() * 1000.0);
                 }
                 i += 1;
@@ -173,9 +184,15 @@ async fn failover_bench(managers: usize, rounds: usize) -> anyhow::Result<serde_
     let mut elections = Vec::new();
     let mut resumed = Vec::new();
     for round in 0..rounds {
-        let old = wait_until("a leader", Duration::from_secs(30), || async { leader(&nodes) }).await;
+        let old = wait_until("a leader", Duration::from_secs(30), || async {
+            leader(&nodes)
+        })
+        .await;
         let survivors: Vec<usize> = (0..nodes.len()).filter(|i| *i != old).collect();
-        let ms: Vec<_> = survivors.iter().filter_map(|i| nodes[*i].manager()).collect();
+        let ms: Vec<_> = survivors
+            .iter()
+            .filter_map(|i| nodes[*i].manager())
+            .collect();
         let killed_at = Instant::now();
         nodes[old].stop().await;
         let mut election = None;
@@ -192,7 +209,11 @@ async fn failover_bench(managers: usize, rounds: usize) -> anyhow::Result<serde_
                 continue;
             };
             n += 1;
-            if m.raft.propose(write(format!("failover-{round}-{n}"))).await.is_ok() {
+            if m.raft
+                .propose(write(format!("failover-{round}-{n}")))
+                .await
+                .is_ok()
+            {
                 break killed_at.elapsed();
             }
         };
@@ -238,10 +259,14 @@ async fn main() -> anyhow::Result<()> {
             seconds,
         } => raft_bench(managers, clients, seconds).await?,
         Scenario::Failover { managers, rounds } => failover_bench(managers, rounds).await?,
-        Scenario::Sched | Scenario::Reschedule => bail!("this scenario arrives with services (issue 3)"),
+        Scenario::Sched | Scenario::Reschedule => {
+            bail!("this scenario arrives with services (issue 3)")
+        }
         Scenario::Start => bail!("this scenario arrives with the Docker executor (issue 4)"),
         Scenario::Overlay => bail!("this scenario arrives with overlay networks (issue 5)"),
-        Scenario::Mesh | Scenario::LbUpdate => bail!("this scenario arrives with the routing mesh (issue 6)"),
+        Scenario::Mesh | Scenario::LbUpdate => {
+            bail!("this scenario arrives with the routing mesh (issue 6)")
+        }
     };
     println!("{result}");
     Ok(())

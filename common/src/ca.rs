@@ -123,7 +123,10 @@ impl RootCa {
         ];
         params.use_authority_key_identifier_extension = true;
         let now = OffsetDateTime::now_utc();
-        params.not_before = now - time::Duration::minutes(5);
+        // Back-date a little for clock skew between nodes, but not so much
+        // that a short-lived certificate's half-life (renewal point) moves.
+        let backdate = (validity / 10).min(Duration::from_secs(300));
+        params.not_before = now - backdate;
         params.not_after = now + validity;
         let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key)?;
         let cert = params.signed_by(&csr.public_key, &issuer)?;

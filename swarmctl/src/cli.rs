@@ -74,6 +74,9 @@ pub enum ClusterCmd {
         /// Finished tasks kept per slot.
         #[arg(long)]
         task_history_limit: Option<i64>,
+        /// Lifetime of node certificates issued from now on, e.g. 2160h.
+        #[arg(long)]
+        cert_expiry: Option<String>,
     },
     /// Show (or rotate) a join token.
     JoinToken {

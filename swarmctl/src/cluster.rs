@@ -25,6 +25,7 @@ fn cluster_json(c: &ClusterInfo) -> serde_json::Value {
         "raft_term": c.raft_term,
         "raft_commit_index": c.raft_commit_index,
         "leader": c.leader_node_id,
+        "node_cert_expiry_ms": c.node_cert_expiry_ms,
     })
 }
 
@@ -83,23 +84,29 @@ pub async fn run(cli: &Cli, cmd: &ClusterCmd) -> anyhow::Result<()> {
         ClusterCmd::Update {
             heartbeat_period,
             task_history_limit,
+            cert_expiry,
         } => {
-            let period = heartbeat_period
-                .as_deref()
-                .map(|p| {
-                    humantime::parse_duration(p)
-                        .map_err(|_| anyhow!("invalid --heartbeat-period {p:?}: expected a duration like 1s or 500ms"))
-                })
-                .transpose()?;
-            if period.is_none() && task_history_limit.is_none() {
+            let duration = |flag: &str, v: &Option<String>| {
+                v.as_deref()
+                    .map(|p| {
+                        humantime::parse_duration(p).map_err(|_| {
+                            anyhow!("invalid --{flag} {p:?}: expected a duration like 1s or 500ms")
+                        })
+                    })
+                    .transpose()
+            };
+            let period = duration("heartbeat-period", heartbeat_period)?;
+            let expiry = duration("cert-expiry", cert_expiry)?;
+            if period.is_none() && task_history_limit.is_none() && expiry.is_none() {
                 return Err(anyhow!(
-                    "nothing to update: give --heartbeat-period or --task-history-limit"
+                    "nothing to update: give --heartbeat-period, --task-history-limit or --cert-expiry"
                 ));
             }
             let c = ControlClient::new(channel)
                 .update_cluster(UpdateClusterRequest {
                     heartbeat_period_ms: period.map(|d| d.as_millis() as u64),
                     task_history_limit: *task_history_limit,
+                    node_cert_expiry_ms: expiry.map(|d| d.as_millis() as u64),
                 })
                 .await
                 .map_err(status)?

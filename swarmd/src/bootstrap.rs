@@ -134,6 +134,7 @@ pub async fn init(
         default_addr_pool_mask_len: params.default_addr_pool_mask_len,
         created_at_ms: now,
         updated_at_ms: now,
+        node_cert_expiry_ms: 0,
     };
     let mut node = Node {
         id: node_id.clone(),

@@ -18,6 +18,12 @@ pub struct DaemonConfig {
     pub hostname: String,
     /// Raft clock tick (tests may shorten it).
     pub raft_tick: Duration,
+    /// Compact the Raft log every this many applied entries.
+    pub snapshot_interval: u64,
+    /// Entries kept behind the compaction point.
+    pub snapshot_keep_entries: u64,
+    /// How often the node checks whether its certificate needs renewal.
+    pub cert_check_interval: Duration,
 }
 
 impl DaemonConfig {
@@ -35,6 +41,9 @@ impl DaemonConfig {
             advertise_addr: None,
             hostname,
             raft_tick: Duration::from_millis(50),
+            snapshot_interval: 10_000,
+            snapshot_keep_entries: 1_000,
+            cert_check_interval: Duration::from_secs(60),
         }
     }
 

@@ -81,6 +81,7 @@ impl Joined {
             joined.start_manager(bootstrap).await?;
         }
         joined.start_agent(shutdown_rx);
+        joined.start_renewal();
         Ok(joined)
     }
 
@@ -158,6 +159,32 @@ impl Joined {
         Ok(())
     }
 
+    /// Renews the node certificate once it is past half its lifetime.
+    fn start_renewal(self: &Arc<Self>) {
+        let me = self.clone();
+        self.spawn(async move {
+            loop {
+                tokio::time::sleep(me.cfg.cert_check_interval).await;
+                let due = me
+                    .identity
+                    .lock()
+                    .await
+                    .needs_renewal(swarmlet_common::clock::now_ms() / 1000);
+                if due {
+                    match me.renew_certificate().await {
+                        Ok(()) => tracing::info!("node certificate renewed"),
+                        Err(e) => tracing::warn!("certificate renewal failed, will retry: {e:#}"),
+                    }
+                }
+            }
+        });
+    }
+
+    /// This node's current certificate.
+    pub async fn identity(&self) -> NodeIdentity {
+        self.identity.lock().await.clone()
+    }
+
     /// Gets a certificate for the role the cluster now wants.
     async fn renew_certificate(&self) -> anyhow::Result<()> {
         let managers = self.state.lock().await.managers.clone();
@@ -195,6 +222,8 @@ impl Joined {
         }
         let mut raft = RaftConfig::new(st.raft_id);
         raft.tick = self.cfg.raft_tick;
+        raft.snapshot_interval = self.cfg.snapshot_interval;
+        raft.keep_entries = self.cfg.snapshot_keep_entries;
         let mcfg = ManagerConfig {
             node_id: st.node_id.clone(),
             raft,

@@ -136,11 +136,13 @@ impl Local for LocalService {
             }
             // Best effort: ask another manager to drop this one from Raft.
             if let Ok(m) = d.managers.get() {
-                let others: Vec<String> = m
-                    .manager_addrs()
-                    .into_iter()
-                    .filter(|a| *a != st.addr)
-                    .collect();
+                // This manager's copy of the members may lag; add the managers
+                // it heard of through heartbeats and at join.
+                let mut others: Vec<String> = m.manager_addrs();
+                others.extend(st.managers.iter().cloned());
+                others.sort();
+                others.dedup();
+                others.retain(|a| *a != st.addr);
                 for addr in others {
                     let Ok(ch) = m.channel_to(&addr) else {
                         continue;
@@ -148,8 +150,11 @@ impl Local for LocalService {
                     let req = RemoveRaftMemberRequest {
                         node_id: st.node_id.clone(),
                     };
-                    if ControlClient::new(ch).remove_raft_member(req).await.is_ok() {
-                        break;
+                    match ControlClient::new(ch).remove_raft_member(req).await {
+                        Ok(_) => break,
+                        Err(s) => {
+                            tracing::warn!(manager = %addr, "leaving raft failed: {}", s.message())
+                        }
                     }
                 }
             }

@@ -58,6 +58,8 @@ pub struct InProcessNode {
     pub socket: PathBuf,
     /// The running daemon, `None` while stopped.
     pub daemon: Option<Arc<Daemon>>,
+    /// Adjusts the daemon's settings before each start.
+    pub tune: fn(&mut DaemonConfig),
 }
 
 impl InProcessNode {
@@ -69,6 +71,7 @@ impl InProcessNode {
             state_dir: root.join(name),
             socket: root.join(format!("{name}.sock")),
             daemon: None,
+            tune: |_| {},
         }
     }
 
@@ -82,6 +85,7 @@ impl InProcessNode {
             self.name.clone(),
         );
         cfg.advertise_addr = Some(self.addr.clone());
+        (self.tune)(&mut cfg);
         self.daemon = Some(Daemon::start(cfg).await?);
         Ok(())
     }

@@ -390,3 +390,119 @@ async fn changes_that_lose_quorum_are_refused() {
         n.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn new_and_lagging_managers_catch_up_by_snapshot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let small_log: fn(&mut swarmd::config::DaemonConfig) = |c| {
+        c.snapshot_interval = 20;
+        c.snapshot_keep_entries = 5;
+    };
+    let mut nodes: Vec<InProcessNode> = (0..3)
+        .map(|i| {
+            let mut n = InProcessNode::new(dir.path(), &format!("node{i}"));
+            n.tune = small_log;
+            n
+        })
+        .collect();
+    for n in nodes.iter_mut() {
+        n.start().await.expect("start");
+    }
+    nodes[0]
+        .local()
+        .init(InitRequest::default())
+        .await
+        .expect("init");
+    for i in 0..60 {
+        assert!(write_label(&nodes[0], "node0", &format!("early{i}")).await);
+    }
+    let m0 = nodes[0].manager().expect("manager");
+    let token = nodes[0]
+        .control()
+        .get_join_token(JoinTokenRequest {
+            role: "manager".into(),
+            rotate: false,
+        })
+        .await
+        .expect("token")
+        .into_inner()
+        .token;
+    // The log no longer starts at the beginning: joiners need a snapshot.
+    for n in nodes.iter().skip(1) {
+        n.local()
+            .join(JoinRequest {
+                token: token.clone(),
+                remote_addr: nodes[0].addr.clone(),
+                advertise_addr: String::new(),
+            })
+            .await
+            .expect("join");
+    }
+    let has_label = |m: std::sync::Arc<swarmlet_manager::manager::Manager>, key: String| async move {
+        let nodes = m.nodes().ok()?;
+        nodes
+            .iter()
+            .any(|(_, n)| n.hostname == "node0" && n.labels.contains_key(&key))
+            .then_some(())
+    };
+    for n in nodes.iter().skip(1) {
+        let m = n.manager().expect("manager");
+        wait_until("joined manager has the early writes", ELECTION, || {
+            has_label(m.clone(), "early59".into())
+        })
+        .await;
+    }
+    assert_eq!(m0.raft.status().voters.len(), 3);
+    // A follower that misses many entries gets a snapshot when it returns.
+    let leader = wait_leader(&nodes, None).await;
+    let lagging = (leader + 1) % 3;
+    nodes[lagging].stop().await;
+    for i in 0..60 {
+        assert!(write_label(&nodes[leader], "node0", &format!("late{i}")).await);
+    }
+    nodes[lagging].start().await.expect("restart");
+    let m = nodes[lagging].manager().expect("manager");
+    wait_until("lagging manager catches up", ELECTION, || {
+        has_label(m.clone(), "late59".into())
+    })
+    .await;
+    for n in nodes.iter_mut() {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_manager_leaving_with_force_leaves_raft() {
+    let (_dir, mut nodes) = cluster(3, 0).await;
+    let e = nodes[2]
+        .local()
+        .leave(swarmlet_proto::local::LeaveRequest { force: false })
+        .await
+        .expect_err("a manager needs --force");
+    assert!(e.message().contains("--force"), "{}", e.message());
+    nodes[2]
+        .local()
+        .leave(swarmlet_proto::local::LeaveRequest { force: true })
+        .await
+        .expect("leave --force");
+    let m0 = nodes[0].manager().expect("manager");
+    wait_until("two voters left", ELECTION, || {
+        let m0 = m0.clone();
+        async move { (m0.raft.status().voters.len() == 2).then_some(()) }
+    })
+    .await;
+    let info = nodes[2]
+        .local()
+        .info(Empty {})
+        .await
+        .expect("info")
+        .into_inner();
+    assert_eq!(info.state, "inactive");
+    assert!(!nodes[2].state_dir.join("node.json").exists());
+    // The two remaining managers still commit.
+    let leader = wait_leader(&nodes, None).await;
+    assert!(write_label(&nodes[leader], "node0", "after-leave").await);
+    for n in nodes.iter_mut() {
+        n.stop().await;
+    }
+}

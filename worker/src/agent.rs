@@ -2,6 +2,7 @@
 //! moves to the next one when a call fails; the answer tells it the period,
 //! the role the cluster wants it to have, and the current managers.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use swarmlet_common::grpc::tls_channel;
 use swarmlet_proto::dispatcher::dispatcher_client::DispatcherClient;
 use swarmlet_proto::dispatcher::HeartbeatRequest;
 use tokio::sync::{mpsc, watch};
+use tonic::transport::Channel;
 
 /// What the agent learns from the managers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,11 +48,14 @@ pub async fn run(
     let mut managers = cfg.managers.clone();
     let mut current = 0usize;
     let mut last_role = String::new();
+    // One channel per manager, kept across heartbeats; dropped on failure.
+    let mut channels: HashMap<String, Channel> = HashMap::new();
     loop {
         if *shutdown.borrow() {
             return;
         }
-        let wait = match heartbeat_once(&cfg, managers.get(current % managers.len().max(1))).await {
+        let target = managers.get(current % managers.len().max(1)).cloned();
+        let wait = match heartbeat_once(&cfg, target.as_ref(), &mut channels).await {
             Ok(resp) => {
                 if resp.removed {
                     let _ = events.send(AgentEvent::Removed).await;
@@ -74,6 +79,9 @@ pub async fn run(
             }
             Err(e) => {
                 tracing::debug!("heartbeat failed: {e}; trying the next manager");
+                if let Some(t) = &target {
+                    channels.remove(t);
+                }
                 current = current.wrapping_add(1);
                 RETRY
             }
@@ -88,9 +96,17 @@ pub async fn run(
 async fn heartbeat_once(
     cfg: &AgentConfig,
     manager: Option<&String>,
+    channels: &mut HashMap<String, Channel>,
 ) -> Result<swarmlet_proto::dispatcher::HeartbeatResponse, String> {
     let addr = manager.ok_or("no manager known")?;
-    let channel = tls_channel(addr, cfg.tls.clone()).map_err(|e| e.to_string())?;
+    let channel = match channels.get(addr) {
+        Some(c) => c.clone(),
+        None => {
+            let c = tls_channel(addr, cfg.tls.clone()).map_err(|e| e.to_string())?;
+            channels.insert(addr.clone(), c.clone());
+            c
+        }
+    };
     let mut client = DispatcherClient::new(channel);
     let req = HeartbeatRequest {
         node_id: String::new(),

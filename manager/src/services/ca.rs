@@ -50,9 +50,13 @@ fn role_for_token(m: &Manager, token: &str) -> Result<Role, Status> {
 
 fn sign(m: &Manager, csr: &str, node_id: &str, role: Role) -> Result<IssueResponse, Status> {
     let (_, cluster) = m.cluster()?;
+    let validity = match cluster.node_cert_expiry_ms {
+        0 => NODE_CERT_VALIDITY,
+        ms => std::time::Duration::from_millis(ms),
+    };
     let cert_pem = m
         .root_ca()?
-        .sign_node(csr, node_id, role, &cluster.id, NODE_CERT_VALIDITY)
+        .sign_node(csr, node_id, role, &cluster.id, validity)
         .map_err(|e| Status::invalid_argument(e.to_string()))?;
     Ok(IssueResponse {
         node_id: node_id.to_string(),

@@ -79,6 +79,10 @@ fn cluster_info(m: &Manager, c: &Cluster, status: &RaftStatus) -> Result<Cluster
         raft_term: status.term,
         raft_commit_index: status.commit,
         leader_node_id,
+        node_cert_expiry_ms: match c.node_cert_expiry_ms {
+            0 => swarmlet_common::ca::NODE_CERT_VALIDITY.as_millis() as u64,
+            ms => ms,
+        },
     })
 }
 
@@ -215,6 +219,11 @@ impl Control for ControlService {
                 "heartbeat period must be positive",
             ));
         }
+        if req.node_cert_expiry_ms.is_some_and(|ms| ms < 1000) {
+            return Err(Status::invalid_argument(
+                "certificate expiry must be at least 1s",
+            ));
+        }
         if req.task_history_limit.is_some_and(|l| l < 0) {
             return Err(Status::invalid_argument(
                 "task history limit must not be negative",
@@ -229,6 +238,9 @@ impl Control for ControlService {
                 }
                 if let Some(l) = req.task_history_limit {
                     c.task_history_limit = l;
+                }
+                if let Some(ms) = req.node_cert_expiry_ms {
+                    c.node_cert_expiry_ms = ms;
                 }
                 c.updated_at_ms = swarmlet_common::clock::now_ms();
                 Ok((Tx::new().put(&c, Some(version)), c))

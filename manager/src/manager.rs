@@ -230,23 +230,33 @@ impl Manager {
     }
 
     /// A channel to the leader when this manager is a follower; `None` when
-    /// it is the leader itself; an error when no leader is known.
-    pub fn forward_target(&self) -> Result<Option<Channel>, Status> {
-        let status = self.raft.status();
-        if status.is_leader() {
-            return Ok(None);
+    /// it is the leader itself; an error when no leader is known. A manager
+    /// that just restarted may know who leads before its copy of the store
+    /// has the leader's address, so that is waited for briefly.
+    pub async fn forward_target(&self) -> Result<Option<Channel>, Status> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        loop {
+            let status = self.raft.status();
+            if status.is_leader() {
+                return Ok(None);
+            }
+            if status.leader_id != 0 {
+                let members = self.members()?;
+                if let Some(leader) = members.iter().find(|m| m.raft_id == status.leader_id) {
+                    return Ok(Some(self.channel_to(&leader.addr)?));
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(if status.leader_id == 0 {
+                    Status::unavailable(
+                        "no raft leader: the cluster has lost quorum or is electing",
+                    )
+                } else {
+                    Status::unavailable("the leader's address is not known yet; retry")
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        if status.leader_id == 0 {
-            return Err(Status::unavailable(
-                "no raft leader: the cluster has lost quorum or is electing",
-            ));
-        }
-        let members = self.members()?;
-        let leader = members
-            .iter()
-            .find(|m| m.raft_id == status.leader_id)
-            .ok_or_else(|| Status::unavailable("leader address not known yet"))?;
-        Ok(Some(self.channel_to(&leader.addr)?))
     }
 
     /// A cached mTLS channel to another manager.

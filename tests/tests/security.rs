@@ -17,7 +17,7 @@ async fn token(n: &InProcessNode, role: &str, rotate: bool) -> String {
             rotate,
         })
         .await
-        .expect("join token")
+        .unwrap_or_else(|e| panic!("join token: {e:?}"))
         .into_inner()
         .token
 }

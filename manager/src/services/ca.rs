@@ -84,7 +84,7 @@ impl Ca for CaService {
         request: Request<IssueRequest>,
     ) -> Result<Response<IssueResponse>, Status> {
         let m = self.slot.get()?;
-        if let Some(leader) = m.forward_target()? {
+        if let Some(leader) = m.forward_target().await? {
             return CaClient::new(leader)
                 .issue_node_certificate(forwarded(request.into_inner(), None))
                 .await;

@@ -51,7 +51,7 @@ impl ControlService {
 /// Forwards the call to the leader when this manager is a follower.
 macro_rules! forward_to_leader {
     ($m:expr, $request:ident, $method:ident) => {
-        if let Some(leader) = $m.forward_target()? {
+        if let Some(leader) = $m.forward_target().await? {
             return ControlClient::new(leader)
                 .$method(forwarded($request.into_inner(), None))
                 .await;
@@ -385,7 +385,8 @@ impl Control for ControlService {
             if !self.remove_voter(&m, &n.id).await? {
                 // Leadership moved away from this manager: let the new leader finish.
                 let leader = m
-                    .forward_target()?
+                    .forward_target()
+                    .await?
                     .ok_or_else(|| Status::unavailable("retry"))?;
                 return ControlClient::new(leader)
                     .set_node_role(forwarded(req, None))
@@ -450,7 +451,8 @@ impl Control for ControlService {
         let req = request.get_ref().clone();
         if !self.remove_voter(&m, &req.node_id).await? {
             let leader = m
-                .forward_target()?
+                .forward_target()
+                .await?
                 .ok_or_else(|| Status::unavailable("retry"))?;
             return ControlClient::new(leader)
                 .remove_raft_member(forwarded(req, None))

@@ -32,7 +32,7 @@ impl Dispatcher for DispatcherService {
     ) -> Result<Response<HeartbeatResponse>, Status> {
         let node_id = calling_node(&request)?;
         let m = self.slot.get()?;
-        if let Some(leader) = m.forward_target()? {
+        if let Some(leader) = m.forward_target().await? {
             return DispatcherClient::new(leader)
                 .heartbeat(forwarded(request.into_inner(), Some(&node_id)))
                 .await;

@@ -63,7 +63,7 @@ impl RaftTransport for RaftService {
         require_manager(&request)?;
         let node_id = calling_node(&request)?;
         let m = self.slot.get()?;
-        if let Some(leader) = m.forward_target()? {
+        if let Some(leader) = m.forward_target().await? {
             return RaftTransportClient::new(leader)
                 .join_raft(forwarded(request.into_inner(), Some(&node_id)))
                 .await;

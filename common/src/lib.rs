@@ -8,6 +8,7 @@
 //! - [`tls`]: rustls client/server configurations with hot-swappable certificates.
 //! - [`grpc`]: gRPC channels and listeners over mTLS TCP and the unix control socket.
 //! - [`names`]: enum ↔ string conversions used in the API and CLI.
+//! - [`task_state`]: the task state machine.
 //! - [`clock`]: wall-clock helpers.
 
 pub mod ca;
@@ -16,5 +17,6 @@ pub mod grpc;
 pub mod identity;
 pub mod ids;
 pub mod names;
+pub mod task_state;
 pub mod tls;
 pub mod token;

@@ -6,11 +6,19 @@
 //! - [`manager`]: one manager (store, Raft, CA, liveness) and the helpers its services share.
 //! - [`services`]: the gRPC services a manager serves (control API, CA, Raft, dispatcher).
 //! - [`liveness`]: heartbeats → node `ready`/`down`.
-//! - [`resolve`]: node references (ID, ID prefix, hostname) → nodes.
+//! - [`resolve`]: node, service and task references → objects.
+//! - [`orchestrator`]: services → the tasks that should exist (pure).
+//! - [`scheduler`]: pending tasks → nodes (pure).
+//! - [`reconciler`]: runs orchestrators and scheduler on the leader.
+//! - [`status_batcher`]: worker task status updates → few proposals.
 
 pub mod liveness;
 pub mod manager;
+pub mod orchestrator;
 pub mod raft;
+pub mod reconciler;
 pub mod resolve;
+pub mod scheduler;
 pub mod services;
+pub mod status_batcher;
 pub mod store;

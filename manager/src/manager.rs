@@ -76,6 +76,7 @@ pub struct Manager {
     root_ca: RwLock<Option<Arc<RootCa>>>,
     db: sled::Db,
     background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    status_tx: crate::status_batcher::StatusSender,
 }
 
 impl Manager {
@@ -104,6 +105,7 @@ impl Manager {
         );
         let raft = node::start(cfg.raft.clone(), storage, store.clone(), transport.clone())?;
         transport.attach(raft.clone());
+        let (status_tx, status_rx) = tokio::sync::mpsc::unbounded_channel();
         let manager = Arc::new(Manager {
             node_id: cfg.node_id,
             advertise_addr: cfg.advertise_addr,
@@ -116,12 +118,23 @@ impl Manager {
             root_ca: RwLock::new(None),
             db,
             background: Mutex::new(Vec::new()),
+            status_tx,
         });
-        let monitor = tokio::spawn(crate::liveness::run_monitor(Arc::downgrade(&manager)));
+        let weak = Arc::downgrade(&manager);
+        let tasks = [
+            tokio::spawn(crate::liveness::run_monitor(weak.clone())),
+            tokio::spawn(crate::reconciler::run(weak.clone())),
+            tokio::spawn(crate::status_batcher::run(weak, status_rx)),
+        ];
         if let Ok(mut bg) = manager.background.lock() {
-            bg.push(monitor);
+            bg.extend(tasks);
         }
         Ok(manager)
+    }
+
+    /// Hands a task status reported by a worker to the batcher.
+    pub fn report_status(&self, task_id: String, status: swarmlet_proto::objects::TaskStatus) {
+        let _ = self.status_tx.send((task_id, status));
     }
 
     /// Waits until some member is leader.

@@ -38,6 +38,36 @@ pub fn resolve_node(nodes: &[(u64, Node)], reference: &str) -> Result<(u64, Node
     }
 }
 
+/// Finds the one service `reference` names: ID, name, or unique ID prefix.
+pub fn resolve_service(
+    services: &[(u64, swarmlet_proto::objects::Service)],
+    reference: &str,
+) -> Result<(u64, swarmlet_proto::objects::Service), Status> {
+    let name = |s: &swarmlet_proto::objects::Service| {
+        s.spec.as_ref().map(|x| x.name.clone()).unwrap_or_default()
+    };
+    if reference.is_empty() {
+        return Err(Status::invalid_argument("service name is empty"));
+    }
+    if let Some(s) = services
+        .iter()
+        .find(|(_, s)| s.id == reference || name(s) == reference)
+    {
+        return Ok(s.clone());
+    }
+    let by_prefix: Vec<_> = services
+        .iter()
+        .filter(|(_, s)| s.id.starts_with(reference))
+        .collect();
+    match by_prefix.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(Status::not_found(format!("service {reference} not found"))),
+        _ => Err(Status::invalid_argument(format!(
+            "service {reference} is ambiguous"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,6 +40,12 @@ pub enum Command {
     /// Manage nodes.
     #[command(subcommand)]
     Node(NodeCmd),
+    /// Manage services.
+    #[command(subcommand)]
+    Service(crate::service::ServiceCmd),
+    /// Inspect tasks.
+    #[command(subcommand)]
+    Task(crate::task::TaskCmd),
     /// Print the version.
     Version,
     /// Print a shell completion script.

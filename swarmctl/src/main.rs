@@ -5,6 +5,8 @@ mod cli;
 mod cluster;
 mod node;
 mod output;
+mod service;
+mod task;
 
 use clap::{CommandFactory, Parser};
 
@@ -16,6 +18,8 @@ async fn main() {
     let result = match &cli.command {
         Command::Cluster(c) => cluster::run(&cli, c).await,
         Command::Node(c) => node::run(&cli, c).await,
+        Command::Service(c) => service::run(&cli, c).await,
+        Command::Task(c) => task::run(&cli, c).await,
         Command::Version => {
             println!("swarmctl {}", env!("CARGO_PKG_VERSION"));
             Ok(())

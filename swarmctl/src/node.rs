@@ -134,26 +134,21 @@ pub async fn run(cli: &Cli, cmd: &NodeCmd) -> anyhow::Result<()> {
                     info.node_id
                 }
             };
-            // Validates the node; tasks arrive with services.
-            control
-                .inspect_node(NodeRef { node: reference })
+            let tasks = control
+                .list_tasks(swarmlet_proto::control::ListTasksRequest {
+                    service: String::new(),
+                    node: reference,
+                })
                 .await
-                .map_err(status)?;
+                .map_err(status)?
+                .into_inner()
+                .tasks;
             if cli.format == Format::Json {
-                print_json(&json!([]));
+                print_json(&serde_json::Value::Array(
+                    tasks.iter().map(crate::task::task_row_json).collect(),
+                ));
             } else {
-                table(
-                    &[
-                        "ID",
-                        "NAME",
-                        "IMAGE",
-                        "NODE",
-                        "DESIRED STATE",
-                        "CURRENT STATE",
-                        "ERROR",
-                    ],
-                    &[],
-                );
+                crate::task::print_tasks(&tasks);
             }
         }
         NodeCmd::Update {

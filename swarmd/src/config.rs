@@ -24,6 +24,10 @@ pub struct DaemonConfig {
     pub snapshot_keep_entries: u64,
     /// How often the node checks whether its certificate needs renewal.
     pub cert_check_interval: Duration,
+    /// `docker` or `sim`.
+    pub executor: String,
+    /// Start latency of the simulated executor.
+    pub sim_start_latency: Duration,
 }
 
 impl DaemonConfig {
@@ -44,6 +48,8 @@ impl DaemonConfig {
             snapshot_interval: 10_000,
             snapshot_keep_entries: 1_000,
             cert_check_interval: Duration::from_secs(60),
+            executor: "docker".into(),
+            sim_start_latency: Duration::from_millis(10),
         }
     }
 

@@ -25,6 +25,9 @@ use swarmlet_proto::raft::raft_transport_client::RaftTransportClient;
 use swarmlet_proto::raft::raft_transport_server::RaftTransportServer;
 use swarmlet_proto::raft::JoinRaftRequest;
 use swarmlet_worker::agent::{self, AgentConfig, AgentEvent};
+use swarmlet_worker::executor::{NodeExecutor, SimConfig, SimExecutor};
+use swarmlet_worker::session;
+use swarmlet_worker::tasks::TaskManager;
 use tokio::sync::{mpsc, watch, Mutex};
 
 use crate::config::DaemonConfig;
@@ -42,6 +45,10 @@ pub struct Joined {
     pub managers: ManagerSlot,
     shutdown: watch::Sender<bool>,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Managers the worker side talks to (updated from heartbeats).
+    manager_addrs: watch::Sender<Vec<String>>,
+    /// The tasks this node runs.
+    pub task_manager: Arc<TaskManager<NodeExecutor>>,
 }
 
 impl Joined {
@@ -61,6 +68,18 @@ impl Joined {
             .await
             .with_context(|| format!("cannot listen on {}", cfg.listen_addr))?;
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let (manager_addrs, _) = watch::channel(state.managers.clone());
+        let executor = match cfg.executor.as_str() {
+            "sim" => NodeExecutor::Sim(SimExecutor::new(SimConfig {
+                start_latency: cfg.sim_start_latency,
+            })),
+            _ => NodeExecutor::Unavailable(
+                "the docker executor is not built yet (issue 4): start swarmd with --executor sim"
+                    .into(),
+            ),
+        };
+        let (status_tx, status_rx) = mpsc::unbounded_channel();
+        let task_manager = Arc::new(TaskManager::new(Arc::new(executor), status_tx));
         let joined = Arc::new(Joined {
             cfg,
             state: Mutex::new(state),
@@ -70,7 +89,20 @@ impl Joined {
             managers,
             shutdown,
             tasks: std::sync::Mutex::new(Vec::new()),
+            manager_addrs,
+            task_manager,
         });
+        joined.spawn(session::run_assignments(
+            joined.client_tls.clone(),
+            joined.manager_addrs.subscribe(),
+            joined.task_manager.clone(),
+            shutdown_rx.clone(),
+        ));
+        joined.spawn(session::run_status_reports(
+            joined.client_tls.clone(),
+            joined.manager_addrs.subscribe(),
+            status_rx,
+        ));
         joined.spawn(serve(
             listener,
             server_tls,
@@ -119,6 +151,7 @@ impl Joined {
     async fn on_agent_event(self: &Arc<Self>, ev: AgentEvent) -> anyhow::Result<()> {
         match ev {
             AgentEvent::Managers(addrs) => {
+                let _ = self.manager_addrs.send(addrs.clone());
                 let mut st = self.state.lock().await;
                 st.managers = addrs;
                 st.save(&self.cfg.state_dir)?;

@@ -72,7 +72,7 @@ async fn main() -> anyhow::Result<()> {
     if args.metrics_addr.is_some() {
         tracing::warn!("--metrics-addr is accepted but metrics are not served yet");
     }
-    let _ = (&args.data_path_addr, &args.docker_host, &args.executor);
+    let _ = (&args.data_path_addr, &args.docker_host);
     let mut cfg = DaemonConfig::new(
         args.state_dir,
         args.control_socket,
@@ -80,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
         args.hostname.unwrap_or_else(system_hostname),
     );
     cfg.advertise_addr = args.advertise_addr;
+    cfg.executor = args.executor;
     let daemon = Daemon::start(cfg).await.context("swarmd failed to start")?;
     tracing::info!("swarmd ready on {}", daemon.cfg.control_socket.display());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -1,7 +1,14 @@
 //! The Swarmlet worker side of a node.
 //!
 //! # Layout
-//! - [`agent`]: the node's heartbeat session with the managers, with
-//!   failover between managers, reporting what the cluster wants of it.
+//! - [`agent`]: heartbeats, the assignments session and status reports,
+//!   with failover between managers.
+//! - [`executor`]: the executor trait and the simulated executor.
+//! - [`session`]: the assignments stream and batched status reports.
+//! - [`tasks`]: one controller per assigned task, driving it through the
+//!   task state machine.
 
 pub mod agent;
+pub mod executor;
+pub mod session;
+pub mod tasks;

@@ -17,14 +17,17 @@ use swarmlet_proto::common::Empty;
 use swarmlet_proto::control::control_client::ControlClient;
 use swarmlet_proto::control::control_server::Control;
 use swarmlet_proto::control::*;
-use swarmlet_proto::objects::{Cluster, Node, NodeRole, NodeStatus, RaftMember, RemovedNode};
+use swarmlet_proto::objects::{
+    Cluster, Node, NodeRole, NodeStatus, RaftMember, RemovedNode, Service,
+};
 use swarmlet_proto::store::ConfChangeContext;
 use tonic::{Request, Response, Status};
 
+use super::service_ops;
 use super::{forwarded, ManagerSlot};
 use crate::manager::{propose_status, Manager};
 use crate::raft::RaftStatus;
-use crate::resolve::resolve_node;
+use crate::resolve::{resolve_node, resolve_service};
 use crate::store::Tx;
 
 /// The control API of one node.
@@ -199,6 +202,100 @@ impl ControlService {
 
 #[tonic::async_trait]
 impl Control for ControlService {
+    async fn create_service(
+        &self,
+        request: Request<CreateServiceRequest>,
+    ) -> Result<Response<ServiceInfo>, Status> {
+        let m = self.manager(&request)?;
+        forward_to_leader!(m, request, create_service);
+        let spec = request.into_inner().spec.unwrap_or_default();
+        Ok(Response::new(service_ops::create(&m, spec).await?))
+    }
+
+    async fn list_services(
+        &self,
+        request: Request<Empty>,
+    ) -> Result<Response<ServiceList>, Status> {
+        let m = self.manager(&request)?;
+        forward_to_leader!(m, request, list_services);
+        m.read_barrier().await?;
+        let mut services = Vec::new();
+        for (_, s) in m
+            .store
+            .list::<Service>()
+            .map_err(crate::manager::store_status)?
+        {
+            services.push(service_ops::service_info(&m, &s)?);
+        }
+        services.sort_by(|a, b| {
+            let name =
+                |i: &ServiceInfo| i.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+            name(a).cmp(&name(b))
+        });
+        Ok(Response::new(ServiceList { services }))
+    }
+
+    async fn inspect_service(
+        &self,
+        request: Request<ServiceRef>,
+    ) -> Result<Response<ServiceInfo>, Status> {
+        let m = self.manager(&request)?;
+        forward_to_leader!(m, request, inspect_service);
+        m.read_barrier().await?;
+        let services = m
+            .store
+            .list::<Service>()
+            .map_err(crate::manager::store_status)?;
+        let (_, s) = resolve_service(&services, &request.get_ref().service)?;
+        Ok(Response::new(service_ops::service_info(&m, &s)?))
+    }
+
+    async fn update_service(
+        &self,
+        request: Request<UpdateServiceRequest>,
+    ) -> Result<Response<ServiceInfo>, Status> {
+        let m = self.manager(&request)?;
+        forward_to_leader!(m, request, update_service);
+        let req = request.into_inner();
+        let info = service_ops::update(
+            &m,
+            &req.service,
+            req.spec.unwrap_or_default(),
+            req.expect_spec_version,
+        )
+        .await?;
+        Ok(Response::new(info))
+    }
+
+    async fn remove_service(
+        &self,
+        request: Request<ServiceRef>,
+    ) -> Result<Response<Empty>, Status> {
+        let m = self.manager(&request)?;
+        forward_to_leader!(m, request, remove_service);
+        service_ops::remove(&m, &request.get_ref().service).await?;
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn list_tasks(
+        &self,
+        request: Request<ListTasksRequest>,
+    ) -> Result<Response<TaskList>, Status> {
+        let m = self.manager(&request)?;
+        forward_to_leader!(m, request, list_tasks);
+        let req = request.get_ref();
+        let tasks = service_ops::list_tasks(&m, &req.service, &req.node).await?;
+        Ok(Response::new(TaskList { tasks }))
+    }
+
+    async fn inspect_task(&self, request: Request<TaskRef>) -> Result<Response<TaskInfo>, Status> {
+        let m = self.manager(&request)?;
+        forward_to_leader!(m, request, inspect_task);
+        Ok(Response::new(
+            service_ops::inspect_task(&m, &request.get_ref().task).await?,
+        ))
+    }
+
     async fn get_cluster(&self, request: Request<Empty>) -> Result<Response<ClusterInfo>, Status> {
         let m = self.manager(&request)?;
         forward_to_leader!(m, request, get_cluster);

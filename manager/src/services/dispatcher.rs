@@ -1,16 +1,27 @@
 //! The dispatcher: node heartbeats. Followers forward them to the leader,
 //! which keeps liveness and tells each node the role the cluster wants.
 
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use futures::Stream;
 use swarmlet_common::names::role_name;
+use swarmlet_proto::common::Empty;
 use swarmlet_proto::dispatcher::dispatcher_client::DispatcherClient;
 use swarmlet_proto::dispatcher::dispatcher_server::Dispatcher;
+use swarmlet_proto::dispatcher::{AssignmentsMessage, AssignmentsRequest, UpdateTaskStatusRequest};
 use swarmlet_proto::dispatcher::{HeartbeatRequest, HeartbeatResponse};
 use swarmlet_proto::objects::{Node, RemovedNode};
+use swarmlet_proto::objects::{Task, TaskState};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::{calling_node, forwarded, ManagerSlot};
 use crate::liveness::{heartbeat_period, mark_ready};
-use crate::manager::store_status;
+use crate::manager::{store_status, Manager};
 
 /// The dispatcher service of one node.
 pub struct DispatcherService {
@@ -24,8 +35,121 @@ impl DispatcherService {
     }
 }
 
+/// The tasks the cluster assigned to `node_id`, by ID, with versions.
+fn assigned_to(m: &Manager, node_id: &str) -> HashMap<String, (u64, Task)> {
+    m.store
+        .list::<Task>()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(_, t)| {
+            t.node_id == node_id
+                && t.status
+                    .as_ref()
+                    .is_some_and(|s| s.state >= TaskState::Assigned as i32)
+        })
+        .map(|(v, t)| (t.id.clone(), (v, t)))
+        .collect()
+}
+
+/// One worker's session: the full set first, then diffs after each applied
+/// change. Ends when this manager stops leading (the worker reconnects).
+async fn session(
+    manager: Weak<Manager>,
+    node_id: String,
+    tx: mpsc::Sender<Result<AssignmentsMessage, Status>>,
+) {
+    let Some(mut applied) = manager.upgrade().map(|m| m.raft.watch_applied()) else {
+        return;
+    };
+    let mut sent: HashMap<String, u64> = HashMap::new();
+    let mut full = true;
+    loop {
+        let Some(m) = manager.upgrade() else { return };
+        if !m.is_leader() {
+            let _ = tx
+                .send(Err(Status::unavailable(
+                    "this manager is no longer the leader",
+                )))
+                .await;
+            return;
+        }
+        let now = assigned_to(&m, &node_id);
+        drop(m);
+        let updated: Vec<Task> = now
+            .iter()
+            .filter(|(id, (v, _))| sent.get(*id) != Some(v))
+            .map(|(_, (_, t))| t.clone())
+            .collect();
+        let removed: Vec<String> = sent
+            .keys()
+            .filter(|id| !now.contains_key(*id))
+            .cloned()
+            .collect();
+        if full || !updated.is_empty() || !removed.is_empty() {
+            let msg = AssignmentsMessage {
+                full,
+                updated,
+                removed,
+            };
+            if tx.send(Ok(msg)).await.is_err() {
+                return;
+            }
+            full = false;
+            sent = now.into_iter().map(|(id, (v, _))| (id, v)).collect();
+        }
+        tokio::select! {
+            _ = tokio::time::timeout(Duration::from_secs(1), applied.changed()) => {}
+            _ = tx.closed() => return,
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl Dispatcher for DispatcherService {
+    type AssignmentsStream = Pin<Box<dyn Stream<Item = Result<AssignmentsMessage, Status>> + Send>>;
+
+    async fn assignments(
+        &self,
+        request: Request<AssignmentsRequest>,
+    ) -> Result<Response<Self::AssignmentsStream>, Status> {
+        let node_id = calling_node(&request)?;
+        let m = self.slot.get()?;
+        if let Some(leader) = m.forward_target().await? {
+            let upstream = DispatcherClient::new(leader)
+                .assignments(forwarded(request.into_inner(), Some(&node_id)))
+                .await?;
+            return Ok(Response::new(Box::pin(upstream.into_inner())));
+        }
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(session(Arc::downgrade(&m), node_id, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn update_task_status(
+        &self,
+        request: Request<UpdateTaskStatusRequest>,
+    ) -> Result<Response<Empty>, Status> {
+        let node_id = calling_node(&request)?;
+        let m = self.slot.get()?;
+        if let Some(leader) = m.forward_target().await? {
+            return DispatcherClient::new(leader)
+                .update_task_status(forwarded(request.into_inner(), Some(&node_id)))
+                .await;
+        }
+        for u in request.into_inner().updates {
+            // A node reports only on its own tasks.
+            let owned = m
+                .store
+                .get::<Task>(&u.task_id)
+                .map_err(store_status)?
+                .is_some_and(|(_, t)| t.node_id == node_id);
+            if let (true, Some(status)) = (owned, u.status) {
+                m.report_status(u.task_id, status);
+            }
+        }
+        Ok(Response::new(Empty {}))
+    }
+
     async fn heartbeat(
         &self,
         request: Request<HeartbeatRequest>,

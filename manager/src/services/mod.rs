@@ -7,6 +7,7 @@ pub mod ca;
 pub mod control;
 pub mod dispatcher;
 pub mod raft;
+pub mod service_ops;
 
 use std::sync::{Arc, RwLock};
 

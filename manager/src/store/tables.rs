@@ -2,7 +2,7 @@
 //! into a Raft proposal's mutations.
 
 use prost::Message;
-use swarmlet_proto::objects::{Cluster, Node, RaftMember, RemovedNode};
+use swarmlet_proto::objects::{Cluster, Node, RaftMember, RemovedNode, Service, Task};
 use swarmlet_proto::store::Mutation;
 
 /// A row type of the store.
@@ -37,6 +37,20 @@ impl Object for RaftMember {
 
 impl Object for RemovedNode {
     const TABLE: &'static str = "removed_nodes";
+    fn key(&self) -> String {
+        self.id.clone()
+    }
+}
+
+impl Object for Service {
+    const TABLE: &'static str = "services";
+    fn key(&self) -> String {
+        self.id.clone()
+    }
+}
+
+impl Object for Task {
+    const TABLE: &'static str = "tasks";
     fn key(&self) -> String {
         self.id.clone()
     }

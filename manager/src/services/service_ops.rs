@@ -1,0 +1,262 @@
+//! The service and task calls of the control API (called by [`super::control`]
+//! on the leader): validation, creation, updates, removal and listings.
+
+use std::collections::HashMap;
+
+use swarmlet_proto::control::{ServiceInfo, TaskInfo};
+use swarmlet_proto::objects::{Node, Service, ServiceMode, ServiceSpec, Task, TaskState};
+use tonic::Status;
+
+use crate::manager::{store_status, Manager};
+use crate::resolve::resolve_service;
+use crate::scheduler::constraint::Constraint;
+use crate::store::Tx;
+
+/// Checks a spec; the error is the one line the user sees.
+pub fn validate_spec(spec: &ServiceSpec) -> Result<(), Status> {
+    let bad = |m: String| Err(Status::invalid_argument(m));
+    let name_ok = !spec.name.is_empty()
+        && spec.name.len() <= 63
+        && spec
+            .name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && spec
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !name_ok {
+        return bad(format!(
+            "invalid service name {:?}: use letters, digits, '-' and '_', starting with a letter or digit",
+            spec.name
+        ));
+    }
+    if spec.image.trim().is_empty() {
+        return bad("an image is required".into());
+    }
+    if spec.mode() == ServiceMode::Global && spec.replicas != 0 {
+        return bad("replicas can only be used with replicated mode".into());
+    }
+    for c in &spec.constraints {
+        Constraint::parse(c).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    }
+    for (what, v) in [
+        ("--reserve-cpu", spec.reserve_nano_cpus),
+        ("--reserve-memory", spec.reserve_memory_bytes),
+        ("--limit-cpu", spec.limit_nano_cpus),
+        ("--limit-memory", spec.limit_memory_bytes),
+    ] {
+        if v < 0 {
+            return bad(format!("{what} must not be negative"));
+        }
+    }
+    for e in &spec.env {
+        if e.split('=').next().is_none_or(str::is_empty) {
+            return bad(format!(
+                "invalid environment variable {e:?}: expected KEY=VALUE"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn name_taken(m: &Manager, name: &str, except: &str) -> Result<bool, Status> {
+    Ok(m.store
+        .list::<Service>()
+        .map_err(store_status)?
+        .iter()
+        .any(|(_, s)| s.id != except && s.spec.as_ref().is_some_and(|x| x.name == name)))
+}
+
+/// The service with its live counts.
+pub fn service_info(m: &Manager, s: &Service) -> Result<ServiceInfo, Status> {
+    let tasks = m.store.list::<Task>().map_err(store_status)?;
+    let mine = tasks
+        .iter()
+        .map(|(_, t)| t)
+        .filter(|t| t.service_id == s.id);
+    let mut running = 0;
+    let mut wanted = 0;
+    for t in mine {
+        if t.desired_state == TaskState::Running as i32 {
+            wanted += 1;
+            if t.status
+                .as_ref()
+                .is_some_and(|st| st.state == TaskState::Running as i32)
+            {
+                running += 1;
+            }
+        }
+    }
+    let spec = s.spec.clone().unwrap_or_default();
+    let desired = match spec.mode() {
+        ServiceMode::Replicated => spec.replicas,
+        ServiceMode::Global => wanted,
+    };
+    Ok(ServiceInfo {
+        id: s.id.clone(),
+        spec: Some(spec),
+        replicas_running: running,
+        replicas_desired: desired,
+        created_at_ms: s.created_at_ms,
+        updated_at_ms: s.updated_at_ms,
+        spec_version: s.spec_version,
+    })
+}
+
+/// Creates a service.
+pub async fn create(m: &Manager, spec: ServiceSpec) -> Result<ServiceInfo, Status> {
+    validate_spec(&spec)?;
+    m.read_barrier().await?;
+    if name_taken(m, &spec.name, "")? {
+        return Err(Status::already_exists(format!(
+            "a service named {} already exists",
+            spec.name
+        )));
+    }
+    let now = swarmlet_common::clock::now_ms();
+    let service = Service {
+        id: swarmlet_common::ids::new_id(),
+        spec: Some(spec),
+        previous_spec: None,
+        created_at_ms: now,
+        updated_at_ms: now,
+        spec_version: 1,
+    };
+    m.propose(Tx::new().create(&service)).await?;
+    service_info(m, &service)
+}
+
+/// Replaces a service's spec; the old one is kept for `rollback`.
+pub async fn update(
+    m: &Manager,
+    reference: &str,
+    spec: ServiceSpec,
+    expect: u64,
+) -> Result<ServiceInfo, Status> {
+    validate_spec(&spec)?;
+    m.read_barrier().await?;
+    let services = m.store.list::<Service>().map_err(store_status)?;
+    let (version, mut s) = resolve_service(&services, reference)?;
+    if expect != 0 && s.spec_version != expect {
+        return Err(Status::aborted(
+            "the service changed since it was read; retry",
+        ));
+    }
+    let old = s.spec.clone().unwrap_or_default();
+    if old.mode() != spec.mode() {
+        return Err(Status::invalid_argument(
+            "a service's mode cannot be changed",
+        ));
+    }
+    if spec.name != old.name && name_taken(m, &spec.name, &s.id)? {
+        return Err(Status::already_exists(format!(
+            "a service named {} already exists",
+            spec.name
+        )));
+    }
+    // Only a change to what tasks run (not to the replica count) replaces tasks.
+    let mut scale_only = old.clone();
+    scale_only.replicas = spec.replicas;
+    if scale_only != spec {
+        s.previous_spec = Some(old);
+        s.spec_version += 1;
+    }
+    s.spec = Some(spec);
+    s.updated_at_ms = swarmlet_common::clock::now_ms();
+    m.propose(Tx::new().put(&s, Some(version))).await?;
+    service_info(m, &s)
+}
+
+/// Removes a service; its tasks are stopped and deleted by the orchestrator.
+pub async fn remove(m: &Manager, reference: &str) -> Result<(), Status> {
+    m.read_barrier().await?;
+    let services = m.store.list::<Service>().map_err(store_status)?;
+    let (version, s) = resolve_service(&services, reference)?;
+    m.propose(Tx::new().delete::<Service>(&s.id, Some(version)))
+        .await?;
+    Ok(())
+}
+
+/// Tasks, optionally of one service and/or on one node.
+pub async fn list_tasks(m: &Manager, service: &str, node: &str) -> Result<Vec<TaskInfo>, Status> {
+    m.read_barrier().await?;
+    let nodes = m.nodes()?;
+    let service_id = if service.is_empty() {
+        None
+    } else {
+        let services = m.store.list::<Service>().map_err(store_status)?;
+        Some(resolve_service(&services, service)?.1.id)
+    };
+    let node_id = if node.is_empty() {
+        None
+    } else {
+        Some(crate::resolve::resolve_node(&nodes, node)?.1.id)
+    };
+    let hostnames: HashMap<String, String> = nodes
+        .into_iter()
+        .map(|(_, n): (u64, Node)| (n.id, n.hostname))
+        .collect();
+    let mut out: Vec<TaskInfo> = m
+        .store
+        .list::<Task>()
+        .map_err(store_status)?
+        .into_iter()
+        .map(|(_, t)| t)
+        .filter(|t| service_id.as_ref().is_none_or(|s| *s == t.service_id))
+        .filter(|t| node_id.as_ref().is_none_or(|n| *n == t.node_id))
+        .map(|t| TaskInfo {
+            node_hostname: hostnames.get(&t.node_id).cloned().unwrap_or_default(),
+            task: Some(t),
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        let key = |i: &TaskInfo| {
+            let t = i.task.clone().unwrap_or_default();
+            (
+                t.service_name,
+                t.slot,
+                t.node_id,
+                std::cmp::Reverse(t.created_at_ms),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    Ok(out)
+}
+
+/// One task by ID, unique ID prefix, or `<service>.<slot>` (the running one).
+pub async fn inspect_task(m: &Manager, reference: &str) -> Result<TaskInfo, Status> {
+    let all = list_tasks(m, "", "").await?;
+    let name_of = |t: &Task| {
+        if t.slot > 0 {
+            format!("{}.{}", t.service_name, t.slot)
+        } else {
+            format!("{}.{}", t.service_name, t.node_id)
+        }
+    };
+    let matches: Vec<&TaskInfo> = all
+        .iter()
+        .filter(|i| {
+            i.task.as_ref().is_some_and(|t| {
+                t.id == reference
+                    || (name_of(t) == reference && t.desired_state <= TaskState::Running as i32)
+            })
+        })
+        .collect();
+    if let [one] = matches.as_slice() {
+        return Ok((*one).clone());
+    }
+    let by_prefix: Vec<&TaskInfo> = all
+        .iter()
+        .filter(|i| i.task.as_ref().is_some_and(|t| t.id.starts_with(reference)))
+        .collect();
+    match by_prefix.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(Status::not_found(format!("task {reference} not found"))),
+        _ => Err(Status::invalid_argument(format!(
+            "task {reference} is ambiguous"
+        ))),
+    }
+}

@@ -1,0 +1,60 @@
+//! Task status updates from workers, batched: updates that arrive within a
+//! short window become one round of proposals (which the Raft loop packs
+//! into few entries), so 10,000 status changes are not 10,000 Raft rounds.
+//! A status only moves forward; stale or out-of-order updates are dropped.
+
+use std::collections::HashMap;
+use std::sync::Weak;
+use std::time::Duration;
+
+use futures::future::join_all;
+use swarmlet_common::task_state::may_advance;
+use swarmlet_proto::objects::{Task, TaskState, TaskStatus};
+use tokio::sync::mpsc;
+
+use crate::manager::Manager;
+use crate::store::Tx;
+
+const WINDOW: Duration = Duration::from_millis(50);
+
+/// Where the dispatcher hands status updates.
+pub type StatusSender = mpsc::UnboundedSender<(String, TaskStatus)>;
+
+/// Runs the batcher until the manager goes away.
+pub async fn run(manager: Weak<Manager>, mut rx: mpsc::UnboundedReceiver<(String, TaskStatus)>) {
+    while let Some(first) = rx.recv().await {
+        let mut latest: HashMap<String, TaskStatus> = HashMap::new();
+        latest.insert(first.0, first.1);
+        let deadline = tokio::time::Instant::now() + WINDOW;
+        while let Ok(Some((id, status))) = tokio::time::timeout_at(deadline, rx.recv()).await {
+            let keep = latest.get(&id).is_none_or(|s| s.state <= status.state);
+            if keep {
+                latest.insert(id, status);
+            }
+        }
+        let Some(m) = manager.upgrade() else { return };
+        apply(&m, latest).await;
+    }
+}
+
+async fn apply(m: &Manager, updates: HashMap<String, TaskStatus>) {
+    let mut txs = Vec::new();
+    for (id, status) in updates {
+        let Ok(Some((version, mut task))) = m.store.get::<Task>(&id) else {
+            continue;
+        };
+        let current = task
+            .status
+            .as_ref()
+            .and_then(|s| TaskState::try_from(s.state).ok())
+            .unwrap_or(TaskState::New);
+        let next = TaskState::try_from(status.state).unwrap_or(TaskState::New);
+        let same_state_news = next == current && task.status.as_ref() != Some(&status);
+        if !may_advance(current, next) && !same_state_news {
+            continue;
+        }
+        task.status = Some(status);
+        txs.push(Tx::new().put(&task, Some(version)));
+    }
+    join_all(txs.into_iter().map(|tx| m.raft.propose(tx))).await;
+}

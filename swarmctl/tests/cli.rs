@@ -163,3 +163,146 @@ async fn cluster_and_node_commands() {
     // A daemon that is not running.
     fails_with(&a, &["node", "ls"], "cannot connect to swarmd");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn service_commands() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut a = InProcessNode::new(dir.path(), "alpha");
+    a.tune = |c| c.executor = "sim".into();
+    a.start().await.expect("start");
+    let init = swarmctl(&a, &["cluster", "init"]);
+    assert!(init.status.success(), "{}", stderr(&init));
+
+    let create = swarmctl(
+        &a,
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "web",
+            "--replicas",
+            "2",
+            "sim/app",
+            "serve",
+            "--port",
+            "80",
+        ],
+    );
+    assert!(create.status.success(), "{}", stderr(&create));
+    let id = stdout(&create).trim().to_string();
+    assert_eq!(id.len(), 25, "create -d prints the service ID: {id}");
+
+    // Without -d, create waits until the service converged.
+    let create = swarmctl(
+        &a,
+        &[
+            "service",
+            "create",
+            "--name",
+            "api",
+            "--replicas",
+            "3",
+            "sim/app",
+        ],
+    );
+    assert!(create.status.success(), "{}", stderr(&create));
+    let ls = swarmctl(&a, &["service", "ls", "--format", "json"]);
+    let list: serde_json::Value = serde_json::from_str(stdout(&ls).trim()).expect("json array");
+    let api = list
+        .as_array()
+        .and_then(|l| l.iter().find(|s| s["name"] == "api"))
+        .expect("api listed");
+    for key in [
+        "id",
+        "name",
+        "mode",
+        "replicas_running",
+        "replicas_desired",
+        "image",
+        "ports",
+    ] {
+        assert!(api.get(key).is_some(), "key {key} in {api}");
+    }
+    assert_eq!(api["replicas_running"], 3);
+    assert_eq!(api["mode"], "replicated");
+
+    let ps = swarmctl(&a, &["service", "ps", "api", "--format", "json"]);
+    let tasks: serde_json::Value = serde_json::from_str(stdout(&ps).trim()).expect("json array");
+    let t = &tasks.as_array().expect("array")[0];
+    for key in [
+        "id",
+        "name",
+        "service",
+        "slot",
+        "node",
+        "node_id",
+        "desired_state",
+        "current_state",
+        "error",
+        "container_id",
+        "addresses",
+    ] {
+        assert!(t.get(key).is_some(), "key {key} in {t}");
+    }
+    assert_eq!(t["current_state"], "running");
+    assert_eq!(t["node"], "alpha");
+    assert!(t["name"].as_str().is_some_and(|n| n.starts_with("api.")));
+
+    let scale = swarmctl(&a, &["service", "scale", "api=1"]);
+    assert!(scale.status.success(), "{}", stderr(&scale));
+    let ls = swarmctl(&a, &["service", "ls", "--format", "json"]);
+    let list: serde_json::Value = serde_json::from_str(stdout(&ls).trim()).expect("json");
+    let api = list
+        .as_array()
+        .and_then(|l| l.iter().find(|s| s["name"] == "api"))
+        .expect("api");
+    assert_eq!(api["replicas_desired"], 1);
+
+    fails_with(
+        &a,
+        &[
+            "service",
+            "create",
+            "--mode",
+            "global",
+            "--replicas",
+            "2",
+            "sim/app",
+        ],
+        "replicated mode",
+    );
+    fails_with(
+        &a,
+        &[
+            "service",
+            "create",
+            "--constraint",
+            "node.color=blue",
+            "sim/app",
+        ],
+        "invalid constraint",
+    );
+    fails_with(
+        &a,
+        &["service", "create", "--name", "web", "sim/app"],
+        "already exists",
+    );
+    fails_with(&a, &["service", "inspect", "nosuch"], "not found");
+    fails_with(
+        &a,
+        &["service", "scale", "api=lots"],
+        "invalid replica count",
+    );
+    fails_with(
+        &a,
+        &["service", "create", "--reserve-memory", "lots", "sim/app"],
+        "invalid --reserve-memory",
+    );
+
+    let rm = swarmctl(&a, &["service", "rm", "web", "api"]);
+    assert!(rm.status.success(), "{}", stderr(&rm));
+    let ls = swarmctl(&a, &["service", "ls", "--format", "json"]);
+    assert_eq!(stdout(&ls).trim(), "[]");
+    a.stop().await;
+}

@@ -60,7 +60,7 @@ impl SimExecutor {
     fn exit(&self, id: &str, code: i32) {
         if let Ok(r) = self.running.lock() {
             if let Some(tx) = r.get(id) {
-                let _ = tx.send(Some(code));
+                tx.send_replace(Some(code));
             }
         }
     }

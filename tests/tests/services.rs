@@ -1,0 +1,340 @@
+//! Services on an in-process cluster of managers and `sim` workers: spread,
+//! constraints, failures, drains, global services, leader loss.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use swarmlet_proto::control::{
+    CreateServiceRequest, JoinTokenRequest, ListTasksRequest, ServiceRef, TaskInfo,
+    UpdateNodeRequest, UpdateServiceRequest,
+};
+use swarmlet_proto::local::{InitRequest, JoinRequest};
+use swarmlet_proto::objects::{ServiceMode, ServiceSpec, TaskState};
+use swarmlet_tests::{wait_until, InProcessNode};
+
+const CONVERGE: Duration = Duration::from_secs(30);
+
+fn sim(c: &mut swarmd::config::DaemonConfig) {
+    c.executor = "sim".into();
+}
+
+async fn cluster(managers: usize, workers: usize) -> (tempfile::TempDir, Vec<InProcessNode>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes = Vec::new();
+    for i in 0..managers + workers {
+        let mut n = InProcessNode::new(dir.path(), &format!("n{i:02}"));
+        n.tune = sim;
+        n.start().await.expect("start");
+        nodes.push(n);
+    }
+    nodes[0]
+        .local()
+        .init(InitRequest::default())
+        .await
+        .expect("init");
+    let token = |role: &'static str| {
+        let mut c = nodes[0].control();
+        async move {
+            c.get_join_token(JoinTokenRequest {
+                role: role.into(),
+                rotate: false,
+            })
+            .await
+            .expect("token")
+            .into_inner()
+            .token
+        }
+    };
+    let (mt, wt) = (token("manager").await, token("worker").await);
+    for (i, n) in nodes.iter().enumerate().skip(1) {
+        n.local()
+            .join(JoinRequest {
+                token: if i < managers { mt.clone() } else { wt.clone() },
+                remote_addr: nodes[0].addr.clone(),
+                advertise_addr: String::new(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{} joins: {}", n.name, e.message()));
+    }
+    let total = nodes.len();
+    let c0 = &nodes[0];
+    wait_until("every node ready", CONVERGE, || async {
+        let ls = c0
+            .control()
+            .list_nodes(swarmlet_proto::common::Empty {})
+            .await
+            .ok()?
+            .into_inner();
+        (ls.nodes.iter().filter(|n| n.status == "ready").count() == total).then_some(())
+    })
+    .await;
+    (dir, nodes)
+}
+
+fn spec(name: &str, replicas: u64) -> ServiceSpec {
+    ServiceSpec {
+        name: name.into(),
+        image: "sim/app".into(),
+        replicas,
+        ..Default::default()
+    }
+}
+
+async fn tasks(via: &InProcessNode, service: &str) -> Vec<TaskInfo> {
+    via.control()
+        .list_tasks(ListTasksRequest {
+            service: service.into(),
+            node: String::new(),
+        })
+        .await
+        .map(|r| r.into_inner().tasks)
+        .unwrap_or_default()
+}
+
+fn running(ts: &[TaskInfo]) -> Vec<&TaskInfo> {
+    ts.iter()
+        .filter(|i| {
+            i.task.as_ref().is_some_and(|t| {
+                t.desired_state == TaskState::Running as i32
+                    && t.status
+                        .as_ref()
+                        .is_some_and(|s| s.state == TaskState::Running as i32)
+            })
+        })
+        .collect()
+}
+
+async fn wait_running(via: &InProcessNode, service: &str, n: usize) -> Vec<TaskInfo> {
+    wait_until(
+        &format!("{n} running tasks of {service}"),
+        CONVERGE,
+        || async {
+            let ts = tasks(via, service).await;
+            let desired = ts
+                .iter()
+                .filter(|i| {
+                    i.task
+                        .as_ref()
+                        .is_some_and(|t| t.desired_state == TaskState::Running as i32)
+                })
+                .count();
+            (running(&ts).len() == n && desired == n).then_some(ts)
+        },
+    )
+    .await
+}
+
+fn per_node(ts: &[TaskInfo]) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for i in running(ts) {
+        *m.entry(i.node_hostname.clone()).or_default() += 1;
+    }
+    m
+}
+
+async fn create(via: &InProcessNode, spec: ServiceSpec) -> String {
+    via.control()
+        .create_service(CreateServiceRequest { spec: Some(spec) })
+        .await
+        .unwrap_or_else(|e| panic!("create: {}", e.message()))
+        .into_inner()
+        .id
+}
+
+async fn set_availability(via: &InProcessNode, node: &str, a: &str) {
+    via.control()
+        .update_node(UpdateNodeRequest {
+            node: node.into(),
+            availability: Some(a.into()),
+            ..Default::default()
+        })
+        .await
+        .expect("node update");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_sim_workers_spread_reschedule_drain_and_global() {
+    let (_dir, mut nodes) = cluster(3, 50).await;
+    let m = &nodes[1]; // a follower: calls are forwarded to the leader
+    create(m, spec("web", 106)).await;
+    let ts = wait_running(m, "web", 106).await;
+    let counts = per_node(&ts);
+    assert_eq!(counts.len(), 53, "every node gets tasks");
+    assert!(counts.values().all(|c| *c == 2), "even spread: {counts:?}");
+
+    // A killed worker's tasks run elsewhere.
+    let victim = nodes[10].name.clone();
+    nodes[10].stop().await;
+    let ts = wait_until("tasks moved off the dead worker", CONVERGE, || async {
+        let ts = tasks(&nodes[0], "web").await;
+        let counts = per_node(&ts);
+        (running(&ts).len() == 106 && !counts.contains_key(&victim)).then_some(ts)
+    })
+    .await;
+    assert!(per_node(&ts).values().all(|c| *c <= 3));
+
+    // Drain empties a node.
+    let drained = nodes[20].name.clone();
+    set_availability(&nodes[0], &drained, "drain").await;
+    wait_until("drained node empty", CONVERGE, || async {
+        let ts = tasks(&nodes[0], "web").await;
+        (running(&ts).len() == 106 && !per_node(&ts).contains_key(&drained)).then_some(())
+    })
+    .await;
+
+    // A global service runs on every ready, active node, and follows drains.
+    let mut g = spec("agent", 0);
+    g.set_mode(ServiceMode::Global);
+    create(&nodes[0], g).await;
+    let ts = wait_running(&nodes[0], "agent", 51).await;
+    assert_eq!(per_node(&ts).len(), 51);
+    set_availability(&nodes[0], &drained, "active").await;
+    wait_running(&nodes[0], "agent", 52).await;
+    for n in nodes.iter_mut() {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn constraints_failures_updates_and_leader_loss() {
+    let (_dir, mut nodes) = cluster(3, 3).await;
+    let m = &nodes[0];
+    // Constraints: only workers.
+    let mut s = spec("workers-only", 6);
+    s.constraints = vec!["node.role==worker".into()];
+    create(m, s).await;
+    let ts = wait_running(m, "workers-only", 6).await;
+    let counts = per_node(&ts);
+    assert_eq!(counts.len(), 3);
+    assert!(
+        counts
+            .keys()
+            .all(|h| ["n03", "n04", "n05"].contains(&h.as_str())),
+        "{counts:?}"
+    );
+
+    // Nothing fits: the task stays pending and says why.
+    let mut s = spec("nowhere", 1);
+    s.constraints = vec!["node.labels.gpu==yes".into()];
+    create(m, s).await;
+    let err = wait_until("pending with a reason", CONVERGE, || async {
+        let ts = tasks(m, "nowhere").await;
+        let st = ts.first()?.task.as_ref()?.status.clone()?;
+        (st.state == TaskState::Pending as i32 && !st.err.is_empty()).then_some(st.err)
+    })
+    .await;
+    assert_eq!(err, "no suitable node (6 nodes do not satisfy constraints)");
+
+    // Bad specs are refused with a one-line reason.
+    let mut bad = spec("bad", 1);
+    bad.constraints = vec!["node.color=blue".into()];
+    let e = m
+        .control()
+        .create_service(CreateServiceRequest { spec: Some(bad) })
+        .await
+        .expect_err("bad constraint");
+    assert!(
+        e.message().contains("invalid constraint"),
+        "{}",
+        e.message()
+    );
+    let e = m
+        .control()
+        .create_service(CreateServiceRequest {
+            spec: Some(spec("workers-only", 1)),
+        })
+        .await
+        .expect_err("duplicate name");
+    assert!(e.message().contains("already exists"), "{}", e.message());
+
+    // Tasks that exit are replaced; old ones stay as history, within the limit.
+    let mut failing = spec("crashy", 1);
+    failing.image = "sim/exit".into();
+    create(m, failing).await;
+    wait_until("several failed attempts", CONVERGE, || async {
+        let ts = tasks(m, "crashy").await;
+        let failed = ts
+            .iter()
+            .filter(|i| {
+                i.task
+                    .as_ref()
+                    .and_then(|t| t.status.as_ref())
+                    .is_some_and(|s| s.state == TaskState::Failed as i32)
+            })
+            .count();
+        (failed >= 3).then_some(())
+    })
+    .await;
+    let history = tasks(m, "crashy").await.len();
+    assert!(
+        history <= 7,
+        "history limit keeps at most 5 finished + current: {history}"
+    );
+
+    // An update replaces the tasks with the new spec.
+    let info = m
+        .control()
+        .inspect_service(ServiceRef {
+            service: "workers-only".into(),
+        })
+        .await
+        .expect("inspect")
+        .into_inner();
+    let mut new_spec = info.spec.clone().expect("spec");
+    new_spec.image = "sim/app:v2".into();
+    m.control()
+        .update_service(UpdateServiceRequest {
+            service: info.id.clone(),
+            spec: Some(new_spec),
+            expect_spec_version: info.spec_version,
+        })
+        .await
+        .expect("update");
+    wait_until("all tasks on v2", CONVERGE, || async {
+        let ts = tasks(m, "workers-only").await;
+        let run = running(&ts);
+        (run.len() == 6
+            && run.iter().all(|i| {
+                i.task
+                    .as_ref()
+                    .and_then(|t| t.spec.as_ref())
+                    .is_some_and(|s| s.image == "sim/app:v2")
+            }))
+        .then_some(())
+    })
+    .await;
+
+    // Kill the leader: the service keeps its tasks and still scales.
+    let leader = wait_until("a leader", CONVERGE, || async {
+        nodes.iter().position(|n| n.is_leader())
+    })
+    .await;
+    nodes[leader].stop().await;
+    let via = if leader == 1 { 2 } else { 1 };
+    let info = wait_until("service readable after failover", CONVERGE, || async {
+        nodes[via]
+            .control()
+            .inspect_service(ServiceRef {
+                service: "workers-only".into(),
+            })
+            .await
+            .ok()
+            .map(|r| r.into_inner())
+    })
+    .await;
+    let mut scaled = info.spec.clone().expect("spec");
+    scaled.replicas = 9;
+    nodes[via]
+        .control()
+        .update_service(UpdateServiceRequest {
+            service: info.id,
+            spec: Some(scaled),
+            expect_spec_version: 0,
+        })
+        .await
+        .expect("scale after failover");
+    wait_running(&nodes[via], "workers-only", 9).await;
+    for n in nodes.iter_mut() {
+        n.stop().await;
+    }
+}

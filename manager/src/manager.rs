@@ -100,6 +100,7 @@ impl Manager {
         }
         let transport = GrpcTransport::new(
             cfg.raft.raft_id,
+            cfg.advertise_addr.clone(),
             cfg.client_tls.clone(),
             tokio::runtime::Handle::current(),
         );
@@ -297,9 +298,9 @@ impl Manager {
 
 /// Opens the database; a previous manager of this process may still be
 /// releasing its file lock (role change, restart in tests), so a held lock is
-/// retried for a few seconds.
+/// retried for a while (sled releases it only once its I/O threads are done).
 fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let result = sled::Config::new()
             .path(dir)

@@ -55,7 +55,7 @@ async fn pass(m: &Manager) -> Result<(), crate::store::StoreError> {
     let tasks = m.store.list::<Task>()?;
     let plain: Vec<Task> = tasks.iter().map(|(_, t)| t.clone()).collect();
     let mut txs = Vec::new();
-    for (task_id, decision) in schedule(&nodes, &plain) {
+    for (task_id, decision) in schedule(&nodes, &plain, now) {
         let Some((version, task)) = tasks.iter().find(|(_, t)| t.id == task_id) else {
             continue;
         };
@@ -89,6 +89,7 @@ fn change_tx(c: Change) -> Tx {
         Change::Create(t) => Tx::new().create(&t),
         Change::Update(v, t) => Tx::new().put(&t, Some(v)),
         Change::Delete(v, id) => Tx::new().delete::<Task>(&id, Some(v)),
+        Change::Service(v, s) => Tx::new().put(s.as_ref(), Some(v)),
     }
 }
 

@@ -10,7 +10,7 @@ use swarmlet_proto::control::control_client::ControlClient;
 use swarmlet_proto::control::{
     CreateServiceRequest, ListTasksRequest, ServiceInfo, ServiceRef, UpdateServiceRequest,
 };
-use swarmlet_proto::objects::{ServiceMode, ServiceSpec};
+use swarmlet_proto::objects::{ServiceMode, ServiceSpec, UpdateState};
 use tonic::transport::Channel;
 
 use crate::cli::{Cli, Format};
@@ -41,6 +41,14 @@ pub enum ServiceCmd {
         /// SERVICE=N pairs.
         #[arg(required = true)]
         pairs: Vec<String>,
+        /// Return at once instead of waiting for convergence.
+        #[arg(short, long)]
+        detach: bool,
+    },
+    /// Go back to the previous spec.
+    Rollback {
+        /// Service name or ID.
+        service: String,
         /// Return at once instead of waiting for convergence.
         #[arg(short, long)]
         detach: bool,
@@ -89,6 +97,8 @@ pub struct CreateArgs {
     /// Memory limit per task.
     #[arg(long)]
     limit_memory: Option<String>,
+    #[command(flatten)]
+    policy: PolicyArgs,
     /// Print the service ID and return at once.
     #[arg(short, long)]
     detach: bool,
@@ -127,11 +137,124 @@ pub struct UpdateArgs {
     /// Replace the tasks even if nothing changed.
     #[arg(long)]
     force: bool,
+    #[command(flatten)]
+    policy: PolicyArgs,
     /// Return at once instead of waiting for convergence.
     #[arg(short, long)]
     detach: bool,
     /// Service name or ID.
     service: String,
+}
+
+/// Restart, update and stop options shared by `create` and `update`.
+#[derive(Args, Debug)]
+pub struct PolicyArgs {
+    /// Restart when a task ends: none, on-failure or any.
+    #[arg(long, value_parser = ["none", "on-failure", "any"])]
+    restart_condition: Option<String>,
+    /// Wait between restarts (default 5s).
+    #[arg(long)]
+    restart_delay: Option<String>,
+    /// Most restarts before giving up (0: unlimited).
+    #[arg(long)]
+    restart_max_attempts: Option<u64>,
+    /// Window in which restarts are counted.
+    #[arg(long)]
+    restart_window: Option<String>,
+    /// Tasks updated at a time (0: all at once; default 1).
+    #[arg(long)]
+    update_parallelism: Option<u64>,
+    /// Wait between update batches.
+    #[arg(long)]
+    update_delay: Option<String>,
+    /// On a failed update: pause, continue or rollback.
+    #[arg(long, value_parser = ["pause", "continue", "rollback"])]
+    update_failure_action: Option<String>,
+    /// stop-first or start-first.
+    #[arg(long, value_parser = ["stop-first", "start-first"])]
+    update_order: Option<String>,
+    /// How long a new task is watched for failure (default 5s).
+    #[arg(long)]
+    update_monitor: Option<String>,
+    /// Time a task gets to stop before it is killed (default 10s).
+    #[arg(long)]
+    stop_grace_period: Option<String>,
+}
+
+fn duration_ms(flag: &str, v: &Option<String>) -> anyhow::Result<Option<u64>> {
+    v.as_deref()
+        .map(|s| {
+            humantime::parse_duration(s)
+                .map(|d| d.as_millis() as u64)
+                .map_err(|_| anyhow!("invalid {flag} {s:?}: expected a duration like 5s or 500ms"))
+        })
+        .transpose()
+}
+
+impl PolicyArgs {
+    /// Applies the given options to `spec`; `create` first sets Docker's defaults.
+    fn apply(&self, spec: &mut ServiceSpec, create: bool) -> anyhow::Result<()> {
+        use swarmlet_proto::objects::{
+            FailureAction, RestartCondition, RestartPolicy, UpdateConfig, UpdateOrder,
+        };
+        if create {
+            spec.restart = Some(RestartPolicy {
+                delay_ms: 5_000,
+                ..Default::default()
+            });
+            spec.update = Some(UpdateConfig {
+                parallelism: 1,
+                monitor_ms: 5_000,
+                ..Default::default()
+            });
+            spec.stop_grace_period_ms = 10_000;
+        }
+        let restart = spec.restart.get_or_insert_with(Default::default);
+        if let Some(c) = &self.restart_condition {
+            restart.set_condition(match c.as_str() {
+                "none" => RestartCondition::None,
+                "on-failure" => RestartCondition::OnFailure,
+                _ => RestartCondition::Any,
+            });
+        }
+        if let Some(d) = duration_ms("--restart-delay", &self.restart_delay)? {
+            restart.delay_ms = d;
+        }
+        if let Some(n) = self.restart_max_attempts {
+            restart.max_attempts = n;
+        }
+        if let Some(d) = duration_ms("--restart-window", &self.restart_window)? {
+            restart.window_ms = d;
+        }
+        let update = spec.update.get_or_insert_with(Default::default);
+        if let Some(p) = self.update_parallelism {
+            update.parallelism = p;
+        }
+        if let Some(d) = duration_ms("--update-delay", &self.update_delay)? {
+            update.delay_ms = d;
+        }
+        if let Some(a) = &self.update_failure_action {
+            update.set_failure_action(match a.as_str() {
+                "continue" => FailureAction::Continue,
+                "rollback" => FailureAction::Rollback,
+                _ => FailureAction::Pause,
+            });
+        }
+        if let Some(o) = &self.update_order {
+            update.set_order(if o == "start-first" {
+                UpdateOrder::StartFirst
+            } else {
+                UpdateOrder::StopFirst
+            });
+        }
+        if let Some(d) = duration_ms("--update-monitor", &self.update_monitor)? {
+            update.monitor_ms = d;
+        }
+        if let Some(d) = duration_ms("--stop-grace-period", &self.stop_grace_period)? {
+            spec.stop_grace_period_ms = d;
+        }
+        Ok(())
+    }
 }
 
 /// Parses `0.5` CPUs into nano-CPUs.
@@ -204,6 +327,7 @@ fn spec_from(args: &CreateArgs) -> anyhow::Result<ServiceSpec> {
         ..Default::default()
     };
     kv(&args.env, "environment variable")?;
+    args.policy.apply(&mut spec, true)?;
     spec.labels = kv(&args.label, "label")?.into_iter().collect();
     if args.mode == "global" {
         if args.replicas.is_some() {
@@ -255,6 +379,34 @@ fn service_inspect_json(i: &ServiceInfo) -> serde_json::Value {
         "limit_memory_bytes": spec.limit_memory_bytes,
     });
     v["version"] = json!(i.spec_version);
+    let restart = spec.restart.unwrap_or_default();
+    let update = spec.update.unwrap_or_default();
+    v["spec"]["restart_policy"] = json!({
+        "condition": format!("{:?}", restart.condition()).to_lowercase().replace("onfailure", "on-failure"),
+        "delay_ms": restart.delay_ms,
+        "max_attempts": restart.max_attempts,
+        "window_ms": restart.window_ms,
+    });
+    v["spec"]["update_config"] = json!({
+        "parallelism": update.parallelism,
+        "delay_ms": update.delay_ms,
+        "failure_action": format!("{:?}", update.failure_action()).to_lowercase(),
+        "monitor_ms": update.monitor_ms,
+        "order": if update.order() == swarmlet_proto::objects::UpdateOrder::StartFirst { "start-first" } else { "stop-first" },
+    });
+    v["spec"]["stop_grace_period_ms"] = json!(spec.stop_grace_period_ms);
+    if let Some(u) = &i.update_status {
+        let state = match u.state() {
+            UpdateState::None => "",
+            UpdateState::Updating => "updating",
+            UpdateState::Paused => "paused",
+            UpdateState::Completed => "completed",
+            UpdateState::RollbackStarted => "rollback_started",
+            UpdateState::RollbackPaused => "rollback_paused",
+            UpdateState::RollbackCompleted => "rollback_completed",
+        };
+        v["update_status"] = json!({"state": state, "message": u.message});
+    }
     v["created_at"] = json!(time(i.created_at_ms));
     v["updated_at"] = json!(time(i.updated_at_ms));
     v
@@ -262,7 +414,11 @@ fn service_inspect_json(i: &ServiceInfo) -> serde_json::Value {
 
 /// Waits until the service runs its desired tasks; fails when it stops
 /// making progress, with the reason its tasks give.
-async fn converge(client: &mut ControlClient<Channel>, service: &str) -> anyhow::Result<()> {
+async fn converge(
+    client: &mut ControlClient<Channel>,
+    service: &str,
+    expect_rollback: bool,
+) -> anyhow::Result<()> {
     let stall = Duration::from_secs(15);
     let mut last_progress = Instant::now();
     let mut best = None;
@@ -294,7 +450,30 @@ async fn converge(client: &mut ControlClient<Channel>, service: &str) -> anyhow:
         if tty {
             eprint!("\roverall progress: {running} out of {desired} tasks ");
         }
-        if running == desired && wanted.len() as u64 == desired {
+        let update = info.update_status.clone().unwrap_or_default();
+        match update.state() {
+            UpdateState::Paused | UpdateState::RollbackPaused => {
+                if tty {
+                    eprintln!();
+                }
+                bail!("service {service}: {}", update.message);
+            }
+            UpdateState::RollbackCompleted if !expect_rollback => {
+                if tty {
+                    eprintln!();
+                }
+                bail!("service {service} was rolled back: {}", update.message);
+            }
+            _ => {}
+        }
+        let updating = matches!(
+            update.state(),
+            UpdateState::Updating | UpdateState::RollbackStarted
+        );
+        let all_current = wanted
+            .iter()
+            .all(|t| t.service_version >= info.spec_version);
+        if running == desired && wanted.len() as u64 == desired && all_current && !updating {
             if tty {
                 eprintln!("\nverify: service converged");
             }
@@ -339,6 +518,7 @@ async fn update_with(
             service: info.id.clone(),
             spec: Some(spec),
             expect_spec_version: info.spec_version,
+            rollback: false,
         })
         .await
         .map_err(status)?
@@ -358,7 +538,7 @@ pub async fn run(cli: &Cli, cmd: &ServiceCmd) -> anyhow::Result<()> {
                 .into_inner();
             println!("{}", info.id);
             if !args.detach {
-                converge(&mut client, &info.id).await?;
+                converge(&mut client, &info.id, false).await?;
             }
         }
         ServiceCmd::Ls => {
@@ -452,12 +632,13 @@ pub async fn run(cli: &Cli, cmd: &ServiceCmd) -> anyhow::Result<()> {
                 if args.force {
                     spec.force_update += 1;
                 }
+                args.policy.apply(spec, false)?;
                 Ok(())
             })
             .await?;
             println!("{}", info.spec.map(|s| s.name).unwrap_or_default());
             if !args.detach {
-                converge(&mut client, &info.id).await?;
+                converge(&mut client, &info.id, false).await?;
             }
         }
         ServiceCmd::Scale { pairs, detach } => {
@@ -482,8 +663,24 @@ pub async fn run(cli: &Cli, cmd: &ServiceCmd) -> anyhow::Result<()> {
                 .await?;
                 println!("{name} scaled to {n}");
                 if !detach {
-                    converge(&mut client, &info.id).await?;
+                    converge(&mut client, &info.id, false).await?;
                 }
+            }
+        }
+        ServiceCmd::Rollback { service, detach } => {
+            let info = client
+                .update_service(UpdateServiceRequest {
+                    service: service.clone(),
+                    spec: None,
+                    expect_spec_version: 0,
+                    rollback: true,
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            println!("{}", info.spec.map(|s| s.name).unwrap_or_default());
+            if !detach {
+                converge(&mut client, &info.id, true).await?;
             }
         }
         ServiceCmd::Rm { services } => {

@@ -157,8 +157,9 @@ impl Joined {
                 st.save(&self.cfg.state_dir)?;
             }
             AgentEvent::Removed => {
+                // The agent stops heartbeating; the node stays up so that an
+                // operator can `node leave` it and join again.
                 tracing::warn!("this node was removed from the cluster");
-                self.managers.set(None);
             }
             AgentEvent::DesiredRole(role) => {
                 let current = self.state.lock().await.role.clone();

@@ -60,6 +60,8 @@ pub struct InProcessNode {
     pub daemon: Option<Arc<Daemon>>,
     /// Adjusts the daemon's settings before each start.
     pub tune: fn(&mut DaemonConfig),
+    /// The manager of the last stop, to be released before a restart.
+    stopped_manager: Option<std::sync::Weak<swarmlet_manager::manager::Manager>>,
 }
 
 impl InProcessNode {
@@ -72,12 +74,26 @@ impl InProcessNode {
             socket: root.join(format!("{name}.sock")),
             daemon: None,
             tune: |_| {},
+            stopped_manager: None,
         }
     }
 
     /// Starts (or restarts) the daemon over the same state.
     pub async fn start(&mut self) -> anyhow::Result<()> {
         init_logging();
+        // In-flight calls of the previous run may still hold its manager, and
+        // with it the database lock, for a moment.
+        if let Some(weak) = self.stopped_manager.take() {
+            wait_until(
+                "the stopped manager to be released",
+                Duration::from_secs(15),
+                || {
+                    let gone = weak.strong_count() == 0;
+                    async move { gone.then_some(()) }
+                },
+            )
+            .await;
+        }
         let mut cfg = DaemonConfig::new(
             self.state_dir.clone(),
             self.socket.clone(),
@@ -92,6 +108,7 @@ impl InProcessNode {
 
     /// Stops the daemon as a crash would look to the others.
     pub async fn stop(&mut self) {
+        self.stopped_manager = self.manager().map(|m| Arc::downgrade(&m));
         if let Some(d) = self.daemon.take() {
             d.shutdown().await;
         }

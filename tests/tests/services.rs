@@ -287,6 +287,7 @@ async fn constraints_failures_updates_and_leader_loss() {
             service: info.id.clone(),
             spec: Some(new_spec),
             expect_spec_version: info.spec_version,
+            rollback: false,
         })
         .await
         .expect("update");
@@ -330,6 +331,7 @@ async fn constraints_failures_updates_and_leader_loss() {
             service: info.id,
             spec: Some(scaled),
             expect_spec_version: 0,
+            rollback: false,
         })
         .await
         .expect("scale after failover");

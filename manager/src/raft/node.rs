@@ -123,6 +123,7 @@ pub fn start(
         batch: Vec::new(),
         batch_bytes: 0,
         reads: HashMap::new(),
+        reads_before_commit: Vec::new(),
         reads_after_apply: Vec::new(),
         next_id: rand::random::<u64>() >> 1,
         status_tx,
@@ -151,6 +152,9 @@ struct Loop {
     batch: Vec<(Proposal, Reply)>,
     batch_bytes: usize,
     reads: HashMap<u64, Reply>,
+    /// Reads that arrived before this leader committed an entry of its term;
+    /// raft-rs would drop them, so they wait here.
+    reads_before_commit: Vec<(u64, Reply)>,
     reads_after_apply: Vec<(u64, Reply)>,
     next_id: u64,
     status_tx: watch::Sender<RaftStatus>,
@@ -188,6 +192,7 @@ impl Loop {
                 Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
             }
             self.propose_batch();
+            self.release_deferred_reads();
             if last_tick.elapsed() >= self.cfg.tick {
                 self.raw.tick();
                 last_tick = Instant::now();
@@ -235,8 +240,12 @@ impl Loop {
                     return true;
                 }
                 let id = self.new_id();
-                self.raw.read_index(id.to_be_bytes().to_vec());
-                self.reads.insert(id, reply);
+                if self.raw.raft.commit_to_current_term() {
+                    self.raw.read_index(id.to_be_bytes().to_vec());
+                    self.reads.insert(id, reply);
+                } else {
+                    self.reads_before_commit.push((id, reply));
+                }
             }
             Command::ConfChange(mut cc, context, reply) => {
                 if let Some(e) = self.not_leader() {
@@ -275,6 +284,20 @@ impl Loop {
             Command::Stop => return false,
         }
         true
+    }
+
+    /// Issues the reads that waited for this leader's first commit.
+    fn release_deferred_reads(&mut self) {
+        if self.reads_before_commit.is_empty()
+            || self.raw.raft.state != StateRole::Leader
+            || !self.raw.raft.commit_to_current_term()
+        {
+            return;
+        }
+        for (id, reply) in std::mem::take(&mut self.reads_before_commit) {
+            self.raw.read_index(id.to_be_bytes().to_vec());
+            self.reads.insert(id, reply);
+        }
     }
 
     /// Proposes the gathered proposals as one entry.
@@ -343,6 +366,7 @@ impl Loop {
         }
         self.apply(light.take_committed_entries())?;
         self.raw.advance_apply();
+        self.release_deferred_reads();
         self.answer_reads();
         self.maybe_compact()?;
         Ok(())
@@ -468,6 +492,9 @@ impl Loop {
             let _ = reply.send(Err(err.clone()));
         }
         for (_, reply) in self.waiters.drain() {
+            let _ = reply.send(Err(err.clone()));
+        }
+        for (_, reply) in self.reads_before_commit.drain(..) {
             let _ = reply.send(Err(err.clone()));
         }
         for (_, reply) in self.reads.drain() {

@@ -32,9 +32,15 @@ struct Peer {
     tx: mpsc::Sender<Message>,
 }
 
+/// Metadata key carrying the sender's listen address on a Raft stream, so a
+/// receiver that does not know the sender yet (a restarted manager whose
+/// store lags) can answer it.
+pub const FROM_ADDR: &str = "x-swarmlet-raft-addr";
+
 /// The gRPC [`Transport`] of one manager.
 pub struct GrpcTransport {
     self_id: u64,
+    self_addr: String,
     tls: Arc<ClientConfig>,
     runtime: tokio::runtime::Handle,
     peers: Mutex<HashMap<u64, Peer>>,
@@ -45,9 +51,15 @@ pub struct GrpcTransport {
 
 impl GrpcTransport {
     /// A transport for member `self_id`, dialing with `tls`.
-    pub fn new(self_id: u64, tls: Arc<ClientConfig>, runtime: tokio::runtime::Handle) -> Arc<Self> {
+    pub fn new(
+        self_id: u64,
+        self_addr: String,
+        tls: Arc<ClientConfig>,
+        runtime: tokio::runtime::Handle,
+    ) -> Arc<Self> {
         Arc::new(GrpcTransport {
             self_id,
+            self_addr,
             tls,
             runtime,
             peers: Mutex::new(HashMap::new()),
@@ -76,8 +88,9 @@ impl GrpcTransport {
         let raft = self.raft.clone();
         let tls = self.tls.clone();
         let target = addr.to_string();
+        let from = self.self_addr.clone();
         self.runtime
-            .spawn(peer_loop(raft_id, target, tls, rx, raft));
+            .spawn(peer_loop(raft_id, target, from, tls, rx, raft));
         peers.insert(
             raft_id,
             Peer {
@@ -85,6 +98,19 @@ impl GrpcTransport {
                 tx,
             },
         );
+    }
+
+    /// Learns a peer's address from its own stream, if none is known yet.
+    pub fn learn_peer(&self, raft_id: u64, addr: &str) {
+        let known = self
+            .peers
+            .lock()
+            .map(|p| p.contains_key(&raft_id))
+            .unwrap_or(true);
+        if !known && !addr.is_empty() {
+            tracing::debug!(raft_id, addr, "learned raft peer address from its stream");
+            self.add_peer(raft_id, addr);
+        }
     }
 
     /// Drops all traffic to and from these peers (`true`) or restores it.
@@ -161,6 +187,7 @@ pub fn to_chunks(msg: &Message) -> Vec<RaftChunk> {
 async fn peer_loop(
     to: u64,
     addr: String,
+    from_addr: String,
     tls: Arc<ClientConfig>,
     mut rx: mpsc::Receiver<Message>,
     raft: Arc<OnceLock<RaftHandle>>,
@@ -186,7 +213,11 @@ async fn peer_loop(
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let (chunk_tx, chunk_rx) = mpsc::channel::<RaftChunk>(1024);
-        let call = tokio::spawn(async move { client.stream(ReceiverStream::new(chunk_rx)).await });
+        let mut request = tonic::Request::new(ReceiverStream::new(chunk_rx));
+        if let Ok(v) = from_addr.parse() {
+            request.metadata_mut().insert(FROM_ADDR, v);
+        }
+        let call = tokio::spawn(async move { client.stream(request).await });
         let mut next = Some(first);
         let mut healthy = true;
         while let Some(msg) = next.take() {

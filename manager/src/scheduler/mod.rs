@@ -66,7 +66,7 @@ impl Rejections {
 }
 
 /// Decides a node for every pending task in `tasks`, spreading them.
-pub fn schedule(nodes: &[Node], tasks: &[Task]) -> Vec<(String, Decision)> {
+pub fn schedule(nodes: &[Node], tasks: &[Task], now_ms: i64) -> Vec<(String, Decision)> {
     let mut total: HashMap<&str, usize> = HashMap::new();
     let mut per_service: HashMap<(&str, &str), usize> = HashMap::new();
     for t in tasks.iter().filter(|t| is_active(t)) {
@@ -75,7 +75,11 @@ pub fn schedule(nodes: &[Node], tasks: &[Task]) -> Vec<(String, Decision)> {
             .entry((t.service_id.as_str(), t.node_id.as_str()))
             .or_default() += 1;
     }
-    let mut pending: Vec<&Task> = tasks.iter().filter(|t| is_pending(t)).collect();
+    // A restart delay keeps a task pending until its time.
+    let mut pending: Vec<&Task> = tasks
+        .iter()
+        .filter(|t| is_pending(t) && t.not_before_ms <= now_ms)
+        .collect();
     pending.sort_by(|a, b| (&a.service_id, a.slot, &a.id).cmp(&(&b.service_id, b.slot, &b.id)));
     let mut out = Vec::with_capacity(pending.len());
     for task in pending {
@@ -203,7 +207,7 @@ mod tests {
             ..Default::default()
         });
         tasks.push(running);
-        let d = schedule(&nodes, &tasks);
+        let d = schedule(&nodes, &tasks, 0);
         let counts = assigned(&d);
         assert_eq!(counts.get("a"), Some(&3));
         assert_eq!(counts.get("b"), Some(&3));
@@ -221,7 +225,7 @@ mod tests {
             constraints: vec!["node.labels.gpu==yes".into()],
             ..Default::default()
         };
-        let d = schedule(&nodes, &[pending("t", "s", spec)]);
+        let d = schedule(&nodes, &[pending("t", "s", spec)], 0);
         assert_eq!(
             d[0].1,
             Decision::Unschedulable(
@@ -243,6 +247,7 @@ mod tests {
         let d = schedule(
             &nodes,
             &[pending("t1", "s", spec.clone()), pending("t2", "s", spec)],
+            0,
         );
         assert_eq!(d[0].1, Decision::Assign("a".into()));
         assert!(matches!(&d[1].1, Decision::Unschedulable(r) if r.contains("max replicas")));

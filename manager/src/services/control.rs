@@ -257,13 +257,12 @@ impl Control for ControlService {
         let m = self.manager(&request)?;
         forward_to_leader!(m, request, update_service);
         let req = request.into_inner();
-        let info = service_ops::update(
-            &m,
-            &req.service,
-            req.spec.unwrap_or_default(),
-            req.expect_spec_version,
-        )
-        .await?;
+        let info = if req.rollback {
+            service_ops::rollback(&m, &req.service).await?
+        } else {
+            let spec = req.spec.unwrap_or_default();
+            service_ops::update(&m, &req.service, spec, req.expect_spec_version).await?
+        };
         Ok(Response::new(info))
     }
 

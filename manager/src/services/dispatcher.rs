@@ -167,14 +167,20 @@ impl Dispatcher for DispatcherService {
             .get::<RemovedNode>(&node_id)
             .map_err(store_status)?
             .is_some();
-        let node = m.store.get::<Node>(&node_id).map_err(store_status)?;
         let period = heartbeat_period(&m);
-        let Some((_, node)) = node.filter(|_| !removed) else {
+        if removed {
             return Ok(Response::new(HeartbeatResponse {
                 period_ms: period.as_millis() as u64,
                 removed: true,
                 ..Default::default()
             }));
+        }
+        // Not registered yet (its record is still being committed, as at
+        // `cluster init`): the node retries.
+        let Some((_, node)) = m.store.get::<Node>(&node_id).map_err(store_status)? else {
+            return Err(Status::unavailable(format!(
+                "node {node_id} is not registered yet"
+            )));
         };
         m.liveness.record(&node_id);
         let m2 = m.clone();

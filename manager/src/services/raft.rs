@@ -35,6 +35,12 @@ impl RaftTransport for RaftService {
         request: Request<Streaming<RaftChunk>>,
     ) -> Result<Response<Empty>, Status> {
         require_manager(&request)?;
+        let from_addr = request
+            .metadata()
+            .get(crate::raft::transport::FROM_ADDR)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
         let mut stream = request.into_inner();
         let mut buf = Vec::new();
         while let Some(chunk) = stream.message().await? {
@@ -51,6 +57,7 @@ impl RaftTransport for RaftService {
             if m.transport.is_blocked(msg.from) {
                 continue;
             }
+            m.transport.learn_peer(msg.from, &from_addr);
             m.raft.step(msg);
         }
         Ok(Response::new(Empty {}))

@@ -102,6 +102,8 @@ pub fn service_info(m: &Manager, s: &Service) -> Result<ServiceInfo, Status> {
         created_at_ms: s.created_at_ms,
         updated_at_ms: s.updated_at_ms,
         spec_version: s.spec_version,
+        update_status: s.update_status.clone(),
+        previous_spec: s.previous_spec.clone(),
     })
 }
 
@@ -123,6 +125,7 @@ pub async fn create(m: &Manager, spec: ServiceSpec) -> Result<ServiceInfo, Statu
         created_at_ms: now,
         updated_at_ms: now,
         spec_version: 1,
+        update_status: None,
     };
     m.propose(Tx::new().create(&service)).await?;
     service_info(m, &service)
@@ -144,6 +147,8 @@ pub async fn update(
             "the service changed since it was read; retry",
         ));
     }
+    // A new spec starts a new update, also after a paused one.
+    s.update_status = None;
     let old = s.spec.clone().unwrap_or_default();
     if old.mode() != spec.mode() {
         return Err(Status::invalid_argument(
@@ -164,6 +169,31 @@ pub async fn update(
         s.spec_version += 1;
     }
     s.spec = Some(spec);
+    s.updated_at_ms = swarmlet_common::clock::now_ms();
+    m.propose(Tx::new().put(&s, Some(version))).await?;
+    service_info(m, &s)
+}
+
+/// Goes back to the previous spec, as a rolling update marked as a rollback.
+pub async fn rollback(m: &Manager, reference: &str) -> Result<ServiceInfo, Status> {
+    m.read_barrier().await?;
+    let services = m.store.list::<Service>().map_err(store_status)?;
+    let (version, mut s) = resolve_service(&services, reference)?;
+    let Some(previous) = s.previous_spec.clone() else {
+        return Err(Status::failed_precondition(format!(
+            "service {reference} has no previous spec to roll back to"
+        )));
+    };
+    s.previous_spec = s.spec.take();
+    s.spec = Some(previous);
+    s.spec_version += 1;
+    let mut st = swarmlet_proto::objects::UpdateStatus {
+        started_at_ms: swarmlet_common::clock::now_ms(),
+        message: "manually requested rollback".into(),
+        ..Default::default()
+    };
+    st.set_state(swarmlet_proto::objects::UpdateState::RollbackStarted);
+    s.update_status = Some(st);
     s.updated_at_ms = swarmlet_common::clock::now_ms();
     m.propose(Tx::new().put(&s, Some(version))).await?;
     service_info(m, &s)

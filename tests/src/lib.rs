@@ -27,19 +27,22 @@ pub fn init_logging() {
     }
 }
 
-/// A port on 127.0.0.1 that is free now and handed out once per process
-/// (ports from the kernel's ephemeral range can be handed out twice).
+/// A port on 127.0.0.1 that is free now and handed out once per process.
+/// Ports come from below the kernel's ephemeral range (32768+), so that an
+/// outgoing connection cannot take one between this check and the bind.
 pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    static NEXT: AtomicU16 = AtomicU16::new(0);
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    // Each process starts at its own offset in 10000..32000 and walks on.
     let _ = NEXT.compare_exchange(
-        0,
-        20000 + (std::process::id() % 400) as u16 * 50,
+        u32::MAX,
+        (std::process::id() % 100) * 200,
         Ordering::SeqCst,
         Ordering::SeqCst,
     );
     loop {
-        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        let offset = NEXT.fetch_add(1, Ordering::SeqCst) % 22_000;
+        let port = 10_000 + offset as u16;
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }

@@ -340,3 +340,153 @@ async fn constraints_failures_updates_and_leader_loss() {
         n.stop().await;
     }
 }
+
+fn update_state(
+    info: &swarmlet_proto::control::ServiceInfo,
+) -> swarmlet_proto::objects::UpdateState {
+    info.update_status.clone().unwrap_or_default().state()
+}
+
+async fn inspect(
+    via: &InProcessNode,
+    service: &str,
+) -> Option<swarmlet_proto::control::ServiceInfo> {
+    via.control()
+        .inspect_service(ServiceRef {
+            service: service.into(),
+        })
+        .await
+        .ok()
+        .map(|r| r.into_inner())
+}
+
+async fn start_update(via: &InProcessNode, service: &str, image: &str) {
+    let info = inspect(via, service).await.expect("service exists");
+    let mut spec = info.spec.clone().expect("spec");
+    spec.image = image.into();
+    via.control()
+        .update_service(UpdateServiceRequest {
+            service: info.id,
+            spec: Some(spec),
+            expect_spec_version: info.spec_version,
+            rollback: false,
+        })
+        .await
+        .expect("update");
+}
+
+fn with_updates(
+    name: &str,
+    replicas: u64,
+    action: swarmlet_proto::objects::FailureAction,
+) -> ServiceSpec {
+    let mut s = spec(name, replicas);
+    let mut cfg = swarmlet_proto::objects::UpdateConfig {
+        parallelism: 1,
+        delay_ms: 200,
+        monitor_ms: 500,
+        ..Default::default()
+    };
+    cfg.set_failure_action(action);
+    s.update = Some(cfg);
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failing_update_rolls_back_and_leader_loss_mid_update_completes() {
+    use swarmlet_proto::objects::{FailureAction, UpdateState};
+    let (_dir, mut nodes) = cluster(3, 3).await;
+
+    // New tasks that exit at once: the update rolls back to the old image.
+    create(&nodes[0], with_updates("rb", 3, FailureAction::Rollback)).await;
+    wait_running(&nodes[0], "rb", 3).await;
+    start_update(&nodes[0], "rb", "sim/exit:v2").await;
+    wait_until("rollback completed", CONVERGE, || async {
+        let info = inspect(&nodes[0], "rb").await?;
+        (update_state(&info) == UpdateState::RollbackCompleted).then_some(())
+    })
+    .await;
+    let ts = wait_running(&nodes[0], "rb", 3).await;
+    assert!(running(&ts).iter().all(|i| i
+        .task
+        .as_ref()
+        .and_then(|t| t.spec.as_ref())
+        .is_some_and(|s| s.image == "sim/app")));
+
+    // A leader killed in the middle of an update: the new leader finishes it,
+    // and no task's desired or observed state ever moves backwards.
+    create(&nodes[0], with_updates("roll", 6, FailureAction::Pause)).await;
+    wait_running(&nodes[0], "roll", 6).await;
+    start_update(&nodes[0], "roll", "sim/app:v2").await;
+    let leader = wait_until("a leader", CONVERGE, || async {
+        nodes.iter().position(|n| n.is_leader())
+    })
+    .await;
+    let observer = (leader + 1) % 3;
+    let seen: std::sync::Mutex<HashMap<String, (i32, i32)>> = std::sync::Mutex::new(HashMap::new());
+    let check = |ts: &[TaskInfo]| {
+        let mut seen = seen.lock().expect("not poisoned");
+        for t in ts.iter().filter_map(|i| i.task.as_ref()) {
+            let now = (
+                t.desired_state,
+                t.status.as_ref().map(|s| s.state).unwrap_or(0),
+            );
+            if let Some(before) = seen.insert(t.id.clone(), now) {
+                assert!(
+                    now.0 >= before.0,
+                    "desired state of {} went back: {before:?} -> {now:?}",
+                    t.id
+                );
+                assert!(
+                    now.1 >= before.1,
+                    "state of {} went back: {before:?} -> {now:?}",
+                    t.id
+                );
+            }
+        }
+        seen.len()
+    };
+    wait_until("update under way", CONVERGE, || async {
+        let ts = tasks(&nodes[observer], "roll").await;
+        check(&ts);
+        let v2 = running(&ts)
+            .iter()
+            .filter(|i| {
+                i.task
+                    .as_ref()
+                    .and_then(|t| t.spec.as_ref())
+                    .is_some_and(|s| s.image == "sim/app:v2")
+            })
+            .count();
+        (v2 >= 1).then_some(())
+    })
+    .await;
+    nodes[leader].stop().await;
+    let deadline = std::time::Instant::now() + CONVERGE;
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "update did not complete after the leader died"
+        );
+        let ts = tasks(&nodes[observer], "roll").await;
+        let distinct = check(&ts);
+        let done = inspect(&nodes[observer], "roll")
+            .await
+            .is_some_and(|i| update_state(&i) == UpdateState::Completed);
+        let all_v2 = running(&ts).len() == 6
+            && running(&ts).iter().all(|i| {
+                i.task
+                    .as_ref()
+                    .and_then(|t| t.spec.as_ref())
+                    .is_some_and(|s| s.image == "sim/app:v2")
+            });
+        if done && all_v2 {
+            break;
+        }
+        assert!(distinct < 100, "runaway task creation");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for n in nodes.iter_mut() {
+        n.stop().await;
+    }
+}

@@ -7,10 +7,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use std::collections::HashMap;
 use swarmlet_manager::store::Tx;
 use swarmlet_proto::control::JoinTokenRequest;
 use swarmlet_proto::local::{InitRequest, JoinRequest};
-use swarmlet_proto::objects::RemovedNode;
+
+use swarmlet_proto::control::CreateServiceRequest;
+use swarmlet_proto::objects::{NodeStatus, RemovedNode, ServiceSpec, Task, TaskState};
 use swarmlet_tests::{wait_until, InProcessNode};
 
 #[derive(Parser)]
@@ -38,10 +41,22 @@ enum Scenario {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
     },
-    /// Not built yet: arrives with the services issue.
-    Sched,
-    /// Not built yet: arrives with the services issue.
-    Reschedule,
+    /// Sim workers with real sessions; one service created → all tasks running.
+    Sched {
+        #[arg(long, default_value_t = 3)]
+        managers: usize,
+        #[arg(long, default_value_t = 1000)]
+        nodes: usize,
+        #[arg(long, default_value_t = 100_000)]
+        tasks: u64,
+    },
+    /// A worker killed → marked down → its tasks running elsewhere.
+    Reschedule {
+        #[arg(long, default_value_t = 10)]
+        nodes: usize,
+        #[arg(long, default_value_t = 1000)]
+        tasks: u64,
+    },
     /// Not built yet: arrives with the containers issue.
     Start,
     /// Not built yet: arrives with the overlay issue.
@@ -56,26 +71,52 @@ async fn start_cluster(
     dir: &std::path::Path,
     managers: usize,
 ) -> anyhow::Result<Vec<InProcessNode>> {
+    start_mixed(dir, managers, 0).await
+}
+
+fn sim(c: &mut swarmd::config::DaemonConfig) {
+    c.executor = "sim".into();
+}
+
+/// `managers` managers then `workers` sim workers, all joined.
+async fn start_mixed(
+    dir: &std::path::Path,
+    managers: usize,
+    workers: usize,
+) -> anyhow::Result<Vec<InProcessNode>> {
     let mut nodes = Vec::new();
-    for i in 0..managers {
-        let mut n = InProcessNode::new(dir, &format!("m{i}"));
+    for i in 0..managers + workers {
+        let name = if i < managers {
+            format!("m{i}")
+        } else {
+            format!("w{i:04}")
+        };
+        let mut n = InProcessNode::new(dir, &name);
+        n.tune = sim;
         n.start().await?;
         nodes.push(n);
     }
     nodes[0].local().init(InitRequest::default()).await?;
-    let token = nodes[0]
-        .control()
-        .get_join_token(JoinTokenRequest {
-            role: "manager".into(),
-            rotate: false,
-        })
-        .await?
-        .into_inner()
-        .token;
-    for n in nodes.iter().skip(1) {
+    let token = |role: &str| {
+        let mut c = nodes[0].control();
+        let role = role.to_string();
+        async move {
+            c.get_join_token(JoinTokenRequest {
+                role,
+                rotate: false,
+            })
+            .await
+        }
+    };
+    let mt = token("manager").await?.into_inner().token;
+    let wt = token("worker").await?.into_inner().token;
+    for (i, n) in nodes.iter().enumerate().skip(1) {
+        if i % 100 == 0 {
+            eprintln!("joined {i} nodes");
+        }
         n.local()
             .join(JoinRequest {
-                token: token.clone(),
+                token: if i < managers { mt.clone() } else { wt.clone() },
                 remote_addr: nodes[0].addr.clone(),
                 advertise_addr: String::new(),
             })
@@ -249,6 +290,172 @@ async fn failover_bench(managers: usize, rounds: usize) -> anyhow::Result<serde_
     }))
 }
 
+/// Running tasks per node hostname, and in all, as the leader sees them.
+fn running_tasks(m: &swarmlet_manager::manager::Manager) -> (usize, HashMap<String, usize>) {
+    let nodes: HashMap<String, String> = m
+        .nodes()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(_, n)| (n.id, n.hostname))
+        .collect();
+    let mut per = HashMap::new();
+    let mut total = 0;
+    for (_, t) in m.store.list::<Task>().unwrap_or_default() {
+        let running = t.desired_state == TaskState::Running as i32
+            && t.status
+                .as_ref()
+                .is_some_and(|s| s.state == TaskState::Running as i32);
+        if running {
+            total += 1;
+            *per.entry(nodes.get(&t.node_id).cloned().unwrap_or_default())
+                .or_default() += 1;
+        }
+    }
+    (total, per)
+}
+
+fn leader_manager(
+    nodes: &[InProcessNode],
+) -> Option<std::sync::Arc<swarmlet_manager::manager::Manager>> {
+    nodes
+        .iter()
+        .find(|n| n.is_leader())
+        .and_then(|n| n.manager())
+}
+
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+async fn sched_bench(
+    managers: usize,
+    workers: usize,
+    tasks: u64,
+) -> anyhow::Result<serde_json::Value> {
+    let dir = tempfile::tempdir()?;
+    eprintln!("sched: starting {managers} managers and {workers} sim workers");
+    let mut nodes = start_mixed(dir.path(), managers, workers).await?;
+    let spec = ServiceSpec {
+        name: "bench".into(),
+        image: "sim/app".into(),
+        replicas: tasks,
+        ..Default::default()
+    };
+    let started = Instant::now();
+    nodes[0]
+        .control()
+        .create_service(CreateServiceRequest { spec: Some(spec) })
+        .await?;
+    let mut last = 0;
+    let converged = loop {
+        let Some(m) = leader_manager(&nodes) else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let (running, _) = running_tasks(&m);
+        if running as u64 >= tasks {
+            break started.elapsed();
+        }
+        if running != last {
+            eprintln!(
+                "sched: {running}/{tasks} running after {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
+            last = running;
+        }
+        if started.elapsed() > Duration::from_secs(1800) {
+            bail!("not converged after 30 minutes ({running}/{tasks})");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    // All managers and workers share this process: RSS is an upper bound for one manager.
+    let rss = rss_mb();
+    for n in nodes.iter_mut() {
+        n.stop().await;
+    }
+    Ok(serde_json::json!({
+        "scenario": "sched",
+        "managers": managers,
+        "nodes": workers,
+        "tasks": tasks,
+        "converge_s": (converged.as_secs_f64() * 1000.0).round() / 1000.0,
+        "tasks_per_s": (tasks as f64 / converged.as_secs_f64()).round(),
+        "manager_rss_mb": rss.round(),
+        "rss_note": "whole benchmark process: all managers and sim workers",
+    }))
+}
+
+async fn reschedule_bench(workers: usize, tasks: u64) -> anyhow::Result<serde_json::Value> {
+    let dir = tempfile::tempdir()?;
+    let mut nodes = start_mixed(dir.path(), 1, workers).await?;
+    let spec = ServiceSpec {
+        name: "bench".into(),
+        image: "sim/app".into(),
+        replicas: tasks,
+        constraints: vec!["node.role==worker".into()],
+        ..Default::default()
+    };
+    nodes[0]
+        .control()
+        .create_service(CreateServiceRequest { spec: Some(spec) })
+        .await?;
+    let m = nodes[0].manager().context("manager")?;
+    wait_until("all tasks running", Duration::from_secs(600), || {
+        let m = m.clone();
+        async move { (running_tasks(&m).0 as u64 >= tasks).then_some(()) }
+    })
+    .await;
+    let victim = nodes.len() - 1;
+    let victim_name = nodes[victim].name.clone();
+    let held = running_tasks(&m).1.get(&victim_name).copied().unwrap_or(0);
+    eprintln!("reschedule: killing {victim_name}, which runs {held} tasks");
+    let killed = Instant::now();
+    nodes[victim].stop().await;
+    let mut detect = None;
+    let recovered = loop {
+        if detect.is_none() {
+            let down = m
+                .nodes()
+                .unwrap_or_default()
+                .iter()
+                .any(|(_, n)| n.hostname == victim_name && n.status() == NodeStatus::Down);
+            if down {
+                detect = Some(killed.elapsed());
+            }
+        }
+        let (running, per) = running_tasks(&m);
+        if detect.is_some() && running as u64 >= tasks && !per.contains_key(&victim_name) {
+            break killed.elapsed();
+        }
+        if killed.elapsed() > Duration::from_secs(300) {
+            bail!("tasks not recovered after 5 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    drop(m);
+    for n in nodes.iter_mut() {
+        n.stop().await;
+    }
+    Ok(serde_json::json!({
+        "scenario": "reschedule",
+        "nodes": workers,
+        "tasks": tasks,
+        "moved_tasks": held,
+        "detect_s": (detect.unwrap_or(recovered).as_secs_f64() * 1000.0).round() / 1000.0,
+        "recovered_s": (recovered.as_secs_f64() * 1000.0).round() / 1000.0,
+    }))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -259,9 +466,12 @@ async fn main() -> anyhow::Result<()> {
             seconds,
         } => raft_bench(managers, clients, seconds).await?,
         Scenario::Failover { managers, rounds } => failover_bench(managers, rounds).await?,
-        Scenario::Sched | Scenario::Reschedule => {
-            bail!("this scenario arrives with services (issue 3)")
-        }
+        Scenario::Sched {
+            managers,
+            nodes,
+            tasks,
+        } => sched_bench(managers, nodes, tasks).await?,
+        Scenario::Reschedule { nodes, tasks } => reschedule_bench(nodes, tasks).await?,
         Scenario::Start => bail!("this scenario arrives with the Docker executor (issue 4)"),
         Scenario::Overlay => bail!("this scenario arrives with overlay networks (issue 5)"),
         Scenario::Mesh | Scenario::LbUpdate => {

@@ -10,8 +10,10 @@
 //! - [`orchestrator`]: services → the tasks that should exist (pure).
 //! - [`scheduler`]: pending tasks → nodes (pure).
 //! - [`reconciler`]: runs orchestrators and scheduler on the leader.
+//! - [`assignments`]: each node's assigned tasks, for the worker sessions.
 //! - [`status_batcher`]: worker task status updates → few proposals.
 
+pub mod assignments;
 pub mod liveness;
 pub mod manager;
 pub mod orchestrator;

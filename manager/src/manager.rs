@@ -77,6 +77,8 @@ pub struct Manager {
     db: sled::Db,
     background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     status_tx: crate::status_batcher::StatusSender,
+    /// Each node's assigned tasks, for the dispatcher's sessions.
+    pub assignments: Arc<crate::assignments::AssignmentHub>,
 }
 
 impl Manager {
@@ -120,12 +122,14 @@ impl Manager {
             db,
             background: Mutex::new(Vec::new()),
             status_tx,
+            assignments: Arc::default(),
         });
         let weak = Arc::downgrade(&manager);
         let tasks = [
             tokio::spawn(crate::liveness::run_monitor(weak.clone())),
             tokio::spawn(crate::reconciler::run(weak.clone())),
-            tokio::spawn(crate::status_batcher::run(weak, status_rx)),
+            tokio::spawn(crate::status_batcher::run(weak.clone(), status_rx)),
+            tokio::spawn(crate::assignments::run(weak)),
         ];
         if let Ok(mut bg) = manager.background.lock() {
             bg.extend(tasks);

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
 
 use futures::Stream;
 use swarmlet_common::names::role_name;
@@ -13,8 +12,8 @@ use swarmlet_proto::dispatcher::dispatcher_client::DispatcherClient;
 use swarmlet_proto::dispatcher::dispatcher_server::Dispatcher;
 use swarmlet_proto::dispatcher::{AssignmentsMessage, AssignmentsRequest, UpdateTaskStatusRequest};
 use swarmlet_proto::dispatcher::{HeartbeatRequest, HeartbeatResponse};
+use swarmlet_proto::objects::Task;
 use swarmlet_proto::objects::{Node, RemovedNode};
-use swarmlet_proto::objects::{Task, TaskState};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -35,37 +34,24 @@ impl DispatcherService {
     }
 }
 
-/// The tasks the cluster assigned to `node_id`, by ID, with versions.
-fn assigned_to(m: &Manager, node_id: &str) -> HashMap<String, (u64, Task)> {
-    m.store
-        .list::<Task>()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(_, t)| {
-            t.node_id == node_id
-                && t.status
-                    .as_ref()
-                    .is_some_and(|s| s.state >= TaskState::Assigned as i32)
-        })
-        .map(|(v, t)| (t.id.clone(), (v, t)))
-        .collect()
-}
-
-/// One worker's session: the full set first, then diffs after each applied
-/// change. Ends when this manager stops leading (the worker reconnects).
+/// One worker's session: the full set first, then diffs whenever the
+/// node's assignments change. Ends when this manager stops leading (the
+/// worker reconnects).
 async fn session(
     manager: Weak<Manager>,
     node_id: String,
     tx: mpsc::Sender<Result<AssignmentsMessage, Status>>,
 ) {
-    let Some(mut applied) = manager.upgrade().map(|m| m.raft.watch_applied()) else {
+    let Some((mut assigned, mut status)) = manager
+        .upgrade()
+        .map(|m| (m.assignments.subscribe(&node_id), m.raft.watch_status()))
+    else {
         return;
     };
     let mut sent: HashMap<String, u64> = HashMap::new();
     let mut full = true;
     loop {
-        let Some(m) = manager.upgrade() else { return };
-        if !m.is_leader() {
+        if !status.borrow().is_leader() {
             let _ = tx
                 .send(Err(Status::unavailable(
                     "this manager is no longer the leader",
@@ -73,8 +59,14 @@ async fn session(
                 .await;
             return;
         }
-        let now = assigned_to(&m, &node_id);
-        drop(m);
+        let Some(now) = assigned.borrow_and_update().clone() else {
+            // Not computed yet for this node: wait for the first scan.
+            tokio::select! {
+                r = assigned.changed() => if r.is_err() { return },
+                _ = tx.closed() => return,
+            }
+            continue;
+        };
         let updated: Vec<Task> = now
             .iter()
             .filter(|(id, (v, _))| sent.get(*id) != Some(v))
@@ -95,10 +87,11 @@ async fn session(
                 return;
             }
             full = false;
-            sent = now.into_iter().map(|(id, (v, _))| (id, v)).collect();
+            sent = now.iter().map(|(id, (v, _))| (id.clone(), *v)).collect();
         }
         tokio::select! {
-            _ = tokio::time::timeout(Duration::from_secs(1), applied.changed()) => {}
+            r = assigned.changed() => if r.is_err() { return },
+            r = status.changed() => if r.is_err() { return },
             _ = tx.closed() => return,
         }
     }

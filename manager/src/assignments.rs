@@ -1,0 +1,107 @@
+//! Which tasks each node runs, computed once per burst of changes for all
+//! worker sessions (instead of one scan of the task table per session).
+//!
+//! The publisher scans the task table after applied changes (coalesced over
+//! a few milliseconds), groups assigned tasks by node, and updates one watch
+//! channel per node that has a session; a session turns what it sees into
+//! diffs for its worker.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use swarmlet_proto::objects::{Task, TaskState};
+use tokio::sync::{watch, Notify};
+
+use crate::manager::Manager;
+
+/// A node's assigned tasks by ID, with their store versions.
+pub type NodeTasks = HashMap<String, (u64, Task)>;
+
+const COALESCE: Duration = Duration::from_millis(20);
+
+/// What a node's channel holds: `None` until the first scan after the node
+/// subscribed (a session must not mistake "not computed" for "no tasks").
+pub type Published = Option<Arc<NodeTasks>>;
+
+/// The per-node watch channels.
+#[derive(Default)]
+pub struct AssignmentHub {
+    nodes: Mutex<HashMap<String, watch::Sender<Published>>>,
+    wake: Notify,
+}
+
+impl AssignmentHub {
+    /// The tasks assigned to `node_id`, kept current.
+    pub fn subscribe(&self, node_id: &str) -> watch::Receiver<Published> {
+        let rx = match self.nodes.lock() {
+            Ok(mut nodes) => nodes
+                .entry(node_id.to_string())
+                .or_insert_with(|| watch::channel(None).0)
+                .subscribe(),
+            Err(_) => watch::channel(None).1,
+        };
+        self.wake.notify_one();
+        rx
+    }
+
+    fn publish(&self, tasks: Vec<(u64, Task)>) {
+        let mut by_node: HashMap<String, NodeTasks> = HashMap::new();
+        for (v, t) in tasks {
+            let assigned = t
+                .status
+                .as_ref()
+                .is_some_and(|s| s.state >= TaskState::Assigned as i32);
+            if assigned && !t.node_id.is_empty() {
+                by_node
+                    .entry(t.node_id.clone())
+                    .or_default()
+                    .insert(t.id.clone(), (v, t));
+            }
+        }
+        let Ok(mut nodes) = self.nodes.lock() else {
+            return;
+        };
+        nodes.retain(|_, tx| tx.receiver_count() > 0);
+        for (node, tx) in nodes.iter() {
+            let now = by_node.remove(node).unwrap_or_default();
+            tx.send_if_modified(|old| {
+                let same = old.as_ref().is_some_and(|old| {
+                    old.len() == now.len()
+                        && now
+                            .iter()
+                            .all(|(id, (v, _))| old.get(id).is_some_and(|(ov, _)| ov == v))
+                });
+                if !same {
+                    *old = Some(Arc::new(now));
+                }
+                !same
+            });
+        }
+    }
+}
+
+/// Publishes assignments while the manager lives (only while it leads).
+pub async fn run(manager: Weak<Manager>) {
+    let Some(mut applied) = manager.upgrade().map(|m| m.raft.watch_applied()) else {
+        return;
+    };
+    loop {
+        {
+            let Some(m) = manager.upgrade() else { return };
+            let hub = m.assignments.clone();
+            drop(m);
+            tokio::select! {
+                _ = applied.changed() => {}
+                _ = hub.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        tokio::time::sleep(COALESCE).await;
+        let Some(m) = manager.upgrade() else { return };
+        if m.is_leader() {
+            let tasks = m.store.list::<Task>().unwrap_or_default();
+            m.assignments.publish(tasks);
+        }
+    }
+}

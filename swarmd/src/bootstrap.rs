@@ -117,9 +117,6 @@ pub async fn init(
         managers: vec![addr.clone()],
     };
     state.save(&cfg.state_dir)?;
-    let joined = Joined::start(cfg.clone(), state, identity, managers.clone(), true).await?;
-    let m = managers.get().map_err(|s| anyhow!("{}", s.message()))?;
-    m.wait_for_leader(Duration::from_secs(10)).await?;
     let now = swarmlet_common::clock::now_ms();
     let cluster = Cluster {
         id: cluster_id,
@@ -153,7 +150,19 @@ pub async fn init(
         addr,
     };
     let tx = Tx::new().create(&cluster).create(&node).put(&member, None);
-    m.raft.propose(tx).await?;
+    let joined = Joined::start(cfg.clone(), state, identity, managers.clone(), true).await?;
+    let registered = async {
+        let m = managers.get().map_err(|s| anyhow!("{}", s.message()))?;
+        m.wait_for_leader(Duration::from_secs(10)).await?;
+        m.raft.propose(tx).await?;
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = registered {
+        // Also stop what Joined::start started (listener, agent, manager).
+        joined.stop().await;
+        return Err(e);
+    }
     let digest_der = ca.cert_der().to_vec();
     Ok(InitOutcome {
         joined,

@@ -110,7 +110,10 @@ impl Joined {
             shutdown_rx.clone(),
         ));
         if joined.state.lock().await.role == "manager" {
-            joined.start_manager(bootstrap).await?;
+            if let Err(e) = joined.start_manager(bootstrap).await {
+                joined.stop().await;
+                return Err(e);
+            }
         }
         joined.start_agent(shutdown_rx);
         joined.start_renewal();

@@ -34,7 +34,18 @@ fn already_joined() -> Status {
     Status::already_exists("this node is already part of a swarm: run `swarmctl node leave` first")
 }
 
-/// Removes what a failed init or join wrote, so nothing is left half-done.
+/// Undoes a failed init or join: stops a manager it started and removes
+/// what it wrote, so nothing is left half-done. Returns the error to show.
+fn abandon(d: &Daemon, e: anyhow::Error) -> Status {
+    if let Ok(m) = d.managers.get() {
+        m.stop();
+    }
+    d.managers.set(None);
+    wipe_state(d);
+    Status::failed_precondition(format!("{e:#}"))
+}
+
+/// Removes what a failed init or join wrote.
 fn wipe_state(d: &Daemon) {
     let _ = std::fs::remove_file(d.cfg.state_dir.join("node.json"));
     let _ = std::fs::remove_dir_all(d.cfg.certs_dir());
@@ -71,14 +82,7 @@ impl Local for LocalService {
                     manager_addr: st.addr,
                 }))
             }
-            Err(e) => {
-                if let Ok(m) = d.managers.get() {
-                    m.stop();
-                }
-                d.managers.set(None);
-                wipe_state(&d);
-                Err(Status::failed_precondition(format!("{e:#}")))
-            }
+            Err(e) => Err(abandon(&d, e)),
         }
     }
 
@@ -108,14 +112,7 @@ impl Local for LocalService {
                     cluster_id: st.cluster_id,
                 }))
             }
-            Err(e) => {
-                if let Ok(m) = d.managers.get() {
-                    m.stop();
-                }
-                d.managers.set(None);
-                wipe_state(&d);
-                Err(Status::failed_precondition(format!("{e:#}")))
-            }
+            Err(e) => Err(abandon(&d, e)),
         }
     }
 

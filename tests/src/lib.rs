@@ -142,6 +142,63 @@ impl InProcessNode {
     }
 }
 
+/// Starts `managers + workers` daemons under `dir` (named by `name(i)`,
+/// settings adjusted by `tune`), initialises a cluster on the first, joins
+/// the next `managers - 1` as managers and the rest as workers, and waits
+/// until the first sees every manager as a Raft voter.
+pub async fn form_cluster(
+    dir: &std::path::Path,
+    managers: usize,
+    workers: usize,
+    name: impl Fn(usize) -> String,
+    tune: fn(&mut DaemonConfig),
+) -> anyhow::Result<Vec<InProcessNode>> {
+    use swarmlet_proto::control::JoinTokenRequest;
+    use swarmlet_proto::local::{InitRequest, JoinRequest};
+    let mut nodes = Vec::new();
+    for i in 0..managers + workers {
+        let mut n = InProcessNode::new(dir, &name(i));
+        n.tune = tune;
+        n.start().await?;
+        nodes.push(n);
+    }
+    nodes[0].local().init(InitRequest::default()).await?;
+    let control = nodes[0].control();
+    let token = |role: &str| {
+        let req = JoinTokenRequest {
+            role: role.into(),
+            rotate: false,
+        };
+        let mut c = control.clone();
+        async move { c.get_join_token(req).await.map(|r| r.into_inner().token) }
+    };
+    let manager_token = token("manager").await?;
+    let worker_token = token("worker").await?;
+    for (i, n) in nodes.iter().enumerate().skip(1) {
+        n.local()
+            .join(JoinRequest {
+                token: if i < managers {
+                    manager_token.clone()
+                } else {
+                    worker_token.clone()
+                },
+                remote_addr: nodes[0].addr.clone(),
+                advertise_addr: String::new(),
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{} joins: {}", n.name, e.message()))?;
+    }
+    let first = nodes[0]
+        .manager()
+        .ok_or_else(|| anyhow::anyhow!("the first node is not a manager"))?;
+    wait_until("all managers are voters", Duration::from_secs(30), || {
+        let first = first.clone();
+        async move { (first.raft.status().voters.len() == managers).then_some(()) }
+    })
+    .await;
+    Ok(nodes)
+}
+
 /// Polls `check` until it returns `Some`, or fails after `timeout`.
 pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where

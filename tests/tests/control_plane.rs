@@ -7,62 +7,22 @@ use std::time::Duration;
 use swarmlet_proto::common::Empty;
 use swarmlet_proto::control::{JoinTokenRequest, NodeRef, SetRoleRequest, UpdateNodeRequest};
 use swarmlet_proto::local::{InitRequest, JoinRequest};
-use swarmlet_tests::{wait_until, InProcessNode};
+use swarmlet_tests::{form_cluster, wait_until, InProcessNode};
 
 const ELECTION: Duration = Duration::from_secs(10);
 
 /// Starts `managers` managers and `workers` workers; node 0 initialises.
 async fn cluster(managers: usize, workers: usize) -> (tempfile::TempDir, Vec<InProcessNode>) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut nodes = Vec::new();
-    for i in 0..managers + workers {
-        let mut n = InProcessNode::new(dir.path(), &format!("node{i}"));
-        n.start().await.expect("daemon starts");
-        nodes.push(n);
-    }
-    nodes[0]
-        .local()
-        .init(InitRequest::default())
-        .await
-        .expect("cluster init");
-    let token = |role: &str| {
-        let mut c = nodes[0].control();
-        let role = role.to_string();
-        async move {
-            c.get_join_token(JoinTokenRequest {
-                role,
-                rotate: false,
-            })
-            .await
-            .expect("join token")
-            .into_inner()
-            .token
-        }
-    };
-    let manager_token = token("manager").await;
-    let worker_token = token("worker").await;
-    for (i, n) in nodes.iter().enumerate().skip(1) {
-        let token = if i < managers {
-            &manager_token
-        } else {
-            &worker_token
-        };
-        n.local()
-            .join(JoinRequest {
-                token: token.clone(),
-                remote_addr: nodes[0].addr.clone(),
-                advertise_addr: String::new(),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("{} joins: {}", n.name, e.message()));
-    }
-    let expected = managers;
-    let first = nodes[0].manager().expect("node0 is a manager");
-    wait_until("all managers are voters", ELECTION, || {
-        let first = first.clone();
-        async move { (first.raft.status().voters.len() == expected).then_some(()) }
-    })
-    .await;
+    let nodes = form_cluster(
+        dir.path(),
+        managers,
+        workers,
+        |i| format!("node{i}"),
+        |_| {},
+    )
+    .await
+    .unwrap_or_else(|e| panic!("cluster forms: {e:#}"));
     (dir, nodes)
 }
 

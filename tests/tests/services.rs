@@ -5,12 +5,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use swarmlet_proto::control::{
-    CreateServiceRequest, JoinTokenRequest, ListTasksRequest, ServiceRef, TaskInfo,
-    UpdateNodeRequest, UpdateServiceRequest,
+    CreateServiceRequest, ListTasksRequest, ServiceRef, TaskInfo, UpdateNodeRequest,
+    UpdateServiceRequest,
 };
-use swarmlet_proto::local::{InitRequest, JoinRequest};
 use swarmlet_proto::objects::{ServiceMode, ServiceSpec, TaskState};
-use swarmlet_tests::{wait_until, InProcessNode};
+use swarmlet_tests::{form_cluster, wait_until, InProcessNode};
 
 const CONVERGE: Duration = Duration::from_secs(30);
 
@@ -20,42 +19,9 @@ fn sim(c: &mut swarmd::config::DaemonConfig) {
 
 async fn cluster(managers: usize, workers: usize) -> (tempfile::TempDir, Vec<InProcessNode>) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut nodes = Vec::new();
-    for i in 0..managers + workers {
-        let mut n = InProcessNode::new(dir.path(), &format!("n{i:02}"));
-        n.tune = sim;
-        n.start().await.expect("start");
-        nodes.push(n);
-    }
-    nodes[0]
-        .local()
-        .init(InitRequest::default())
+    let nodes = form_cluster(dir.path(), managers, workers, |i| format!("n{i:02}"), sim)
         .await
-        .expect("init");
-    let token = |role: &'static str| {
-        let mut c = nodes[0].control();
-        async move {
-            c.get_join_token(JoinTokenRequest {
-                role: role.into(),
-                rotate: false,
-            })
-            .await
-            .expect("token")
-            .into_inner()
-            .token
-        }
-    };
-    let (mt, wt) = (token("manager").await, token("worker").await);
-    for (i, n) in nodes.iter().enumerate().skip(1) {
-        n.local()
-            .join(JoinRequest {
-                token: if i < managers { mt.clone() } else { wt.clone() },
-                remote_addr: nodes[0].addr.clone(),
-                advertise_addr: String::new(),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("{} joins: {}", n.name, e.message()));
-    }
+        .unwrap_or_else(|e| panic!("cluster forms: {e:#}"));
     let total = nodes.len();
     let c0 = &nodes[0];
     wait_until("every node ready", CONVERGE, || async {

@@ -9,12 +9,10 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use std::collections::HashMap;
 use swarmlet_manager::store::Tx;
-use swarmlet_proto::control::JoinTokenRequest;
-use swarmlet_proto::local::{InitRequest, JoinRequest};
 
 use swarmlet_proto::control::CreateServiceRequest;
 use swarmlet_proto::objects::{NodeStatus, RemovedNode, ServiceSpec, Task, TaskState};
-use swarmlet_tests::{wait_until, InProcessNode};
+use swarmlet_tests::{form_cluster, wait_until, InProcessNode};
 
 #[derive(Parser)]
 #[command(name = "swarm-bench", about = "Swarmlet benchmarks")]
@@ -84,52 +82,14 @@ async fn start_mixed(
     managers: usize,
     workers: usize,
 ) -> anyhow::Result<Vec<InProcessNode>> {
-    let mut nodes = Vec::new();
-    for i in 0..managers + workers {
-        let name = if i < managers {
+    let name = move |i: usize| {
+        if i < managers {
             format!("m{i}")
         } else {
             format!("w{i:04}")
-        };
-        let mut n = InProcessNode::new(dir, &name);
-        n.tune = sim;
-        n.start().await?;
-        nodes.push(n);
-    }
-    nodes[0].local().init(InitRequest::default()).await?;
-    let token = |role: &str| {
-        let mut c = nodes[0].control();
-        let role = role.to_string();
-        async move {
-            c.get_join_token(JoinTokenRequest {
-                role,
-                rotate: false,
-            })
-            .await
         }
     };
-    let mt = token("manager").await?.into_inner().token;
-    let wt = token("worker").await?.into_inner().token;
-    for (i, n) in nodes.iter().enumerate().skip(1) {
-        if i % 100 == 0 {
-            eprintln!("joined {i} nodes");
-        }
-        n.local()
-            .join(JoinRequest {
-                token: if i < managers { mt.clone() } else { wt.clone() },
-                remote_addr: nodes[0].addr.clone(),
-                advertise_addr: String::new(),
-            })
-            .await
-            .context("join")?;
-    }
-    let first = nodes[0].manager().context("manager")?;
-    wait_until("all managers are voters", Duration::from_secs(30), || {
-        let first = first.clone();
-        async move { (first.raft.status().voters.len() == managers).then_some(()) }
-    })
-    .await;
-    Ok(nodes)
+    form_cluster(dir, managers, workers, name, sim).await
 }
 
 fn leader(nodes: &[InProcessNode]) -> Option<usize> {

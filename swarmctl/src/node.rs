@@ -143,13 +143,7 @@ pub async fn run(cli: &Cli, cmd: &NodeCmd) -> anyhow::Result<()> {
                 .map_err(status)?
                 .into_inner()
                 .tasks;
-            if cli.format == Format::Json {
-                print_json(&serde_json::Value::Array(
-                    tasks.iter().map(crate::task::task_row_json).collect(),
-                ));
-            } else {
-                crate::task::print_tasks(&tasks);
-            }
+            crate::task::print_task_list(cli.format, &tasks);
         }
         NodeCmd::Update {
             availability,

@@ -15,7 +15,7 @@ use tonic::transport::Channel;
 
 use crate::cli::{Cli, Format};
 use crate::output::{connect, json as print_json, status, table, time};
-use crate::task::{print_tasks, task_row_json};
+use crate::task::print_task_list;
 
 /// `swarmctl service …`
 #[derive(Subcommand, Debug)]
@@ -592,13 +592,7 @@ pub async fn run(cli: &Cli, cmd: &ServiceCmd) -> anyhow::Result<()> {
                 .map_err(status)?
                 .into_inner()
                 .tasks;
-            if cli.format == Format::Json {
-                print_json(&serde_json::Value::Array(
-                    tasks.iter().map(task_row_json).collect(),
-                ));
-            } else {
-                print_tasks(&tasks);
-            }
+            print_task_list(cli.format, &tasks);
         }
         ServiceCmd::Update(args) => {
             let env_add = kv(&args.env_add, "environment variable")?;

@@ -62,8 +62,19 @@ pub fn task_row_json(i: &TaskInfo) -> serde_json::Value {
     })
 }
 
+/// Prints tasks as `ps`/`ls` do: one JSON array, or a table.
+pub fn print_task_list(format: Format, tasks: &[TaskInfo]) {
+    if format == Format::Json {
+        print_json(&serde_json::Value::Array(
+            tasks.iter().map(task_row_json).collect(),
+        ));
+    } else {
+        print_tasks(tasks);
+    }
+}
+
 /// Prints tasks as a table.
-pub fn print_tasks(tasks: &[TaskInfo]) {
+fn print_tasks(tasks: &[TaskInfo]) {
     let rows: Vec<Vec<String>> = tasks
         .iter()
         .map(|i| {
@@ -108,13 +119,7 @@ pub async fn run(cli: &Cli, cmd: &TaskCmd) -> anyhow::Result<()> {
                 .map_err(status)?
                 .into_inner()
                 .tasks;
-            if cli.format == Format::Json {
-                print_json(&serde_json::Value::Array(
-                    tasks.iter().map(task_row_json).collect(),
-                ));
-            } else {
-                print_tasks(&tasks);
-            }
+            print_task_list(cli.format, &tasks);
         }
         TaskCmd::Inspect { task } => {
             let i = client

@@ -8,7 +8,7 @@ use swarmlet_proto::common::Empty;
 use swarmlet_proto::control::control_client::ControlClient;
 use swarmlet_proto::control::JoinTokenRequest;
 use swarmlet_proto::local::{InitRequest, JoinRequest};
-use swarmlet_tests::{wait_until, InProcessNode};
+use swarmlet_tests::{form_cluster, wait_until, InProcessNode};
 
 async fn token(n: &InProcessNode, role: &str, rotate: bool) -> String {
     n.control()
@@ -31,6 +31,16 @@ async fn join(n: &InProcessNode, token: &str, remote: &str) -> Result<String, to
         })
         .await
         .map(|r| r.into_inner().node_id)
+}
+
+/// A cluster of one manager "m" and one joined worker "w".
+async fn manager_and_worker(dir: &std::path::Path) -> (InProcessNode, InProcessNode) {
+    let mut nodes = form_cluster(dir, 1, 1, |i| ["m", "w"][i].to_string(), |_| {})
+        .await
+        .unwrap_or_else(|e| panic!("cluster forms: {e:#}"));
+    let w = nodes.pop().expect("worker");
+    let m = nodes.pop().expect("manager");
+    (m, w)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -111,13 +121,7 @@ async fn tokens_are_checked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn control_api_needs_a_manager_certificate() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut m = InProcessNode::new(dir.path(), "m");
-    let mut w = InProcessNode::new(dir.path(), "w");
-    m.start().await.expect("start");
-    w.start().await.expect("start");
-    m.local().init(InitRequest::default()).await.expect("init");
-    let t = token(&m, "worker", false).await;
-    join(&w, &t, &m.addr).await.expect("join");
+    let (mut m, mut w) = manager_and_worker(dir.path()).await;
 
     let ca_pem = std::fs::read_to_string(m.state_dir.join("certs/ca.crt")).expect("ca");
     // No certificate: TLS works (a joining node has none) but the API refuses.
@@ -182,13 +186,7 @@ async fn control_api_needs_a_manager_certificate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_silent_node_turns_down_quickly_and_ready_again() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut m = InProcessNode::new(dir.path(), "m");
-    let mut w = InProcessNode::new(dir.path(), "w");
-    m.start().await.expect("start");
-    w.start().await.expect("start");
-    m.local().init(InitRequest::default()).await.expect("init");
-    let t = token(&m, "worker", false).await;
-    join(&w, &t, &m.addr).await.expect("join");
+    let (mut m, mut w) = manager_and_worker(dir.path()).await;
     let status = |m: &InProcessNode| {
         let mut c = m.control();
         async move {

@@ -336,13 +336,19 @@ impl Loop {
         }
         let committed = ready.take_committed_entries();
         self.apply(committed)?;
+        let must_persist =
+            !ready.entries().is_empty() || ready.hs().is_some() || !ready.snapshot().is_empty();
         if !ready.entries().is_empty() {
             self.raw.store().append(ready.entries())?;
         }
         if let Some(hs) = ready.hs() {
             self.raw.store().set_hard_state(hs)?;
         }
-        self.raw.store().persist()?;
+        if must_persist {
+            // Applied state needs no fsync of its own: sled recovers a prefix
+            // of its writes, and the log replays whatever was lost.
+            self.raw.store().persist()?;
+        }
         if let Some(ss) = ready.ss() {
             if ss.raft_state != StateRole::Leader {
                 self.fail_all(ProposeError::LeadershipLost);

@@ -9,6 +9,7 @@
 //! - [`resolve`]: node, service and task references → objects.
 //! - [`orchestrator`]: services → the tasks that should exist (pure).
 //! - [`scheduler`]: pending tasks → nodes (pure).
+//! - [`ports`]: published-port checks and allocation (pure).
 //! - [`reconciler`]: runs orchestrators and scheduler on the leader.
 //! - [`assignments`]: each node's assigned tasks, for the worker sessions.
 //! - [`status_batcher`]: worker task status updates → few proposals.
@@ -17,6 +18,7 @@ pub mod assignments;
 pub mod liveness;
 pub mod manager;
 pub mod orchestrator;
+pub mod ports;
 pub mod raft;
 pub mod reconciler;
 pub mod resolve;

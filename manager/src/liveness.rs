@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use swarmlet_proto::objects::{Node, NodeStatus};
+use swarmlet_proto::objects::{Node, NodeStatus, Resources};
 
 use crate::manager::Manager;
 use crate::store::Tx;
@@ -100,12 +100,19 @@ async fn mark_expired_down(m: &Manager, period: Duration) {
 }
 
 /// Marks `node_id` ready (leader only) if it is not already.
-pub async fn mark_ready(m: &Manager, node_id: &str, addr: &str) {
+pub async fn mark_ready(m: &Manager, node_id: &str, addr: &str, resources: Option<Resources>) {
     let Ok(Some((version, mut node))) = m.store.get::<Node>(node_id) else {
         return;
     };
-    if node.status() == NodeStatus::Ready && (addr.is_empty() || node.addr == addr) {
+    let resources_known = resources.is_none() || node.resources == resources;
+    if node.status() == NodeStatus::Ready
+        && (addr.is_empty() || node.addr == addr)
+        && resources_known
+    {
         return;
+    }
+    if resources.is_some() {
+        node.resources = resources;
     }
     node.set_status(NodeStatus::Ready);
     node.status_message.clear();

@@ -4,6 +4,7 @@
 //! batches them into few entries), so one conflict does not void the rest;
 //! a conflicting change is simply recomputed on the next pass.
 
+use std::collections::HashMap;
 use std::sync::Weak;
 use std::time::Duration;
 
@@ -53,10 +54,15 @@ async fn pass(m: &Manager) -> Result<(), crate::store::StoreError> {
     }
     // Schedule against the state the orchestrators just produced.
     let tasks = m.store.list::<Task>()?;
-    let plain: Vec<Task> = tasks.iter().map(|(_, t)| t.clone()).collect();
+    let by_id: HashMap<&str, usize> = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, (_, t))| (t.id.as_str(), i))
+        .collect();
+    let plain: Vec<&Task> = tasks.iter().map(|(_, t)| t).collect();
     let mut txs = Vec::new();
     for (task_id, decision) in schedule(&nodes, &plain, now) {
-        let Some((version, task)) = tasks.iter().find(|(_, t)| t.id == task_id) else {
+        let Some((version, task)) = by_id.get(task_id.as_str()).map(|&i| &tasks[i]) else {
             continue;
         };
         let mut t = task.clone();

@@ -5,7 +5,9 @@ mod cli;
 mod cluster;
 mod node;
 mod output;
+mod progress;
 mod service;
+mod service_spec;
 mod task;
 
 use clap::{CommandFactory, Parser};

@@ -1,9 +1,7 @@
-//! `swarmctl service create|ls|inspect|ps|update|scale|rm`.
-
-use std::time::{Duration, Instant};
+//! `swarmctl service create|ls|inspect|ps|update|scale|rollback|rm`: calls and output; the options live in [`crate::service_spec`], progress in [`crate::progress`].
 
 use anyhow::{anyhow, bail};
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 use serde_json::json;
 use swarmlet_proto::common::Empty;
 use swarmlet_proto::control::control_client::ControlClient;
@@ -15,6 +13,8 @@ use tonic::transport::Channel;
 
 use crate::cli::{Cli, Format};
 use crate::output::{connect, json as print_json, status, table, time};
+use crate::progress::converge;
+use crate::service_spec::{apply_update, spec_from, CreateArgs, UpdateArgs};
 use crate::task::print_task_list;
 
 /// `swarmctl service …`
@@ -61,285 +61,6 @@ pub enum ServiceCmd {
     },
 }
 
-/// Options of `service create`.
-#[derive(Args, Debug)]
-pub struct CreateArgs {
-    /// Service name.
-    #[arg(long)]
-    name: Option<String>,
-    /// replicated or global.
-    #[arg(long, default_value = "replicated", value_parser = ["replicated", "global"])]
-    mode: String,
-    /// Number of tasks (replicated mode).
-    #[arg(long)]
-    replicas: Option<u64>,
-    /// Environment variable K=V.
-    #[arg(short = 'e', long = "env")]
-    env: Vec<String>,
-    /// Service label K=V.
-    #[arg(long = "label")]
-    label: Vec<String>,
-    /// Placement constraint, e.g. node.role!=manager.
-    #[arg(long = "constraint")]
-    constraint: Vec<String>,
-    /// Most tasks of this service on one node.
-    #[arg(long)]
-    replicas_max_per_node: Option<u64>,
-    /// CPUs reserved per task, e.g. 0.5.
-    #[arg(long)]
-    reserve_cpu: Option<String>,
-    /// Memory reserved per task, e.g. 64M.
-    #[arg(long)]
-    reserve_memory: Option<String>,
-    /// CPU limit per task.
-    #[arg(long)]
-    limit_cpu: Option<String>,
-    /// Memory limit per task.
-    #[arg(long)]
-    limit_memory: Option<String>,
-    #[command(flatten)]
-    policy: PolicyArgs,
-    /// Print the service ID and return at once.
-    #[arg(short, long)]
-    detach: bool,
-    /// Image, then the command and its arguments.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
-    image_and_command: Vec<String>,
-}
-
-/// Options of `service update`.
-#[derive(Args, Debug)]
-pub struct UpdateArgs {
-    /// New image.
-    #[arg(long)]
-    image: Option<String>,
-    /// New replica count.
-    #[arg(long)]
-    replicas: Option<u64>,
-    /// Add or change an environment variable K=V.
-    #[arg(long = "env-add")]
-    env_add: Vec<String>,
-    /// Remove an environment variable by name.
-    #[arg(long = "env-rm")]
-    env_rm: Vec<String>,
-    /// Add a label K=V.
-    #[arg(long = "label-add")]
-    label_add: Vec<String>,
-    /// Remove a label.
-    #[arg(long = "label-rm")]
-    label_rm: Vec<String>,
-    /// Add a placement constraint.
-    #[arg(long = "constraint-add")]
-    constraint_add: Vec<String>,
-    /// Remove a placement constraint.
-    #[arg(long = "constraint-rm")]
-    constraint_rm: Vec<String>,
-    /// Replace the tasks even if nothing changed.
-    #[arg(long)]
-    force: bool,
-    #[command(flatten)]
-    policy: PolicyArgs,
-    /// Return at once instead of waiting for convergence.
-    #[arg(short, long)]
-    detach: bool,
-    /// Service name or ID.
-    service: String,
-}
-
-/// Restart, update and stop options shared by `create` and `update`.
-#[derive(Args, Debug)]
-pub struct PolicyArgs {
-    /// Restart when a task ends: none, on-failure or any.
-    #[arg(long, value_parser = ["none", "on-failure", "any"])]
-    restart_condition: Option<String>,
-    /// Wait between restarts (default 5s).
-    #[arg(long)]
-    restart_delay: Option<String>,
-    /// Most restarts before giving up (0: unlimited).
-    #[arg(long)]
-    restart_max_attempts: Option<u64>,
-    /// Window in which restarts are counted.
-    #[arg(long)]
-    restart_window: Option<String>,
-    /// Tasks updated at a time (0: all at once; default 1).
-    #[arg(long)]
-    update_parallelism: Option<u64>,
-    /// Wait between update batches.
-    #[arg(long)]
-    update_delay: Option<String>,
-    /// On a failed update: pause, continue or rollback.
-    #[arg(long, value_parser = ["pause", "continue", "rollback"])]
-    update_failure_action: Option<String>,
-    /// stop-first or start-first.
-    #[arg(long, value_parser = ["stop-first", "start-first"])]
-    update_order: Option<String>,
-    /// How long a new task is watched for failure (default 5s).
-    #[arg(long)]
-    update_monitor: Option<String>,
-    /// Time a task gets to stop before it is killed (default 10s).
-    #[arg(long)]
-    stop_grace_period: Option<String>,
-}
-
-fn duration_ms(flag: &str, v: &Option<String>) -> anyhow::Result<Option<u64>> {
-    v.as_deref()
-        .map(|s| {
-            humantime::parse_duration(s)
-                .map(|d| d.as_millis() as u64)
-                .map_err(|_| anyhow!("invalid {flag} {s:?}: expected a duration like 5s or 500ms"))
-        })
-        .transpose()
-}
-
-impl PolicyArgs {
-    /// Applies the given options to `spec`; `create` first sets Docker's defaults.
-    fn apply(&self, spec: &mut ServiceSpec, create: bool) -> anyhow::Result<()> {
-        use swarmlet_proto::objects::{
-            FailureAction, RestartCondition, RestartPolicy, UpdateConfig, UpdateOrder,
-        };
-        if create {
-            spec.restart = Some(RestartPolicy {
-                delay_ms: 5_000,
-                ..Default::default()
-            });
-            spec.update = Some(UpdateConfig {
-                parallelism: 1,
-                monitor_ms: 5_000,
-                ..Default::default()
-            });
-            spec.stop_grace_period_ms = 10_000;
-        }
-        let restart = spec.restart.get_or_insert_with(Default::default);
-        if let Some(c) = &self.restart_condition {
-            restart.set_condition(match c.as_str() {
-                "none" => RestartCondition::None,
-                "on-failure" => RestartCondition::OnFailure,
-                _ => RestartCondition::Any,
-            });
-        }
-        if let Some(d) = duration_ms("--restart-delay", &self.restart_delay)? {
-            restart.delay_ms = d;
-        }
-        if let Some(n) = self.restart_max_attempts {
-            restart.max_attempts = n;
-        }
-        if let Some(d) = duration_ms("--restart-window", &self.restart_window)? {
-            restart.window_ms = d;
-        }
-        let update = spec.update.get_or_insert_with(Default::default);
-        if let Some(p) = self.update_parallelism {
-            update.parallelism = p;
-        }
-        if let Some(d) = duration_ms("--update-delay", &self.update_delay)? {
-            update.delay_ms = d;
-        }
-        if let Some(a) = &self.update_failure_action {
-            update.set_failure_action(match a.as_str() {
-                "continue" => FailureAction::Continue,
-                "rollback" => FailureAction::Rollback,
-                _ => FailureAction::Pause,
-            });
-        }
-        if let Some(o) = &self.update_order {
-            update.set_order(if o == "start-first" {
-                UpdateOrder::StartFirst
-            } else {
-                UpdateOrder::StopFirst
-            });
-        }
-        if let Some(d) = duration_ms("--update-monitor", &self.update_monitor)? {
-            update.monitor_ms = d;
-        }
-        if let Some(d) = duration_ms("--stop-grace-period", &self.stop_grace_period)? {
-            spec.stop_grace_period_ms = d;
-        }
-        Ok(())
-    }
-}
-
-/// Parses `0.5` CPUs into nano-CPUs.
-fn parse_cpus(flag: &str, v: &Option<String>) -> anyhow::Result<i64> {
-    let Some(v) = v else { return Ok(0) };
-    let cpus: f64 = v
-        .parse()
-        .map_err(|_| anyhow!("invalid {flag} {v:?}: expected a number of CPUs like 0.5"))?;
-    if !(0.0..=4096.0).contains(&cpus) {
-        bail!("invalid {flag} {v:?}: out of range");
-    }
-    Ok((cpus * 1e9) as i64)
-}
-
-/// Parses `64M`, `1G`, `512k` or bytes.
-fn parse_bytes(flag: &str, v: &Option<String>) -> anyhow::Result<i64> {
-    let Some(v) = v else { return Ok(0) };
-    let t = v.trim().to_ascii_lowercase();
-    let t = t.trim_end_matches('b');
-    let (num, mult) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        _ => (t, 1),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| anyhow!("invalid {flag} {v:?}: expected a size like 64M"))?;
-    if n < 0.0 {
-        bail!("invalid {flag} {v:?}: must not be negative");
-    }
-    Ok((n * mult as f64) as i64)
-}
-
-fn kv(items: &[String], what: &str) -> anyhow::Result<Vec<(String, String)>> {
-    items
-        .iter()
-        .map(|s| match s.split_once('=') {
-            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-            _ => Err(anyhow!("invalid {what} {s:?}: expected KEY=VALUE")),
-        })
-        .collect()
-}
-
-fn spec_from(args: &CreateArgs) -> anyhow::Result<ServiceSpec> {
-    let (image, command) = args
-        .image_and_command
-        .split_first()
-        .ok_or_else(|| anyhow!("an image is required"))?;
-    let mut spec = ServiceSpec {
-        name: args.name.clone().unwrap_or_else(|| {
-            image
-                .rsplit('/')
-                .next()
-                .unwrap_or(image)
-                .split(':')
-                .next()
-                .unwrap_or("service")
-                .to_string()
-        }),
-        image: image.clone(),
-        command: command.to_vec(),
-        env: args.env.clone(),
-        constraints: args.constraint.clone(),
-        max_replicas_per_node: args.replicas_max_per_node.unwrap_or(0),
-        reserve_nano_cpus: parse_cpus("--reserve-cpu", &args.reserve_cpu)?,
-        reserve_memory_bytes: parse_bytes("--reserve-memory", &args.reserve_memory)?,
-        limit_nano_cpus: parse_cpus("--limit-cpu", &args.limit_cpu)?,
-        limit_memory_bytes: parse_bytes("--limit-memory", &args.limit_memory)?,
-        ..Default::default()
-    };
-    kv(&args.env, "environment variable")?;
-    args.policy.apply(&mut spec, true)?;
-    spec.labels = kv(&args.label, "label")?.into_iter().collect();
-    if args.mode == "global" {
-        if args.replicas.is_some() {
-            bail!("replicas can only be used with replicated mode");
-        }
-        spec.set_mode(ServiceMode::Global);
-    } else {
-        spec.replicas = args.replicas.unwrap_or(1);
-    }
-    Ok(spec)
-}
-
 fn mode_name(spec: &ServiceSpec) -> &'static str {
     match spec.mode() {
         ServiceMode::Replicated => "replicated",
@@ -356,8 +77,29 @@ fn service_json(i: &ServiceInfo) -> serde_json::Value {
         "replicas_running": i.replicas_running,
         "replicas_desired": i.replicas_desired,
         "image": spec.image,
-        "ports": [],
+        "ports": ports_json(i),
     })
+}
+
+/// The published ports as allocated (dynamic ones resolved).
+fn ports_json(i: &ServiceInfo) -> serde_json::Value {
+    let ports = match &i.endpoint {
+        Some(e) => e.ports.clone(),
+        None => i.spec.clone().unwrap_or_default().ports,
+    };
+    serde_json::Value::Array(
+        ports
+            .iter()
+            .map(|p| {
+                json!({
+                    "published": p.published,
+                    "target": p.target,
+                    "protocol": p.protocol,
+                    "mode": p.mode,
+                })
+            })
+            .collect(),
+    )
 }
 
 fn service_inspect_json(i: &ServiceInfo) -> serde_json::Value {
@@ -377,7 +119,22 @@ fn service_inspect_json(i: &ServiceInfo) -> serde_json::Value {
         "reserve_memory_bytes": spec.reserve_memory_bytes,
         "limit_nano_cpus": spec.limit_nano_cpus,
         "limit_memory_bytes": spec.limit_memory_bytes,
+        "placement_preferences": spec.placement_spread,
+        "networks": spec.networks,
+        "endpoint_mode": if spec.endpoint_mode.is_empty() { "vip" } else { spec.endpoint_mode.as_str() },
+        "ports": spec.ports.iter().map(|p| json!({
+            "published": p.published, "target": p.target, "protocol": p.protocol, "mode": p.mode,
+        })).collect::<Vec<_>>(),
     });
+    if let Some(h) = &spec.health {
+        v["spec"]["healthcheck"] = json!({
+            "test": h.test,
+            "interval_ms": h.interval_ms,
+            "timeout_ms": h.timeout_ms,
+            "retries": h.retries,
+            "start_period_ms": h.start_period_ms,
+        });
+    }
     v["version"] = json!(i.spec_version);
     let restart = spec.restart.unwrap_or_default();
     let update = spec.update.unwrap_or_default();
@@ -410,93 +167,6 @@ fn service_inspect_json(i: &ServiceInfo) -> serde_json::Value {
     v["created_at"] = json!(time(i.created_at_ms));
     v["updated_at"] = json!(time(i.updated_at_ms));
     v
-}
-
-/// Waits until the service runs its desired tasks; fails when it stops
-/// making progress, with the reason its tasks give.
-async fn converge(
-    client: &mut ControlClient<Channel>,
-    service: &str,
-    expect_rollback: bool,
-) -> anyhow::Result<()> {
-    let stall = Duration::from_secs(15);
-    let mut last_progress = Instant::now();
-    let mut best = None;
-    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    loop {
-        let info = client
-            .inspect_service(ServiceRef {
-                service: service.into(),
-            })
-            .await
-            .map_err(status)?
-            .into_inner();
-        let tasks = client
-            .list_tasks(ListTasksRequest {
-                service: service.into(),
-                node: String::new(),
-            })
-            .await
-            .map_err(status)?
-            .into_inner()
-            .tasks;
-        let wanted: Vec<_> = tasks
-            .iter()
-            .filter_map(|t| t.task.as_ref())
-            .filter(|t| t.desired_state == swarmlet_proto::objects::TaskState::Running as i32)
-            .collect();
-        let running = info.replicas_running;
-        let desired = info.replicas_desired;
-        if tty {
-            eprint!("\roverall progress: {running} out of {desired} tasks ");
-        }
-        let update = info.update_status.clone().unwrap_or_default();
-        match update.state() {
-            UpdateState::Paused | UpdateState::RollbackPaused => {
-                if tty {
-                    eprintln!();
-                }
-                bail!("service {service}: {}", update.message);
-            }
-            UpdateState::RollbackCompleted if !expect_rollback => {
-                if tty {
-                    eprintln!();
-                }
-                bail!("service {service} was rolled back: {}", update.message);
-            }
-            _ => {}
-        }
-        let updating = matches!(
-            update.state(),
-            UpdateState::Updating | UpdateState::RollbackStarted
-        );
-        let all_current = wanted
-            .iter()
-            .all(|t| t.service_version >= info.spec_version);
-        if running == desired && wanted.len() as u64 == desired && all_current && !updating {
-            if tty {
-                eprintln!("\nverify: service converged");
-            }
-            return Ok(());
-        }
-        if best != Some(running) {
-            best = Some(running);
-            last_progress = Instant::now();
-        }
-        if last_progress.elapsed() > stall {
-            let reason = wanted
-                .iter()
-                .filter_map(|t| t.status.as_ref())
-                .map(|s| s.err.clone())
-                .find(|e| !e.is_empty())
-                .unwrap_or_else(|| "tasks did not reach running".into());
-            if tty {
-                eprintln!();
-            }
-            bail!("service {service} did not converge: {reason}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 async fn update_with(
@@ -563,10 +233,16 @@ pub async fn run(cli: &Cli, cmd: &ServiceCmd) -> anyhow::Result<()> {
                             mode_name(&spec).into(),
                             format!("{}/{}", i.replicas_running, i.replicas_desired),
                             spec.image.clone(),
+                            i.endpoint
+                                .iter()
+                                .flat_map(|e| e.ports.iter())
+                                .map(|p| format!("*:{}->{}/{}", p.published, p.target, p.protocol))
+                                .collect::<Vec<_>>()
+                                .join(", "),
                         ]
                     })
                     .collect();
-                table(&["ID", "NAME", "MODE", "REPLICAS", "IMAGE"], &rows);
+                table(&["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"], &rows);
             }
         }
         ServiceCmd::Inspect { service } => {
@@ -595,41 +271,8 @@ pub async fn run(cli: &Cli, cmd: &ServiceCmd) -> anyhow::Result<()> {
             print_task_list(cli.format, &tasks);
         }
         ServiceCmd::Update(args) => {
-            let env_add = kv(&args.env_add, "environment variable")?;
-            let label_add = kv(&args.label_add, "label")?;
-            let info = update_with(&mut client, &args.service, |spec| {
-                if let Some(i) = &args.image {
-                    spec.image = i.clone();
-                }
-                if let Some(r) = args.replicas {
-                    if spec.mode() == ServiceMode::Global {
-                        bail!("replicas can only be used with replicated mode");
-                    }
-                    spec.replicas = r;
-                }
-                for name in &args.env_rm {
-                    spec.env
-                        .retain(|e| e.split('=').next() != Some(name.as_str()));
-                }
-                for (k, v) in &env_add {
-                    spec.env.retain(|e| e.split('=').next() != Some(k.as_str()));
-                    spec.env.push(format!("{k}={v}"));
-                }
-                for k in &args.label_rm {
-                    spec.labels.remove(k);
-                }
-                for (k, v) in &label_add {
-                    spec.labels.insert(k.clone(), v.clone());
-                }
-                spec.constraints.retain(|c| !args.constraint_rm.contains(c));
-                spec.constraints.extend(args.constraint_add.iter().cloned());
-                if args.force {
-                    spec.force_update += 1;
-                }
-                args.policy.apply(spec, false)?;
-                Ok(())
-            })
-            .await?;
+            let info =
+                update_with(&mut client, &args.service, |spec| apply_update(args, spec)).await?;
             println!("{}", info.spec.map(|s| s.name).unwrap_or_default());
             if !args.detach {
                 converge(&mut client, &info.id, false).await?;

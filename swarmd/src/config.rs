@@ -28,6 +28,8 @@ pub struct DaemonConfig {
     pub executor: String,
     /// Start latency of the simulated executor.
     pub sim_start_latency: Duration,
+    /// CPUs and memory offered to tasks; `None`: this host's.
+    pub resources: Option<swarmlet_proto::objects::Resources>,
 }
 
 impl DaemonConfig {
@@ -50,6 +52,7 @@ impl DaemonConfig {
             cert_check_interval: Duration::from_secs(60),
             executor: "docker".into(),
             sim_start_latency: Duration::from_millis(10),
+            resources: None,
         }
     }
 

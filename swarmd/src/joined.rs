@@ -137,6 +137,10 @@ impl Joined {
                 addr: state.addr.clone(),
                 tls: me.client_tls.clone(),
                 managers: state.managers.clone(),
+                resources: me
+                    .cfg
+                    .resources
+                    .unwrap_or_else(swarmlet_worker::resources::host_resources),
             };
             agent::run(cfg, tx, shutdown).await;
         };

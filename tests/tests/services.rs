@@ -191,6 +191,71 @@ async fn constraints_failures_updates_and_leader_loss() {
     .await;
     assert_eq!(err, "no suitable node (6 nodes do not satisfy constraints)");
 
+    // Placement preference: zone a has one worker, zone b two; the tasks
+    // still split evenly between the zones.
+    for (node, zone) in [("n03", "a"), ("n04", "b"), ("n05", "b")] {
+        m.control()
+            .update_node(UpdateNodeRequest {
+                node: node.into(),
+                label_add: [("zone".to_string(), zone.to_string())].into(),
+                ..Default::default()
+            })
+            .await
+            .expect("label");
+    }
+    let mut s = spec("zoned", 4);
+    s.constraints = vec!["node.role==worker".into()];
+    s.placement_spread = vec!["spread=node.labels.zone".into()];
+    create(m, s).await;
+    let counts = per_node(&wait_running(m, "zoned", 4).await);
+    assert_eq!(counts.get("n03"), Some(&2), "{counts:?}");
+
+    // Reservations beyond what any node offers: pending, and why.
+    let mut s = spec("hog", 1);
+    s.reserve_memory_bytes = 1 << 50;
+    create(m, s).await;
+    let err = wait_until("pending for memory", CONVERGE, || async {
+        let ts = tasks(m, "hog").await;
+        let st = ts.first()?.task.as_ref()?.status.clone()?;
+        (!st.err.is_empty()).then_some(st.err)
+    })
+    .await;
+    assert_eq!(err, "no suitable node (6 nodes with insufficient memory)");
+
+    // A published port is taken cluster-wide; a dynamic one is picked.
+    let port = |published| swarmlet_proto::objects::PortConfig {
+        published,
+        target: 80,
+        ..Default::default()
+    };
+    let mut s = spec("web", 1);
+    s.ports = vec![port(8080), port(0)];
+    create(m, s).await;
+    let mut s = spec("web2", 1);
+    s.ports = vec![port(8080)];
+    let e = m
+        .control()
+        .create_service(CreateServiceRequest { spec: Some(s) })
+        .await
+        .expect_err("port taken");
+    assert_eq!(e.message(), "port 8080/tcp is already published by service web");
+    let web = m
+        .control()
+        .inspect_service(ServiceRef {
+            service: "web".into(),
+        })
+        .await
+        .expect("inspect")
+        .into_inner();
+    let published: Vec<u32> = web
+        .endpoint
+        .expect("endpoint")
+        .ports
+        .iter()
+        .map(|p| p.published)
+        .collect();
+    assert_eq!(published, vec![8080, 30000]);
+
     // Bad specs are refused with a one-line reason.
     let mut bad = spec("bad", 1);
     bad.constraints = vec!["node.color=blue".into()];

@@ -10,6 +10,7 @@ use rustls::ClientConfig;
 use swarmlet_common::grpc::tls_channel;
 use swarmlet_proto::dispatcher::dispatcher_client::DispatcherClient;
 use swarmlet_proto::dispatcher::HeartbeatRequest;
+use swarmlet_proto::objects::Resources;
 use tokio::sync::{mpsc, watch};
 use tonic::transport::Channel;
 
@@ -34,6 +35,8 @@ pub struct AgentConfig {
     pub tls: Arc<ClientConfig>,
     /// Managers to try, in order.
     pub managers: Vec<String>,
+    /// What this node offers to tasks.
+    pub resources: Resources,
 }
 
 const RETRY: Duration = Duration::from_millis(250);
@@ -112,6 +115,7 @@ async fn heartbeat_once(
         node_id: String::new(),
         hostname: cfg.hostname.clone(),
         addr: cfg.addr.clone(),
+        resources: Some(cfg.resources),
     };
     match tokio::time::timeout(CALL_TIMEOUT, client.heartbeat(req)).await {
         Ok(Ok(r)) => Ok(r.into_inner()),

@@ -4,11 +4,13 @@
 //! - [`agent`]: heartbeats, the assignments session and status reports,
 //!   with failover between managers.
 //! - [`executor`]: the executor trait and the simulated executor.
+//! - [`resources`]: the CPUs and memory this host offers.
 //! - [`session`]: the assignments stream and batched status reports.
 //! - [`tasks`]: one controller per assigned task, driving it through the
 //!   task state machine.
 
 pub mod agent;
 pub mod executor;
+pub mod resources;
 pub mod session;
 pub mod tasks;

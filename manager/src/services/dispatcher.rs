@@ -178,7 +178,8 @@ impl Dispatcher for DispatcherService {
         m.liveness.record(&node_id);
         let m2 = m.clone();
         let addr = req.addr.clone();
-        tokio::spawn(async move { mark_ready(&m2, &node_id, &addr).await });
+        let resources = req.resources;
+        tokio::spawn(async move { mark_ready(&m2, &node_id, &addr, resources).await });
         Ok(Response::new(HeartbeatResponse {
             period_ms: period.as_millis() as u64,
             desired_role: role_name(node.role()).to_string(),

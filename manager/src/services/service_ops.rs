@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use swarmlet_proto::control::{ServiceInfo, TaskInfo};
-use swarmlet_proto::objects::{Node, Service, ServiceMode, ServiceSpec, Task, TaskState};
+use swarmlet_proto::objects::{Endpoint, Node, Service, ServiceMode, ServiceSpec, Task, TaskState};
 use tonic::Status;
 
 use crate::manager::{store_status, Manager};
@@ -12,8 +12,9 @@ use crate::resolve::resolve_service;
 use crate::scheduler::constraint::Constraint;
 use crate::store::Tx;
 
-/// Checks a spec; the error is the one line the user sees.
-pub fn validate_spec(spec: &ServiceSpec) -> Result<(), Status> {
+/// Checks a spec and fills in defaults (port protocol and mode, endpoint
+/// mode); the error is the one line the user sees.
+pub fn validate_spec(spec: &mut ServiceSpec) -> Result<(), Status> {
     let bad = |m: String| Err(Status::invalid_argument(m));
     let name_ok = !spec.name.is_empty()
         && spec.name.len() <= 63
@@ -51,6 +52,29 @@ pub fn validate_spec(spec: &ServiceSpec) -> Result<(), Status> {
             return bad(format!("{what} must not be negative"));
         }
     }
+    for p in &spec.placement_spread {
+        crate::scheduler::parse_placement_pref(p).map_err(Status::invalid_argument)?;
+    }
+    match spec.endpoint_mode.as_str() {
+        "" => spec.endpoint_mode = "vip".into(),
+        "vip" | "dnsrr" => {}
+        other => {
+            return bad(format!(
+                "invalid endpoint mode {other:?}: expected vip or dnsrr"
+            ))
+        }
+    }
+    crate::ports::normalise(spec).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    if let Some(h) = &spec.health {
+        if h.test
+            .first()
+            .is_some_and(|t| t != "CMD" && t != "CMD-SHELL" && t != "NONE")
+        {
+            return bad(
+                "invalid health check: the test must start with CMD, CMD-SHELL or NONE".into(),
+            );
+        }
+    }
     for e in &spec.env {
         if e.split('=').next().is_none_or(str::is_empty) {
             return bad(format!(
@@ -59,6 +83,28 @@ pub fn validate_spec(spec: &ServiceSpec) -> Result<(), Status> {
         }
     }
     Ok(())
+}
+
+/// The service's endpoint with its published ports resolved; a port another
+/// service publishes is refused.
+fn allocate_endpoint(
+    m: &Manager,
+    id: &str,
+    spec: &ServiceSpec,
+    previous: Option<&Endpoint>,
+) -> Result<Endpoint, Status> {
+    let services: Vec<Service> = m
+        .store
+        .list::<Service>()
+        .map_err(store_status)?
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    crate::ports::allocate(id, spec, previous, &services).map_err(|e| match e {
+        crate::ports::PortError::InUse { .. } => Status::already_exists(e.to_string()),
+        crate::ports::PortError::Exhausted => Status::resource_exhausted(e.to_string()),
+        crate::ports::PortError::Invalid(_) => Status::invalid_argument(e.to_string()),
+    })
 }
 
 fn name_taken(m: &Manager, name: &str, except: &str) -> Result<bool, Status> {
@@ -104,12 +150,13 @@ pub fn service_info(m: &Manager, s: &Service) -> Result<ServiceInfo, Status> {
         spec_version: s.spec_version,
         update_status: s.update_status.clone(),
         previous_spec: s.previous_spec.clone(),
+        endpoint: s.endpoint.clone(),
     })
 }
 
 /// Creates a service.
-pub async fn create(m: &Manager, spec: ServiceSpec) -> Result<ServiceInfo, Status> {
-    validate_spec(&spec)?;
+pub async fn create(m: &Manager, mut spec: ServiceSpec) -> Result<ServiceInfo, Status> {
+    validate_spec(&mut spec)?;
     m.read_barrier().await?;
     if name_taken(m, &spec.name, "")? {
         return Err(Status::already_exists(format!(
@@ -118,14 +165,17 @@ pub async fn create(m: &Manager, spec: ServiceSpec) -> Result<ServiceInfo, Statu
         )));
     }
     let now = swarmlet_common::clock::now_ms();
+    let id = swarmlet_common::ids::new_id();
+    let endpoint = allocate_endpoint(m, &id, &spec, None)?;
     let service = Service {
-        id: swarmlet_common::ids::new_id(),
+        id,
         spec: Some(spec),
         previous_spec: None,
         created_at_ms: now,
         updated_at_ms: now,
         spec_version: 1,
         update_status: None,
+        endpoint: Some(endpoint),
     };
     m.propose(Tx::new().create(&service)).await?;
     service_info(m, &service)
@@ -135,10 +185,10 @@ pub async fn create(m: &Manager, spec: ServiceSpec) -> Result<ServiceInfo, Statu
 pub async fn update(
     m: &Manager,
     reference: &str,
-    spec: ServiceSpec,
+    mut spec: ServiceSpec,
     expect: u64,
 ) -> Result<ServiceInfo, Status> {
-    validate_spec(&spec)?;
+    validate_spec(&mut spec)?;
     m.read_barrier().await?;
     let services = m.store.list::<Service>().map_err(store_status)?;
     let (version, mut s) = resolve_service(&services, reference)?;
@@ -168,6 +218,7 @@ pub async fn update(
         s.previous_spec = Some(old);
         s.spec_version += 1;
     }
+    s.endpoint = Some(allocate_endpoint(m, &s.id, &spec, s.endpoint.as_ref())?);
     s.spec = Some(spec);
     s.updated_at_ms = swarmlet_common::clock::now_ms();
     m.propose(Tx::new().put(&s, Some(version))).await?;
@@ -184,6 +235,7 @@ pub async fn rollback(m: &Manager, reference: &str) -> Result<ServiceInfo, Statu
             "service {reference} has no previous spec to roll back to"
         )));
     };
+    s.endpoint = Some(allocate_endpoint(m, &s.id, &previous, s.endpoint.as_ref())?);
     s.previous_spec = s.spec.take();
     s.spec = Some(previous);
     s.spec_version += 1;

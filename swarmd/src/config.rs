@@ -28,6 +28,10 @@ pub struct DaemonConfig {
     pub executor: String,
     /// Start latency of the simulated executor.
     pub sim_start_latency: Duration,
+    /// Docker daemon URI (`--docker-host`).
+    pub docker_host: String,
+    /// Pull images missing locally (off with `SWARMD_NO_PULL=1`).
+    pub pull_missing: bool,
     /// CPUs and memory offered to tasks; `None`: this host's.
     pub resources: Option<swarmlet_proto::objects::Resources>,
 }
@@ -53,6 +57,8 @@ impl DaemonConfig {
             executor: "docker".into(),
             sim_start_latency: Duration::from_millis(10),
             resources: None,
+            docker_host: "unix:///var/run/docker.sock".into(),
+            pull_missing: true,
         }
     }
 

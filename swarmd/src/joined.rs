@@ -25,8 +25,10 @@ use swarmlet_proto::raft::raft_transport_client::RaftTransportClient;
 use swarmlet_proto::raft::raft_transport_server::RaftTransportServer;
 use swarmlet_proto::raft::JoinRaftRequest;
 use swarmlet_worker::agent::{self, AgentConfig, AgentEvent};
-use swarmlet_worker::executor::{NodeExecutor, SimConfig, SimExecutor};
+use swarmlet_worker::docker::{DockerConfig, DockerExecutor};
+use swarmlet_worker::executor::NodeExecutor;
 use swarmlet_worker::session;
+use swarmlet_worker::sim::{SimConfig, SimExecutor};
 use swarmlet_worker::tasks::TaskManager;
 use tokio::sync::{mpsc, watch, Mutex};
 
@@ -73,10 +75,11 @@ impl Joined {
             "sim" => NodeExecutor::Sim(SimExecutor::new(SimConfig {
                 start_latency: cfg.sim_start_latency,
             })),
-            _ => NodeExecutor::Unavailable(
-                "the docker executor is not built yet (issue 4): start swarmd with --executor sim"
-                    .into(),
-            ),
+            _ => NodeExecutor::Docker(DockerExecutor::new(DockerConfig {
+                host: cfg.docker_host.clone(),
+                node_id: state.node_id.clone(),
+                pull_missing: cfg.pull_missing,
+            })),
         };
         let (status_tx, status_rx) = mpsc::unbounded_channel();
         let task_manager = Arc::new(TaskManager::new(Arc::new(executor), status_tx));

@@ -70,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     if args.force_new_cluster {
         anyhow::bail!("--force-new-cluster is not implemented yet");
@@ -77,7 +78,7 @@ async fn main() -> anyhow::Result<()> {
     if args.metrics_addr.is_some() {
         tracing::warn!("--metrics-addr is accepted but metrics are not served yet");
     }
-    let _ = (&args.data_path_addr, &args.docker_host);
+    let _ = &args.data_path_addr;
     let mut cfg = DaemonConfig::new(
         args.state_dir,
         args.control_socket,
@@ -86,6 +87,9 @@ async fn main() -> anyhow::Result<()> {
     );
     cfg.advertise_addr = args.advertise_addr;
     cfg.executor = args.executor;
+    cfg.docker_host = args.docker_host;
+    // No registry is reachable on some hosts (and tests must not try one).
+    cfg.pull_missing = std::env::var("SWARMD_NO_PULL").map_or(true, |v| v.is_empty() || v == "0");
     let daemon = Daemon::start(cfg).await.context("swarmd failed to start")?;
     tracing::info!("swarmd ready on {}", daemon.cfg.control_socket.display());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

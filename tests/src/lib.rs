@@ -4,7 +4,10 @@
 //! # Layout
 //! - [`InProcessNode`]: one daemon and typed clients for its control socket.
 //! - [`wait_until`]: poll a condition with a deadline (tests never sleep blindly).
+//! - [`e2e`]: namespace-host clusters with real Docker (`deploy/cluster.sh`).
 //! - `src/bin/swarm-bench.rs`: the benchmark harness.
+
+pub mod e2e;
 
 use std::future::Future;
 use std::path::PathBuf;

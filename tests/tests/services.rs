@@ -238,7 +238,10 @@ async fn constraints_failures_updates_and_leader_loss() {
         .create_service(CreateServiceRequest { spec: Some(s) })
         .await
         .expect_err("port taken");
-    assert_eq!(e.message(), "port 8080/tcp is already published by service web");
+    assert_eq!(
+        e.message(),
+        "port 8080/tcp is already published by service web"
+    );
     let web = m
         .control()
         .inspect_service(ServiceRef {

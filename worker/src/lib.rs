@@ -3,14 +3,18 @@
 //! # Layout
 //! - [`agent`]: heartbeats, the assignments session and status reports,
 //!   with failover between managers.
-//! - [`executor`]: the executor trait and the simulated executor.
+//! - [`executor`]: the executor trait and the daemon's choice of executor.
+//! - [`docker`]: the Docker executor (bollard).
+//! - [`sim`]: the simulated executor.
 //! - [`resources`]: the CPUs and memory this host offers.
 //! - [`session`]: the assignments stream and batched status reports.
 //! - [`tasks`]: one controller per assigned task, driving it through the
 //!   task state machine.
 
 pub mod agent;
+pub mod docker;
 pub mod executor;
 pub mod resources;
 pub mod session;
+pub mod sim;
 pub mod tasks;

@@ -1,10 +1,13 @@
 //! The worker's task manager: turns assignment diffs into one controller per
 //! task, and reports each task's progress through the state machine
 //! (`accepted → preparing → starting → running → complete|failed|shutdown`,
-//! or `rejected` when it cannot start).
+//! or `rejected` when it cannot start). A task this node ran before the
+//! daemon restarted is adopted: its running container is kept, not
+//! restarted; a full assignment set removes containers of other tasks.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use swarmlet_common::clock::now_ms;
 use swarmlet_proto::dispatcher::AssignmentsMessage;
@@ -53,8 +56,11 @@ impl<E: Executor> TaskManager<E> {
             return;
         };
         if msg.full {
-            let keep: std::collections::HashSet<&str> =
-                msg.updated.iter().map(|t| t.id.as_str()).collect();
+            // Containers of tasks this node no longer has go away.
+            let all: HashSet<String> = msg.updated.iter().map(|t| t.id.clone()).collect();
+            let exec = self.exec.clone();
+            tokio::spawn(async move { exec.remove_others(all).await });
+            let keep: HashSet<&str> = msg.updated.iter().map(|t| t.id.as_str()).collect();
             let gone: Vec<String> = controllers
                 .keys()
                 .filter(|id| !keep.contains(id.as_str()))
@@ -81,18 +87,18 @@ impl<E: Executor> TaskManager<E> {
             if observed >= TaskState::Complete as i32 {
                 continue;
             }
-            if observed > TaskState::Assigned as i32 {
-                // Assigned here before, but this process has no controller for
-                // it: its container was lost (e.g. the node restarted).
-                let mut st = status(TaskState::Failed, "task lost");
-                st.err = "the node restarted and the task's container is gone".into();
-                let _ = self.status.send((task.id.clone(), st));
-                continue;
-            }
+            // Assigned here before, but this process has no controller for
+            // it (the daemon restarted): adopt its container if it still runs.
+            let begin = if observed > TaskState::Assigned as i32 {
+                Begin::Adopt
+            } else {
+                Begin::Fresh
+            };
             let (desired, rx) = watch::channel(task.desired_state);
             let handle = tokio::spawn(run(
                 self.exec.clone(),
                 task.clone(),
+                begin,
                 rx,
                 self.status.clone(),
             ));
@@ -109,9 +115,38 @@ impl<E: Executor> TaskManager<E> {
     }
 }
 
+/// Resolves when the desired state moves past `running`. Never resolves
+/// when the task manager is gone (the daemon is shutting down): a stopping
+/// `swarmd` leaves its containers running, to be adopted on restart.
+async fn stop_wanted(desired: &mut watch::Receiver<i32>) {
+    if desired
+        .wait_for(|d| *d > TaskState::Running as i32)
+        .await
+        .is_err()
+    {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// How a controller begins.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Begin {
+    /// A new task: create and start its container.
+    Fresh,
+    /// A task this node ran before this process: adopt its container.
+    Adopt,
+}
+
+fn failed(message: &str, err: String) -> TaskStatus {
+    let mut st = status(TaskState::Failed, message);
+    st.err = err;
+    st
+}
+
 async fn run<E: Executor>(
     exec: Arc<E>,
     task: Task,
+    begin: Begin,
     mut desired: watch::Receiver<i32>,
     out: StatusTx,
 ) {
@@ -119,44 +154,100 @@ async fn run<E: Executor>(
     let report = |s: TaskStatus| {
         let _ = out.send((id.clone(), s));
     };
-    if *desired.borrow() > TaskState::Running as i32 {
-        report(status(TaskState::Shutdown, "shut down before it started"));
-        return;
-    }
-    report(status(TaskState::Accepted, "accepted"));
-    report(status(TaskState::Preparing, "preparing"));
-    report(status(TaskState::Starting, "starting"));
-    let container = match exec.start(&task).await {
-        Ok(c) => c,
-        Err(e) => {
-            let mut st = status(TaskState::Rejected, "failed to start");
-            st.err = e.to_string();
+    let grace = Duration::from_millis(
+        task.spec
+            .as_ref()
+            .map(|s| s.stop_grace_period_ms)
+            .filter(|ms| *ms > 0)
+            .unwrap_or(10_000),
+    );
+    let container = match begin {
+        Begin::Adopt => match exec.find(&task.id).await {
+            Some(c) => {
+                let mut st = status(TaskState::Running, "adopted after a restart");
+                st.container_id = c.clone();
+                report(st);
+                c
+            }
+            None => {
+                report(failed(
+                    "task lost",
+                    "the node restarted and the task's container is gone".into(),
+                ));
+                return;
+            }
+        },
+        Begin::Fresh => {
+            if *desired.borrow() > TaskState::Running as i32 {
+                report(status(TaskState::Shutdown, "shut down before it started"));
+                return;
+            }
+            report(status(TaskState::Accepted, "accepted"));
+            report(status(TaskState::Preparing, "preparing"));
+            let container = match exec.prepare(&task).await {
+                Ok(c) => c,
+                Err(e) => {
+                    let mut st = status(TaskState::Rejected, "failed to prepare");
+                    st.err = e.to_string();
+                    report(st);
+                    return;
+                }
+            };
+            let mut st = status(TaskState::Starting, "starting");
+            st.container_id = container.clone();
             report(st);
-            return;
+            let started = tokio::select! {
+                r = exec.start(&container) => Some(r),
+                _ = stop_wanted(&mut desired) => None,
+            };
+            match started {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    let _ = exec.stop(&container, grace).await;
+                    let mut st = match e {
+                        ExecError::Start(_) => {
+                            let mut st = status(TaskState::Rejected, "failed to start");
+                            st.err = e.to_string();
+                            st
+                        }
+                        _ => failed("failed to start", e.to_string()),
+                    };
+                    st.container_id = container;
+                    report(st);
+                    return;
+                }
+                None => {
+                    let _ = exec.stop(&container, grace).await;
+                    let mut st = status(TaskState::Shutdown, "shut down");
+                    st.container_id = container;
+                    report(st);
+                    return;
+                }
+            }
+            let mut st = status(TaskState::Running, "started");
+            st.container_id = container.clone();
+            report(st);
+            container
         }
     };
-    let mut st = status(TaskState::Running, "started");
-    st.container_id = container.clone();
-    report(st);
     let outcome = tokio::select! {
         code = exec.wait(&container) => Some(code),
-        _ = desired.wait_for(|d| *d > TaskState::Running as i32) => None,
+        _ = stop_wanted(&mut desired) => None,
     };
     let mut st = match outcome {
         Some(Ok(0)) => status(TaskState::Complete, "finished"),
         Some(Ok(code)) => {
-            let mut st = status(TaskState::Failed, "task exited");
-            st.err = format!("task: non-zero exit ({code})");
+            let mut st = failed("task exited", format!("task: non-zero exit ({code})"));
             st.exit_code = code;
             st
         }
-        Some(Err(ExecError::NotFound(c))) | Some(Err(ExecError::Start(c))) => {
-            let mut st = status(TaskState::Failed, "container lost");
-            st.err = c;
-            st
+        Some(Err(e @ ExecError::Unhealthy(_))) => {
+            let _ = exec.stop(&container, grace).await;
+            failed("unhealthy", e.to_string())
         }
+        Some(Err(e)) => failed("container lost", e.to_string()),
         None => {
-            let _ = exec.stop(&container).await;
+            let _ = exec.stop(&container, grace).await;
             status(TaskState::Shutdown, "shut down")
         }
     };

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Builds the demo/test image `swarmlet-demo:latest` from project files only:
+# Debian's busybox-static, with a shell, nc, nslookup, wget and a web server
+# on port 80 that answers with the container's hostname (the task name).
+# No registry involved (`docker import`). Idempotent: rebuilds only when
+# the image is missing or FORCE=1.
+set -euo pipefail
+
+IMAGE="${IMAGE:-swarmlet-demo:latest}"
+here="$(cd "$(dirname "$0")" && pwd)"
+
+if [ "${FORCE:-0}" != 1 ] && docker image inspect "$IMAGE" >/dev/null 2>&1; then
+  exit 0
+fi
+busybox=/bin/busybox   # from Debian's busybox-static
+[ -x "$busybox" ] || { echo "image.sh: busybox-static missing; run deploy/setup.sh" >&2; exit 1; }
+if ldd "$busybox" >/dev/null 2>&1; then
+  echo "image.sh: $busybox is not static; install busybox-static" >&2
+  exit 1
+fi
+
+root=$(mktemp -d)
+trap 'rm -rf "$root"' EXIT
+mkdir -p "$root"/{bin,etc,tmp,www,proc,sys,dev,run}
+cp "$busybox" "$root/bin/busybox"
+for tool in sh ash nc nslookup wget httpd hostname sleep cat echo ls ps ip ifconfig \
+            ping kill true false mkdir rm env printf grep sed head tail date id; do
+  ln -s busybox "$root/bin/$tool"
+done
+install -m 0755 "$here/image/demo-server" "$root/bin/demo-server"
+printf 'root:x:0:0:root:/:/bin/sh\n' > "$root/etc/passwd"
+printf 'root:x:0:\n' > "$root/etc/group"
+tar -C "$root" -c . | docker import \
+  --change 'ENV PATH=/bin' \
+  --change 'EXPOSE 80' \
+  --change 'CMD ["/bin/demo-server"]' \
+  - "$IMAGE" >/dev/null
+echo "image.sh: built $IMAGE" >&2

@@ -1,0 +1,144 @@
+//! End-to-end clusters for the data-plane tests: hosts are network
+//! namespaces made by `deploy/cluster.sh`, running the real `swarmd` and
+//! `swarmctl` binaries against this machine's Docker daemon. Dropping an
+//! [`NsCluster`] runs `cluster.sh down`, so a failing test leaves nothing
+//! behind (namespaces, interfaces, containers, state).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
+
+/// Builds the debug `swarmd` and `swarmctl` the clusters run.
+fn build_binaries() -> anyhow::Result<PathBuf> {
+    let status = Command::new(env!("CARGO"))
+        .current_dir(repo())
+        .args(["build", "-q", "-p", "swarmd", "-p", "swarmctl"])
+        .status()
+        .context("cargo build")?;
+    if !status.success() {
+        bail!("building swarmd and swarmctl failed");
+    }
+    Ok(repo().join("target").join("debug"))
+}
+
+/// A cluster of namespace hosts.
+pub struct NsCluster {
+    env: Vec<(String, String)>,
+    _dir: tempfile::TempDir,
+    /// Number of hosts (h1 … hN).
+    pub hosts: usize,
+}
+
+impl NsCluster {
+    /// Brings up `hosts` hosts; `prefix` names its namespaces and interfaces
+    /// (≤ 5 characters), `subnet` is its underlay's first three octets.
+    pub fn up(prefix: &str, subnet: &str, hosts: usize) -> anyhow::Result<Self> {
+        let bin = build_binaries()?;
+        let dir = tempfile::tempdir()?;
+        let env = vec![
+            ("PREFIX".to_string(), prefix.to_string()),
+            ("SUBNET".to_string(), subnet.to_string()),
+            (
+                "CLUSTER_DIR".to_string(),
+                dir.path().join("c").display().to_string(),
+            ),
+            ("BIN".to_string(), bin.display().to_string()),
+            ("NO_BUILD".to_string(), "1".to_string()),
+        ];
+        let cluster = NsCluster {
+            env,
+            _dir: dir,
+            hosts,
+        };
+        cluster.script(&["up", &hosts.to_string()])?;
+        Ok(cluster)
+    }
+
+    /// Runs `deploy/cluster.sh ARGS`; its stdout, or an error with stderr.
+    pub fn script(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new("bash")
+            .arg(repo().join("deploy").join("cluster.sh"))
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .context("cluster.sh")?;
+        if !out.status.success() {
+            bail!(
+                "cluster.sh {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `swarmctl` against host `h`.
+    pub fn ctl(&self, h: usize, args: &[&str]) -> anyhow::Result<String> {
+        let mut all = vec!["ctl".to_string(), h.to_string()];
+        all.extend(args.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        self.script(&refs)
+    }
+
+    /// `swarmctl --format json …` against host `h`, parsed.
+    pub fn json(&self, h: usize, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+        let mut all = vec!["--format", "json"];
+        all.extend_from_slice(args);
+        let out = self.ctl(h, &all)?;
+        serde_json::from_str(&out).with_context(|| format!("not JSON: {out}"))
+    }
+
+    /// The log of host `h`'s swarmd.
+    pub fn log(&self, h: usize) -> String {
+        let dir = &self.env[2].1;
+        std::fs::read_to_string(format!("{dir}/h{h}.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for NsCluster {
+    fn drop(&mut self) {
+        if let Err(e) = self.script(&["down"]) {
+            eprintln!("cluster teardown failed: {e:#}");
+        }
+    }
+}
+
+/// Polls `check` until it gives a value; panics after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Runs `docker ARGS`; its trimmed stdout.
+pub fn docker(args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .context("docker")?;
+    if !out.status.success() {
+        bail!(
+            "docker {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}

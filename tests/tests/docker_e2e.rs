@@ -1,0 +1,249 @@
+//! End to end with real Docker on namespace hosts (`deploy/cluster.sh`):
+//! spread over hosts, adoption across a swarmd restart, drain, a global
+//! service, a killed host, an update rolled back when the new tasks turn
+//! unhealthy, a missing image. Runs as root with dockerd up (deploy/test.sh).
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use serde_json::Value;
+use swarmlet_tests::e2e::{docker, wait_for, NsCluster};
+
+const CONVERGE: Duration = Duration::from_secs(60);
+const IMAGE: &str = "swarmlet-demo:latest";
+
+/// Running tasks of a service: (task name, node hostname, container ID).
+fn running(c: &NsCluster, service: &str) -> Vec<(String, String, String)> {
+    let Ok(Value::Array(tasks)) = c.json(1, &["service", "ps", service]) else {
+        return Vec::new();
+    };
+    tasks
+        .iter()
+        .filter(|t| t["desired_state"] == "running" && t["current_state"] == "running")
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap_or("").to_string(),
+                t["node"].as_str().unwrap_or("").to_string(),
+                t["container_id"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn wait_running(c: &NsCluster, service: &str, n: usize) -> Vec<(String, String, String)> {
+    wait_for(&format!("{n} running tasks of {service}"), CONVERGE, || {
+        let r = running(c, service);
+        (r.len() == n).then_some(r)
+    })
+}
+
+fn hosts_of(tasks: &[(String, String, String)]) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for (_, h, _) in tasks {
+        *m.entry(h.clone()).or_default() += 1;
+    }
+    m
+}
+
+#[test]
+fn docker_cluster_end_to_end() {
+    let c = NsCluster::up("swe2e", "10.211.0", 3).expect("cluster up");
+
+    // A replicated service spreads over the 3 hosts; each container answers
+    // with its task name.
+    c.ctl(
+        1,
+        &[
+            "service",
+            "create",
+            "--name",
+            "web",
+            "--replicas",
+            "3",
+            IMAGE,
+        ],
+    )
+    .expect("create web");
+    let tasks = wait_running(&c, "web", 3);
+    assert_eq!(hosts_of(&tasks).len(), 3, "{tasks:?}");
+    for (name, _, container) in &tasks {
+        let body = wait_for("the web server answers", CONVERGE, || {
+            docker(&["exec", container, "wget", "-q", "-O-", "http://127.0.0.1/"]).ok()
+        });
+        assert_eq!(body.trim(), name);
+        let labels =
+            docker(&["inspect", "-f", "{{json .Config.Labels}}", container]).expect("inspect");
+        assert!(labels.contains("com.swarmlet.task.id"), "{labels}");
+    }
+
+    // swarmd restarted on h2: its container keeps running, same ID. A
+    // longer heartbeat period keeps the restart from counting as a failure.
+    c.ctl(1, &["cluster", "update", "--heartbeat-period", "5s"])
+        .expect("heartbeat period");
+    let on_h2: Vec<String> = tasks
+        .iter()
+        .filter(|t| t.1 == "h2")
+        .map(|t| t.2.clone())
+        .collect();
+    c.script(&["stop", "2"]).expect("stop h2");
+    c.script(&["start", "2"]).expect("start h2");
+    wait_for("h2 ready again", CONVERGE, || {
+        let nodes = c.json(1, &["node", "ls"]).ok()?;
+        nodes
+            .as_array()?
+            .iter()
+            .any(|n| n["hostname"] == "h2" && n["status"] == "ready")
+            .then_some(())
+    });
+    let deadline = std::time::Instant::now() + CONVERGE;
+    let after = loop {
+        let tasks = c.json(1, &["service", "ps", "web"]).unwrap_or_default();
+        let adopted = tasks.as_array().is_some_and(|ts| {
+            ts.iter().any(|t| {
+                t["node"] == "h2"
+                    && t["current_state"] == "running"
+                    && t["desired_state"] == "running"
+                    && t["container_id"] == on_h2[0].as_str()
+            })
+        });
+        let r = running(&c, "web");
+        if adopted && r.len() == 3 {
+            break r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "h2's task not adopted: {tasks:#}\nh2's log:\n{}",
+            c.log(2)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let after_h2: Vec<String> = after
+        .iter()
+        .filter(|t| t.1 == "h2")
+        .map(|t| t.2.clone())
+        .collect();
+    assert_eq!(on_h2, after_h2, "adopted, not restarted");
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.State.Running}}", &on_h2[0]]).expect("inspect"),
+        "true",
+        "h2's log:\n{}",
+        c.log(2)
+    );
+
+    c.ctl(1, &["cluster", "update", "--heartbeat-period", "1s"])
+        .expect("heartbeat period");
+
+    // Drain h3: its task moves to h1 or h2, and its container goes away.
+    let on_h3: Vec<String> = after
+        .iter()
+        .filter(|t| t.1 == "h3")
+        .map(|t| t.2.clone())
+        .collect();
+    c.ctl(1, &["node", "update", "--availability", "drain", "h3"])
+        .expect("drain");
+    wait_for("drained h3 empty", CONVERGE, || {
+        let r = running(&c, "web");
+        (r.len() == 3 && r.iter().all(|t| t.1 != "h3")).then_some(())
+    });
+    wait_for("h3's container removed", CONVERGE, || {
+        docker(&["inspect", &on_h3[0]]).is_err().then_some(())
+    });
+
+    // A global service: one task per active node (h3 drained).
+    c.ctl(
+        1,
+        &[
+            "service", "create", "-d", "--name", "agent", "--mode", "global", IMAGE,
+        ],
+    )
+    .expect("global");
+    let g = wait_running(&c, "agent", 2);
+    assert_eq!(
+        hosts_of(&g).keys().cloned().collect::<HashSet<_>>(),
+        HashSet::from(["h1".to_string(), "h2".to_string()])
+    );
+    c.ctl(1, &["node", "update", "--availability", "active", "h3"])
+        .expect("activate");
+    wait_running(&c, "agent", 3);
+
+    // A missing image: the task says so (no registry is tried here).
+    c.ctl(
+        1,
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "ghost",
+            "nosuchimage:1",
+        ],
+    )
+    .expect("create ghost");
+    let err = wait_for("ghost's error", CONVERGE, || {
+        let tasks = c.json(1, &["service", "ps", "ghost"]).ok()?;
+        tasks
+            .as_array()?
+            .iter()
+            .filter_map(|t| t["error"].as_str())
+            .find(|e| !e.is_empty())
+            .map(str::to_string)
+    });
+    assert!(err.contains("nosuchimage:1 not found"), "{err}");
+    c.ctl(1, &["service", "rm", "ghost"]).expect("rm ghost");
+
+    // An update whose new tasks turn unhealthy is rolled back.
+    let update = c.ctl(
+        1,
+        &[
+            "service",
+            "update",
+            "--health-cmd",
+            "false",
+            "--health-interval",
+            "500ms",
+            "--health-retries",
+            "1",
+            "--update-failure-action",
+            "rollback",
+            "--update-monitor",
+            "3s",
+            "web",
+        ],
+    );
+    assert!(update.is_err(), "the update must report the rollback");
+    let inspect = wait_for("rollback completed", CONVERGE, || {
+        let v = c.json(1, &["service", "inspect", "web"]).ok()?;
+        (v["update_status"]["state"] == "rollback_completed").then_some(v)
+    });
+    assert!(inspect["spec"].get("healthcheck").is_none(), "{inspect}");
+    wait_running(&c, "web", 3);
+
+    // A host killed: its tasks run on the others.
+    c.script(&["kill", "3"]).expect("kill h3");
+    wait_for("web off h3", CONVERGE, || {
+        let r = running(&c, "web");
+        (r.len() == 3 && r.iter().all(|t| t.1 != "h3")).then_some(())
+    });
+
+    let node_ids: Vec<String> = c
+        .json(1, &["node", "ls"])
+        .ok()
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|n| n["id"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(node_ids.len(), 3);
+    drop(c);
+    for id in node_ids {
+        let filter = format!("label=com.swarmlet.node.id={id}");
+        let left = docker(&["ps", "-aq", "--filter", &filter]).expect("docker ps");
+        assert!(left.is_empty(), "containers of node {id} left: {left}");
+    }
+    let netns = std::process::Command::new("ip")
+        .args(["netns", "ls"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    assert!(!netns.contains("swe2e-"), "namespaces left: {netns}");
+}

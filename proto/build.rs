@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/swarmlet/ca.proto",
         "proto/swarmlet/raft.proto",
         "proto/swarmlet/dispatcher.proto",
+        "proto/swarmlet/logs.proto",
         "proto/swarmlet/control.proto",
         "proto/swarmlet/local.proto",
     ];

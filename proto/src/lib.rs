@@ -3,7 +3,7 @@
 //! # Layout
 //! - [`objects`]: rows of the replicated store (nodes, cluster, raft members).
 //! - [`store`]: what goes into the Raft log and into snapshots.
-//! - [`ca`], [`raft`], [`dispatcher`], [`control`]: services on the mTLS listener.
+//! - [`ca`], [`raft`], [`dispatcher`], [`control`], [`logs`]: services on the mTLS listener.
 //! - [`local`]: the node's own life cycle, on the unix control socket only.
 #![allow(missing_docs, clippy::all)]
 
@@ -24,6 +24,9 @@ pub mod raft {
 }
 pub mod dispatcher {
     tonic::include_proto!("swarmlet.dispatcher");
+}
+pub mod logs {
+    tonic::include_proto!("swarmlet.logs");
 }
 pub mod control {
     tonic::include_proto!("swarmlet.control");

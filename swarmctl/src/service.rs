@@ -6,7 +6,8 @@ use serde_json::json;
 use swarmlet_proto::common::Empty;
 use swarmlet_proto::control::control_client::ControlClient;
 use swarmlet_proto::control::{
-    CreateServiceRequest, ListTasksRequest, ServiceInfo, ServiceRef, UpdateServiceRequest,
+    CreateServiceRequest, ListTasksRequest, ServiceInfo, ServiceLogsRequest, ServiceRef,
+    UpdateServiceRequest,
 };
 use swarmlet_proto::objects::{ServiceMode, ServiceSpec, UpdateState};
 use tonic::transport::Channel;
@@ -31,6 +32,17 @@ pub enum ServiceCmd {
     },
     /// List a service's tasks.
     Ps {
+        /// Service name or ID.
+        service: String,
+    },
+    /// Show the output of a service's tasks, from every node.
+    Logs {
+        /// Keep streaming new output.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines of each task ("all" for everything).
+        #[arg(long, default_value = "all")]
+        tail: String,
         /// Service name or ID.
         service: String,
     },
@@ -269,6 +281,37 @@ pub async fn run(cli: &Cli, cmd: &ServiceCmd) -> anyhow::Result<()> {
                 .into_inner()
                 .tasks;
             print_task_list(cli.format, &tasks);
+        }
+        ServiceCmd::Logs {
+            follow,
+            tail,
+            service,
+        } => {
+            let tail: i64 = if tail == "all" {
+                -1
+            } else {
+                tail.parse()
+                    .map_err(|_| anyhow!("invalid --tail {tail:?}: expected a number or all"))?
+            };
+            let mut lines = client
+                .service_logs(ServiceLogsRequest {
+                    service: service.clone(),
+                    follow: *follow,
+                    tail,
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            while let Some(line) = lines.message().await.map_err(status)? {
+                let text = String::from_utf8_lossy(&line.data);
+                for l in text.lines() {
+                    if line.stderr {
+                        eprintln!("{} | {l}", line.source);
+                    } else {
+                        println!("{} | {l}", line.source);
+                    }
+                }
+            }
         }
         ServiceCmd::Update(args) => {
             let info =

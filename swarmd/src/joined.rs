@@ -21,12 +21,14 @@ use swarmlet_proto::ca::ca_server::CaServer;
 use swarmlet_proto::ca::RenewRequest;
 use swarmlet_proto::control::control_server::ControlServer;
 use swarmlet_proto::dispatcher::dispatcher_server::DispatcherServer;
+use swarmlet_proto::logs::node_logs_server::NodeLogsServer;
 use swarmlet_proto::raft::raft_transport_client::RaftTransportClient;
 use swarmlet_proto::raft::raft_transport_server::RaftTransportServer;
 use swarmlet_proto::raft::JoinRaftRequest;
 use swarmlet_worker::agent::{self, AgentConfig, AgentEvent};
 use swarmlet_worker::docker::{DockerConfig, DockerExecutor};
 use swarmlet_worker::executor::NodeExecutor;
+use swarmlet_worker::logs::LogsService;
 use swarmlet_worker::session;
 use swarmlet_worker::sim::{SimConfig, SimExecutor};
 use swarmlet_worker::tasks::TaskManager;
@@ -110,6 +112,7 @@ impl Joined {
             listener,
             server_tls,
             joined.managers.clone(),
+            LogsService::new(joined.task_manager.executor()),
             shutdown_rx.clone(),
         ));
         if joined.state.lock().await.role == "manager" {
@@ -350,6 +353,7 @@ async fn serve(
     listener: tokio::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
     slot: ManagerSlot,
+    logs: LogsService<NodeExecutor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let incoming = tls_incoming(listener, tls);
@@ -361,6 +365,7 @@ async fn serve(
         )
         .add_service(DispatcherServer::new(DispatcherService::new(slot.clone())))
         .add_service(ControlServer::new(ControlService::new(slot, false)))
+        .add_service(NodeLogsServer::new(logs))
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = shutdown.wait_for(|s| *s).await;
         })

@@ -76,6 +76,19 @@ fn docker_cluster_end_to_end() {
         assert!(labels.contains("com.swarmlet.task.id"), "{labels}");
     }
 
+    // Logs from every node, each line tagged with its task and node.
+    let logs = wait_for("every task's output", CONVERGE, || {
+        let out = c.ctl(1, &["service", "logs", "--tail", "10", "web"]).ok()?;
+        (out.lines().filter(|l| l.contains("| serving web.")).count() == 3).then_some(out)
+    });
+    for (name, host, _) in &tasks {
+        assert!(
+            logs.lines().any(|l| l.starts_with(&format!("{name}."))
+                && l.contains(&format!("@{host} | serving {name} on port 80"))),
+            "{logs}"
+        );
+    }
+
     // swarmd restarted on h2: its container keeps running, same ID. A
     // longer heartbeat period keeps the restart from counting as a failure.
     c.ctl(1, &["cluster", "update", "--heartbeat-period", "5s"])

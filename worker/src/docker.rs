@@ -12,18 +12,20 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
 use bollard::models::{ContainerCreateBody, HealthConfig, HealthStatusEnum, HostConfig};
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, InspectContainerOptions, ListContainersOptions,
-    RemoveContainerOptions, StartContainerOptions, StopContainerOptions, WaitContainerOptions,
+    LogsOptions, RemoveContainerOptions, StartContainerOptions, StopContainerOptions,
+    WaitContainerOptions,
 };
 use bollard::{ClientVersion, Docker};
 use futures::StreamExt;
+use std::sync::Mutex;
 use swarmlet_proto::objects::Task;
-use tokio::sync::Mutex;
 
-use crate::executor::{ExecError, Executor};
+use crate::executor::{ExecError, Executor, LogStream};
 
 /// Label keys on every container Swarmlet creates.
 pub mod labels {
@@ -99,7 +101,15 @@ impl DockerExecutor {
     }
 
     async fn docker(&self) -> Result<Docker, ExecError> {
-        let mut slot = self.client.lock().await;
+        self.connect()
+    }
+
+    /// The client, connecting on first use (connecting does no I/O).
+    fn connect(&self) -> Result<Docker, ExecError> {
+        let mut slot = self
+            .client
+            .lock()
+            .map_err(|_| ExecError::Runtime("docker client lock poisoned".into()))?;
         if let Some(d) = slot.as_ref() {
             return Ok(d.clone());
         }
@@ -396,6 +406,35 @@ impl Executor for DockerExecutor {
             .into_iter()
             .map(|(_, id)| id)
             .next()
+    }
+
+    fn logs(&self, container_id: &str, follow: bool, tail: i64) -> LogStream {
+        let d = match self.connect() {
+            Ok(d) => d,
+            Err(e) => return futures::stream::iter([Err(e)]).boxed(),
+        };
+        let options = LogsOptions {
+            follow,
+            stdout: true,
+            stderr: true,
+            tail: if tail < 0 {
+                "all".into()
+            } else {
+                tail.to_string()
+            },
+            ..Default::default()
+        };
+        d.logs(container_id, Some(options))
+            .map(|chunk| match chunk {
+                Ok(LogOutput::StdErr { message }) => Ok((true, message.to_vec())),
+                Ok(
+                    LogOutput::StdOut { message }
+                    | LogOutput::Console { message }
+                    | LogOutput::StdIn { message },
+                ) => Ok((false, message.to_vec())),
+                Err(e) => Err(ExecError::Runtime(message(&e))),
+            })
+            .boxed()
     }
 
     async fn remove_others(&self, keep: HashSet<String>) {

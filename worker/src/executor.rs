@@ -8,6 +8,8 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::time::Duration;
 
+use futures::stream::BoxStream;
+
 use swarmlet_proto::objects::Task;
 
 use crate::docker::DockerExecutor;
@@ -50,7 +52,13 @@ pub trait Executor: Send + Sync + 'static {
     fn find(&self, task_id: &str) -> impl Future<Output = Option<String>> + Send;
     /// Removes this node's containers of tasks not in `keep`.
     fn remove_others(&self, keep: HashSet<String>) -> impl Future<Output = ()> + Send;
+    /// The container's output: (from stderr, bytes) chunks; the last `tail`
+    /// lines (negative: all), then new output while `follow`.
+    fn logs(&self, container_id: &str, follow: bool, tail: i64) -> LogStream;
 }
+
+/// Output chunks of one container.
+pub type LogStream = BoxStream<'static, Result<(bool, Vec<u8>), ExecError>>;
 
 /// The executor a daemon was started with.
 pub enum NodeExecutor {
@@ -100,6 +108,13 @@ impl Executor for NodeExecutor {
         match self {
             NodeExecutor::Sim(s) => s.remove_others(keep).await,
             NodeExecutor::Docker(d) => d.remove_others(keep).await,
+        }
+    }
+
+    fn logs(&self, container_id: &str, follow: bool, tail: i64) -> LogStream {
+        match self {
+            NodeExecutor::Sim(s) => s.logs(container_id, follow, tail),
+            NodeExecutor::Docker(d) => d.logs(container_id, follow, tail),
         }
     }
 }

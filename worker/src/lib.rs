@@ -6,6 +6,7 @@
 //! - [`executor`]: the executor trait and the daemon's choice of executor.
 //! - [`docker`]: the Docker executor (bollard).
 //! - [`sim`]: the simulated executor.
+//! - [`logs`]: the node's logs service for managers.
 //! - [`resources`]: the CPUs and memory this host offers.
 //! - [`session`]: the assignments stream and batched status reports.
 //! - [`tasks`]: one controller per assigned task, driving it through the
@@ -14,6 +15,7 @@
 pub mod agent;
 pub mod docker;
 pub mod executor;
+pub mod logs;
 pub mod resources;
 pub mod session;
 pub mod sim;

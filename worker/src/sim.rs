@@ -10,7 +10,9 @@ use std::time::Duration;
 use swarmlet_proto::objects::Task;
 use tokio::sync::watch;
 
-use crate::executor::{ExecError, Executor};
+use futures::StreamExt;
+
+use crate::executor::{ExecError, Executor, LogStream};
 
 /// Settings of the simulated executor.
 #[derive(Debug, Clone, Default)]
@@ -112,6 +114,11 @@ impl Executor for SimExecutor {
         c.get(&id)
             .filter(|c| c.exit.borrow().is_none())
             .map(|_| id.clone())
+    }
+
+    fn logs(&self, _container_id: &str, _follow: bool, _tail: i64) -> LogStream {
+        let line = b"(simulated task: no output)\n".to_vec();
+        futures::stream::iter([Ok((false, line))]).boxed()
     }
 
     async fn remove_others(&self, keep: HashSet<String>) {

@@ -106,6 +106,11 @@ impl<E: Executor> TaskManager<E> {
         }
     }
 
+    /// The executor the tasks run on.
+    pub fn executor(&self) -> Arc<E> {
+        self.exec.clone()
+    }
+
     /// Number of tasks with a live controller.
     pub fn running(&self) -> usize {
         self.controllers

@@ -202,6 +202,19 @@ impl ControlService {
 
 #[tonic::async_trait]
 impl Control for ControlService {
+    type ServiceLogsStream = super::logs::Lines;
+
+    async fn service_logs(
+        &self,
+        request: Request<ServiceLogsRequest>,
+    ) -> Result<Response<Self::ServiceLogsStream>, Status> {
+        let m = self.manager(&request)?;
+        let req = request.into_inner();
+        Ok(Response::new(
+            super::logs::service_logs(&m, &req.service, req.follow, req.tail).await?,
+        ))
+    }
+
     async fn create_service(
         &self,
         request: Request<CreateServiceRequest>,

@@ -6,6 +6,7 @@
 pub mod ca;
 pub mod control;
 pub mod dispatcher;
+pub mod logs;
 pub mod raft;
 pub mod service_ops;
 

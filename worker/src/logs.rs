@@ -1,0 +1,54 @@
+//! The node's logs service: streams its containers' output to a manager
+//! (`swarmctl service logs` goes through the managers). Only a manager's
+//! certificate may call it.
+
+use std::sync::Arc;
+
+use futures::stream::{self, BoxStream};
+use futures::StreamExt;
+use swarmlet_common::tls::require_manager;
+use swarmlet_proto::logs::node_logs_server::NodeLogs;
+use swarmlet_proto::logs::{LogLine, TaskLogsRequest};
+use tonic::{Request, Response, Status};
+
+use crate::executor::Executor;
+
+/// Serves [`NodeLogs`] from an executor.
+pub struct LogsService<E: Executor> {
+    exec: Arc<E>,
+}
+
+impl<E: Executor> LogsService<E> {
+    /// A service reading from `exec`.
+    pub fn new(exec: Arc<E>) -> Self {
+        LogsService { exec }
+    }
+}
+
+#[tonic::async_trait]
+impl<E: Executor> NodeLogs for LogsService<E> {
+    type TaskLogsStream = BoxStream<'static, Result<LogLine, Status>>;
+
+    async fn task_logs(
+        &self,
+        request: Request<TaskLogsRequest>,
+    ) -> Result<Response<Self::TaskLogsStream>, Status> {
+        require_manager(&request).map_err(|e| Status::permission_denied(e.to_string()))?;
+        let req = request.into_inner();
+        let streams = req.container_ids.into_iter().map(|id| {
+            let container = id.clone();
+            self.exec
+                .logs(&id, req.follow, req.tail)
+                .map(move |chunk| match chunk {
+                    Ok((stderr, data)) => Ok(LogLine {
+                        container_id: container.clone(),
+                        data,
+                        stderr,
+                        source: String::new(),
+                    }),
+                    Err(e) => Err(Status::unavailable(e.to_string())),
+                })
+        });
+        Ok(Response::new(stream::select_all(streams).boxed()))
+    }
+}

@@ -6,6 +6,7 @@ cd "$ROOT"
 bash deploy/setup.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+bash deploy/vagrant-validate.sh
 # The end-to-end tests need a Docker daemon (started detached if none runs)
 # and the demo image; they create their own namespace hosts and remove them.
 bash deploy/dockerd.sh

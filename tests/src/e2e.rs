@@ -42,7 +42,16 @@ impl NsCluster {
     /// Brings up `hosts` hosts; `prefix` names its namespaces and interfaces
     /// (≤ 5 characters), `subnet` is its underlay's first three octets.
     pub fn up(prefix: &str, subnet: &str, hosts: usize) -> anyhow::Result<Self> {
-        let bin = build_binaries()?;
+        Self::up_with(&build_binaries()?, prefix, subnet, hosts)
+    }
+
+    /// As [`NsCluster::up`], with the `swarmd` and `swarmctl` found in `bin`.
+    pub fn up_with(
+        bin: &std::path::Path,
+        prefix: &str,
+        subnet: &str,
+        hosts: usize,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let env = vec![
             ("PREFIX".to_string(), prefix.to_string()),

@@ -60,8 +60,11 @@ enum Scenario {
         #[arg(long, default_value_t = 1000)]
         tasks: u64,
     },
-    /// Not built yet: arrives with the containers issue.
-    Start,
+    /// Real Docker on 3 namespace hosts: service converged vs sequential `docker run -d`.
+    Start {
+        #[arg(long, default_value_t = 20)]
+        replicas: usize,
+    },
     /// Not built yet: arrives with the overlay issue.
     Overlay,
     /// Not built yet: arrives with the routing-mesh issue.
@@ -174,6 +177,66 @@ async fn raft_bench(
         n.stop().await;
     }
     Ok(result)
+}
+
+/// `swarmctl service create --replicas N` until converged, against N
+/// sequential `docker run -d` of the same image.
+fn start_bench(replicas: usize) -> anyhow::Result<serde_json::Value> {
+    use swarmlet_tests::e2e::{docker, NsCluster};
+    let bin = std::env::current_exe()?
+        .parent()
+        .map(std::path::PathBuf::from)
+        .context("bench binary directory")?;
+    let cluster = NsCluster::up_with(&bin, "swbst", "10.212.0", 3)?;
+    eprintln!("start: 3 hosts up, creating {replicas} replicas");
+    let n = replicas.to_string();
+    let started = Instant::now();
+    cluster.ctl(
+        1,
+        &[
+            "service",
+            "create",
+            "--name",
+            "bench",
+            "--replicas",
+            &n,
+            "swarmlet-demo:latest",
+        ],
+    )?;
+    let swarmlet_s = started.elapsed().as_secs_f64();
+    eprintln!("start: swarmlet converged in {swarmlet_s:.2}s; now docker run -d × {replicas}");
+    let names: Vec<String> = (0..replicas)
+        .map(|i| format!("swarmlet-bench-run-{i}"))
+        .collect();
+    let started = Instant::now();
+    let mut result = Ok(());
+    for name in &names {
+        if let Err(e) = docker(&[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--name",
+            name,
+            "swarmlet-demo:latest",
+        ]) {
+            result = Err(e);
+            break;
+        }
+    }
+    let docker_run_s = started.elapsed().as_secs_f64();
+    let mut rm = vec!["rm", "-f"];
+    rm.extend(names.iter().map(String::as_str));
+    let _ = docker(&rm);
+    result?;
+    drop(cluster);
+    Ok(serde_json::json!({
+        "scenario": "start",
+        "replicas": replicas,
+        "swarmlet_s": (swarmlet_s * 1000.0).round() / 1000.0,
+        "docker_run_s": (docker_run_s * 1000.0).round() / 1000.0,
+        "ratio": (swarmlet_s / docker_run_s * 1000.0).round() / 1000.0,
+    }))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -437,7 +500,7 @@ async fn main() -> anyhow::Result<()> {
             tasks,
         } => sched_bench(managers, nodes, tasks).await?,
         Scenario::Reschedule { nodes, tasks } => reschedule_bench(nodes, tasks).await?,
-        Scenario::Start => bail!("this scenario arrives with the Docker executor (issue 4)"),
+        Scenario::Start { replicas } => start_bench(replicas)?,
         Scenario::Overlay => bail!("this scenario arrives with overlay networks (issue 5)"),
         Scenario::Mesh | Scenario::LbUpdate => {
             bail!("this scenario arrives with the routing mesh (issue 6)")

@@ -9,12 +9,16 @@
 //! - [`resolve`]: node, service and task references → objects.
 //! - [`orchestrator`]: services → the tasks that should exist (pure).
 //! - [`scheduler`]: pending tasks → nodes (pure).
+//! - [`allocator`]: service VIPs and task addresses on networks (pure).
+//! - [`ipam`]: subnets, VNIs and addresses of overlay networks (pure).
 //! - [`ports`]: published-port checks and allocation (pure).
 //! - [`reconciler`]: runs orchestrators and scheduler on the leader.
 //! - [`assignments`]: each node's assigned tasks, for the worker sessions.
 //! - [`status_batcher`]: worker task status updates → few proposals.
 
+pub mod allocator;
 pub mod assignments;
+pub mod ipam;
 pub mod liveness;
 pub mod manager;
 pub mod orchestrator;

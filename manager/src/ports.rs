@@ -132,7 +132,8 @@ pub fn allocate(
         }
         ports.push(port);
     }
-    Ok(Endpoint { ports })
+    let vips = previous.map(|e| e.vips.clone()).unwrap_or_default();
+    Ok(Endpoint { ports, vips })
 }
 
 #[cfg(test)]

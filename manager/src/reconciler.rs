@@ -1,5 +1,6 @@
 //! The leader's reconcile loop: after every applied change (and at least
-//! once a second) it runs the orchestrators, then the scheduler, and
+//! once a second) it runs the orchestrators, the network allocator, then the
+//! scheduler, and
 //! proposes what they decide. Each change is its own proposal (the Raft loop
 //! batches them into few entries), so one conflict does not void the rest;
 //! a conflicting change is simply recomputed on the next pass.
@@ -9,11 +10,12 @@ use std::sync::Weak;
 use std::time::Duration;
 
 use futures::future::join_all;
-use swarmlet_proto::objects::{Node, Service, Task, TaskState};
+use swarmlet_proto::objects::{Network, Node, Service, Task, TaskState};
 
+use crate::allocator::{allocate, has_addresses, Allocation};
 use crate::manager::Manager;
 use crate::orchestrator::{reconcile, Change};
-use crate::scheduler::{schedule, Decision};
+use crate::scheduler::{is_pending, schedule, Decision};
 use crate::store::Tx;
 
 const IDLE_PASS: Duration = Duration::from_secs(1);
@@ -52,6 +54,28 @@ async fn pass(m: &Manager) -> Result<(), crate::store::StoreError> {
     if !changes.is_empty() {
         propose_all(m, changes.into_iter().map(change_tx).collect()).await;
     }
+    // Addresses before scheduling: a task is placed only once it has them.
+    let networks: Vec<Network> = m
+        .store
+        .list::<Network>()?
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect();
+    if !networks.is_empty() {
+        let services = m.store.list::<Service>()?;
+        let tasks = m.store.list::<Task>()?;
+        let allocations = allocate(&networks, &services, &tasks);
+        if !allocations.is_empty() {
+            let txs = allocations
+                .into_iter()
+                .map(|a| match a {
+                    Allocation::Service(v, s) => Tx::new().put(s.as_ref(), Some(v)),
+                    Allocation::Task(v, t) => Tx::new().put(t.as_ref(), Some(v)),
+                })
+                .collect();
+            propose_all(m, txs).await;
+        }
+    }
     // Schedule against the state the orchestrators just produced.
     let tasks = m.store.list::<Task>()?;
     let by_id: HashMap<&str, usize> = tasks
@@ -59,7 +83,11 @@ async fn pass(m: &Manager) -> Result<(), crate::store::StoreError> {
         .enumerate()
         .map(|(i, (_, t))| (t.id.as_str(), i))
         .collect();
-    let plain: Vec<&Task> = tasks.iter().map(|(_, t)| t).collect();
+    let plain: Vec<&Task> = tasks
+        .iter()
+        .map(|(_, t)| t)
+        .filter(|t| !is_pending(t) || networks.is_empty() || has_addresses(t, &networks))
+        .collect();
     let mut txs = Vec::new();
     for (task_id, decision) in schedule(&nodes, &plain, now) {
         let Some((version, task)) = by_id.get(task_id.as_str()).map(|&i| &tasks[i]) else {

@@ -68,6 +68,36 @@ pub fn resolve_service(
     }
 }
 
+/// A network by ID, name, or unique ID prefix.
+pub fn resolve_network(
+    networks: &[(u64, swarmlet_proto::objects::Network)],
+    reference: &str,
+) -> Result<(u64, swarmlet_proto::objects::Network), Status> {
+    let name = |n: &swarmlet_proto::objects::Network| {
+        n.spec.as_ref().map(|x| x.name.clone()).unwrap_or_default()
+    };
+    if reference.is_empty() {
+        return Err(Status::invalid_argument("network name is empty"));
+    }
+    if let Some(n) = networks
+        .iter()
+        .find(|(_, n)| n.id == reference || name(n) == reference)
+    {
+        return Ok(n.clone());
+    }
+    let by_prefix: Vec<_> = networks
+        .iter()
+        .filter(|(_, n)| n.id.starts_with(reference))
+        .collect();
+    match by_prefix.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(Status::not_found(format!("network {reference} not found"))),
+        _ => Err(Status::invalid_argument(format!(
+            "network {reference} is ambiguous"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

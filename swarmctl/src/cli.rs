@@ -48,6 +48,9 @@ pub enum Command {
     /// Inspect tasks.
     #[command(subcommand)]
     Task(crate::task::TaskCmd),
+    /// Manage overlay networks.
+    #[command(subcommand)]
+    Network(crate::network::NetworkCmd),
     /// Print the version.
     Version,
     /// Print a shell completion script.

@@ -3,6 +3,7 @@
 
 mod cli;
 mod cluster;
+mod network;
 mod node;
 mod output;
 mod progress;
@@ -22,6 +23,7 @@ async fn main() {
         Command::Node(c) => node::run(&cli, c).await,
         Command::Service(c) => service::run(&cli, c).await,
         Command::Task(c) => task::run(&cli, c).await,
+        Command::Network(c) => network::run(&cli, c).await,
         Command::Version => {
             println!("swarmctl {}", env!("CARGO_PKG_VERSION"));
             Ok(())

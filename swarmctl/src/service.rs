@@ -148,6 +148,14 @@ fn service_inspect_json(i: &ServiceInfo) -> serde_json::Value {
         });
     }
     v["version"] = json!(i.spec_version);
+    v["endpoint"] = json!({
+        "mode": if spec.endpoint_mode.is_empty() { "vip" } else { spec.endpoint_mode.as_str() },
+        "ports": ports_json(i),
+        "virtual_ips": i.endpoint.iter().flat_map(|e| e.vips.iter()).map(|a| json!({
+            "network": a.network_name,
+            "addr": a.address,
+        })).collect::<Vec<_>>(),
+    });
     let restart = spec.restart.unwrap_or_default();
     let update = spec.update.unwrap_or_default();
     v["spec"]["restart_policy"] = json!({

@@ -58,7 +58,10 @@ pub fn task_row_json(i: &TaskInfo) -> serde_json::Value {
         "current_state": state_of(st.state),
         "error": st.err,
         "container_id": st.container_id,
-        "addresses": [],
+        "addresses": t.networks.iter().map(|a| json!({
+            "network": a.network_name,
+            "ip": a.address.split('/').next().unwrap_or(""),
+        })).collect::<Vec<_>>(),
     })
 }
 

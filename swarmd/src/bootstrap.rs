@@ -149,7 +149,11 @@ pub async fn init(
         node_id,
         addr,
     };
-    let tx = Tx::new().create(&cluster).create(&node).put(&member, None);
+    let tx = Tx::new()
+        .create(&cluster)
+        .create(&node)
+        .put(&member, None)
+        .create(&swarmlet_manager::services::network_ops::ingress_network());
     let joined = Joined::start(cfg.clone(), state, identity, managers.clone(), true).await?;
     let registered = async {
         let m = managers.get().map_err(|s| anyhow!("{}", s.message()))?;

@@ -524,3 +524,154 @@ async fn failing_update_rolls_back_and_leader_loss_mid_update_completes() {
         n.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn networks_ipam_and_addresses() {
+    use swarmlet_proto::control::NetworkRef;
+    use swarmlet_proto::objects::NetworkSpec;
+    let (_dir, nodes) = cluster(1, 2).await;
+    let m = &nodes[0];
+    let net = |name: &str, subnet: &str| NetworkSpec {
+        name: name.into(),
+        subnet: subnet.into(),
+        ..Default::default()
+    };
+    let list = m
+        .control()
+        .list_networks(swarmlet_proto::common::Empty {})
+        .await
+        .expect("ls")
+        .into_inner()
+        .networks;
+    let ingress = list.first().expect("ingress exists from init");
+    assert_eq!(
+        (
+            ingress.subnet.as_str(),
+            ingress.vni,
+            ingress.gateway.as_str()
+        ),
+        ("10.255.0.0/16", 4096, "10.255.0.1")
+    );
+    let backend = m
+        .control()
+        .create_network(net("backend", ""))
+        .await
+        .expect("create")
+        .into_inner();
+    assert_eq!(
+        (
+            backend.subnet.as_str(),
+            backend.vni,
+            backend.gateway.as_str()
+        ),
+        ("10.0.0.0/24", 4097, "10.0.0.1")
+    );
+    for (spec, why) in [
+        (net("backend", ""), "already exists"),
+        (net("clash", "10.0.0.128/25"), "overlaps network backend"),
+        (net("bad", "10.0.0.1/24"), "invalid subnet"),
+    ] {
+        let e = m.control().create_network(spec).await.expect_err(why);
+        assert!(e.message().contains(why), "{}", e.message());
+    }
+    m.control()
+        .create_network(net("small", "10.9.0.0/29"))
+        .await
+        .expect("small");
+
+    // /29: 6 hosts − gateway − the service's VIP = 4 task addresses.
+    let mut s = spec("tight", 5);
+    s.networks = vec!["small".into()];
+    create(m, s).await;
+    let ts = wait_until("4 of 5 tasks running", CONVERGE, || async {
+        let ts = tasks(m, "tight").await;
+        (running(&ts).len() == 4).then_some(ts)
+    })
+    .await;
+    let mut ips: Vec<String> = running(&ts)
+        .iter()
+        .filter_map(|i| i.task.as_ref())
+        .map(|t| t.networks[0].address.clone())
+        .collect();
+    ips.sort();
+    assert_eq!(
+        ips,
+        ["10.9.0.3/29", "10.9.0.4/29", "10.9.0.5/29", "10.9.0.6/29"]
+    );
+    let err = wait_until("the fifth task's error", CONVERGE, || async {
+        tasks(m, "tight")
+            .await
+            .iter()
+            .filter_map(|i| i.task.as_ref()?.status.clone())
+            .map(|s| s.err)
+            .find(|e| !e.is_empty())
+    })
+    .await;
+    assert_eq!(
+        err,
+        "no address left in subnet 10.9.0.0/29 of network small"
+    );
+
+    // Unknown networks, ingress by hand, and removing a network in use are refused.
+    let mut s = spec("lost", 1);
+    s.networks = vec!["nope".into()];
+    let e = m
+        .control()
+        .create_service(CreateServiceRequest { spec: Some(s) })
+        .await
+        .expect_err("unknown network");
+    assert_eq!(e.message(), "network nope not found");
+    let e = m
+        .control()
+        .remove_network(NetworkRef {
+            network: "small".into(),
+        })
+        .await
+        .expect_err("in use");
+    assert!(
+        e.message().contains("in use by service tight"),
+        "{}",
+        e.message()
+    );
+
+    // A published port puts the service on ingress: a VIP there, and an
+    // ingress address for each task.
+    let mut s = spec("pub", 2);
+    s.ports = vec![swarmlet_proto::objects::PortConfig {
+        published: 8080,
+        target: 80,
+        ..Default::default()
+    }];
+    create(m, s).await;
+    let ts = wait_running(m, "pub", 2).await;
+    for i in &ts {
+        let t = i.task.as_ref().expect("task");
+        assert_eq!(t.networks[0].network_name, "ingress");
+        assert!(t.networks[0].address.starts_with("10.255.0."));
+    }
+    let info = m
+        .control()
+        .inspect_service(ServiceRef {
+            service: "pub".into(),
+        })
+        .await
+        .expect("inspect")
+        .into_inner();
+    let vips = info.endpoint.expect("endpoint").vips;
+    assert_eq!(vips.len(), 1);
+    assert_eq!(vips[0].network_name, "ingress");
+
+    // Once its service is gone, the network goes too.
+    m.control()
+        .remove_service(ServiceRef {
+            service: "tight".into(),
+        })
+        .await
+        .expect("rm service");
+    m.control()
+        .remove_network(NetworkRef {
+            network: "small".into(),
+        })
+        .await
+        .expect("rm network");
+}

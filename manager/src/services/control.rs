@@ -204,6 +204,49 @@ impl ControlService {
 impl Control for ControlService {
     type ServiceLogsStream = super::logs::Lines;
 
+    async fn create_network(
+        &self,
+        request: Request<swarmlet_proto::objects::NetworkSpec>,
+    ) -> Result<Response<swarmlet_proto::objects::Network>, Status> {
+        let m = self.manager(&request)?;
+        forward_to_leader!(m, request, create_network);
+        Ok(Response::new(
+            super::network_ops::create(&m, request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_networks(
+        &self,
+        request: Request<Empty>,
+    ) -> Result<Response<NetworkList>, Status> {
+        let m = self.manager(&request)?;
+        forward_to_leader!(m, request, list_networks);
+        Ok(Response::new(NetworkList {
+            networks: super::network_ops::list(&m).await?,
+        }))
+    }
+
+    async fn inspect_network(
+        &self,
+        request: Request<NetworkRef>,
+    ) -> Result<Response<swarmlet_proto::objects::Network>, Status> {
+        let m = self.manager(&request)?;
+        forward_to_leader!(m, request, inspect_network);
+        Ok(Response::new(
+            super::network_ops::inspect(&m, &request.get_ref().network).await?,
+        ))
+    }
+
+    async fn remove_network(
+        &self,
+        request: Request<NetworkRef>,
+    ) -> Result<Response<Empty>, Status> {
+        let m = self.manager(&request)?;
+        forward_to_leader!(m, request, remove_network);
+        super::network_ops::remove(&m, &request.get_ref().network).await?;
+        Ok(Response::new(Empty {}))
+    }
+
     async fn service_logs(
         &self,
         request: Request<ServiceLogsRequest>,

@@ -7,6 +7,7 @@ pub mod ca;
 pub mod control;
 pub mod dispatcher;
 pub mod logs;
+pub mod network_ops;
 pub mod raft;
 pub mod service_ops;
 

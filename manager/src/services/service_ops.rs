@@ -158,6 +158,7 @@ pub fn service_info(m: &Manager, s: &Service) -> Result<ServiceInfo, Status> {
 pub async fn create(m: &Manager, mut spec: ServiceSpec) -> Result<ServiceInfo, Status> {
     validate_spec(&mut spec)?;
     m.read_barrier().await?;
+    super::network_ops::check_service_networks(m, &spec.networks)?;
     if name_taken(m, &spec.name, "")? {
         return Err(Status::already_exists(format!(
             "a service named {} already exists",
@@ -190,6 +191,7 @@ pub async fn update(
 ) -> Result<ServiceInfo, Status> {
     validate_spec(&mut spec)?;
     m.read_barrier().await?;
+    super::network_ops::check_service_networks(m, &spec.networks)?;
     let services = m.store.list::<Service>().map_err(store_status)?;
     let (version, mut s) = resolve_service(&services, reference)?;
     if expect != 0 && s.spec_version != expect {

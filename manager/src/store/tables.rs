@@ -2,7 +2,7 @@
 //! into a Raft proposal's mutations.
 
 use prost::Message;
-use swarmlet_proto::objects::{Cluster, Node, RaftMember, RemovedNode, Service, Task};
+use swarmlet_proto::objects::{Cluster, Network, Node, RaftMember, RemovedNode, Service, Task};
 use swarmlet_proto::store::Mutation;
 
 /// A row type of the store.
@@ -44,6 +44,13 @@ impl Object for RemovedNode {
 
 impl Object for Service {
     const TABLE: &'static str = "services";
+    fn key(&self) -> String {
+        self.id.clone()
+    }
+}
+
+impl Object for Network {
+    const TABLE: &'static str = "networks";
     fn key(&self) -> String {
         self.id.clone()
     }

@@ -1,0 +1,203 @@
+//! The network calls of the control API (on the leader): create with IPAM
+//! (subnet from the request or the cluster's default pool, gateway, VNI),
+//! list, inspect, and remove (refused while a service uses the network).
+
+use std::collections::HashSet;
+
+use swarmlet_proto::objects::{Network, NetworkSpec, Service};
+use tonic::Status;
+
+use crate::ipam::{self, Subnet};
+use crate::manager::{store_status, Manager};
+use crate::resolve::resolve_network;
+use crate::store::Tx;
+
+/// The `ingress` network every cluster starts with (the routing mesh's).
+pub fn ingress_network() -> Network {
+    Network {
+        id: swarmlet_common::ids::new_id(),
+        spec: Some(NetworkSpec {
+            name: "ingress".into(),
+            driver: "overlay".into(),
+            ingress: true,
+            ..Default::default()
+        }),
+        vni: ipam::FIRST_VNI,
+        subnet: "10.255.0.0/16".into(),
+        gateway: "10.255.0.1".into(),
+        created_at_ms: swarmlet_common::clock::now_ms(),
+    }
+}
+
+fn bad(e: impl ToString) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+fn name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// All networks.
+pub fn networks(m: &Manager) -> Result<Vec<(u64, Network)>, Status> {
+    m.store.list::<Network>().map_err(store_status)
+}
+
+/// Creates an overlay network.
+pub async fn create(m: &Manager, mut spec: NetworkSpec) -> Result<Network, Status> {
+    if !name_ok(&spec.name) {
+        return Err(bad(format!(
+            "invalid network name {:?}: use letters, digits, '-', '_' and '.'",
+            spec.name
+        )));
+    }
+    if spec.driver.is_empty() {
+        spec.driver = "overlay".into();
+    }
+    if spec.driver != "overlay" {
+        return Err(bad(format!(
+            "unsupported network driver {:?}: only overlay",
+            spec.driver
+        )));
+    }
+    if spec.ingress {
+        return Err(bad("the ingress network is created with the cluster"));
+    }
+    if spec.subnet.is_empty() && !spec.gateway.is_empty() {
+        return Err(bad("--gateway needs --subnet"));
+    }
+    let asked = (!spec.subnet.is_empty())
+        .then(|| Subnet::parse(&spec.subnet))
+        .transpose()
+        .map_err(bad)?;
+    m.read_barrier().await?;
+    let existing = networks(m)?;
+    if existing
+        .iter()
+        .any(|(_, n)| n.spec.as_ref().is_some_and(|s| s.name == spec.name))
+    {
+        return Err(Status::already_exists(format!(
+            "a network named {} already exists",
+            spec.name
+        )));
+    }
+    let taken: Vec<(Subnet, String)> = existing
+        .iter()
+        .filter_map(|(_, n)| {
+            let s = Subnet::parse(&n.subnet).ok()?;
+            Some((
+                s,
+                n.spec.as_ref().map(|x| x.name.clone()).unwrap_or_default(),
+            ))
+        })
+        .collect();
+    let subnet = match asked {
+        Some(s) => {
+            if let Some((t, name)) = taken.iter().find(|(t, _)| t.overlaps(&s)) {
+                return Err(bad(ipam::IpamError::Overlap(
+                    s.display(),
+                    format!("{name} ({})", t.display()),
+                )));
+            }
+            s
+        }
+        None => {
+            let (_, c) = m.cluster()?;
+            let pool = if c.default_addr_pool.is_empty() {
+                "10.0.0.0/8".to_string()
+            } else {
+                c.default_addr_pool.clone()
+            };
+            let len = if c.default_addr_pool_mask_len == 0 {
+                24
+            } else {
+                c.default_addr_pool_mask_len
+            };
+            let subnets: Vec<Subnet> = taken.iter().map(|(s, _)| *s).collect();
+            ipam::next_subnet(&pool, len, &subnets)
+                .map_err(|e| Status::resource_exhausted(e.to_string()))?
+        }
+    };
+    let gateway = if spec.gateway.is_empty() {
+        subnet.first_host()
+    } else {
+        ipam::parse_gateway(&subnet, &spec.gateway).map_err(bad)?
+    };
+    let vnis: HashSet<u32> = existing.iter().map(|(_, n)| n.vni).collect();
+    let network = Network {
+        id: swarmlet_common::ids::new_id(),
+        vni: ipam::next_vni(&vnis),
+        subnet: subnet.display(),
+        gateway: std::net::Ipv4Addr::from(gateway).to_string(),
+        created_at_ms: swarmlet_common::clock::now_ms(),
+        spec: Some(spec),
+    };
+    m.propose(Tx::new().create(&network)).await?;
+    Ok(network)
+}
+
+/// One network by reference.
+pub async fn inspect(m: &Manager, reference: &str) -> Result<Network, Status> {
+    m.read_barrier().await?;
+    Ok(resolve_network(&networks(m)?, reference)?.1)
+}
+
+/// All networks, by name.
+pub async fn list(m: &Manager) -> Result<Vec<Network>, Status> {
+    m.read_barrier().await?;
+    let mut all: Vec<Network> = networks(m)?.into_iter().map(|(_, n)| n).collect();
+    all.sort_by(|a, b| {
+        let name = |n: &Network| n.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+        name(a).cmp(&name(b))
+    });
+    Ok(all)
+}
+
+/// Removes a network no service uses.
+pub async fn remove(m: &Manager, reference: &str) -> Result<(), Status> {
+    m.read_barrier().await?;
+    let (version, n) = resolve_network(&networks(m)?, reference)?;
+    let spec = n.spec.clone().unwrap_or_default();
+    let services = m.store.list::<Service>().map_err(store_status)?;
+    let users: Vec<String> = services
+        .iter()
+        .filter_map(|(_, s)| s.spec.as_ref())
+        .filter(|s| {
+            s.networks.contains(&spec.name)
+                || s.networks.contains(&n.id)
+                || (spec.ingress && s.ports.iter().any(|p| p.mode == "ingress"))
+        })
+        .map(|s| s.name.clone())
+        .collect();
+    if !users.is_empty() {
+        return Err(Status::failed_precondition(format!(
+            "network {} is in use by service {}",
+            spec.name,
+            users.join(", ")
+        )));
+    }
+    m.propose(Tx::new().delete::<Network>(&n.id, Some(version)))
+        .await?;
+    Ok(())
+}
+
+/// Checks that a service's networks exist and may be used by services.
+pub fn check_service_networks(m: &Manager, names: &[String]) -> Result<(), Status> {
+    let all = networks(m)?;
+    for name in names {
+        let (_, n) = resolve_network(&all, name)?;
+        if n.spec.as_ref().is_some_and(|s| s.ingress) {
+            return Err(bad(
+                "a service cannot be attached to the ingress network explicitly; publish a port instead",
+            ));
+        }
+    }
+    Ok(())
+}

@@ -13,6 +13,8 @@ use swarmlet_proto::objects::{Task, TaskState, TaskStatus};
 use tokio::sync::mpsc;
 
 use crate::manager::Manager;
+use crate::raft::ProposeError;
+use crate::store::ApplyError;
 use crate::store::Tx;
 
 const WINDOW: Duration = Duration::from_millis(50);
@@ -37,24 +39,47 @@ pub async fn run(manager: Weak<Manager>, mut rx: mpsc::UnboundedReceiver<(String
     }
 }
 
-async fn apply(m: &Manager, updates: HashMap<String, TaskStatus>) {
-    let mut txs = Vec::new();
-    for (id, status) in updates {
-        let Ok(Some((version, mut task))) = m.store.get::<Task>(&id) else {
-            continue;
-        };
-        let current = task
-            .status
-            .as_ref()
-            .and_then(|s| TaskState::try_from(s.state).ok())
-            .unwrap_or(TaskState::New);
-        let next = TaskState::try_from(status.state).unwrap_or(TaskState::New);
-        let same_state_news = next == current && task.status.as_ref() != Some(&status);
-        if !may_advance(current, next) && !same_state_news {
-            continue;
+/// Rounds of retries for updates that lost a race with another change to
+/// the same task (e.g. the reconciler's): a lost status would leave the task
+/// looking stuck, since workers report each change once.
+const CONFLICT_ROUNDS: usize = 5;
+
+async fn apply(m: &Manager, mut updates: HashMap<String, TaskStatus>) {
+    for _ in 0..CONFLICT_ROUNDS {
+        let mut txs = Vec::new();
+        let mut ids = Vec::new();
+        for (id, status) in &updates {
+            let Ok(Some((version, mut task))) = m.store.get::<Task>(id) else {
+                continue;
+            };
+            let current = task
+                .status
+                .as_ref()
+                .and_then(|s| TaskState::try_from(s.state).ok())
+                .unwrap_or(TaskState::New);
+            let next = TaskState::try_from(status.state).unwrap_or(TaskState::New);
+            let same_state_news = next == current && task.status.as_ref() != Some(status);
+            if !may_advance(current, next) && !same_state_news {
+                continue;
+            }
+            task.status = Some(status.clone());
+            txs.push(Tx::new().put(&task, Some(version)));
+            ids.push(id.clone());
         }
-        task.status = Some(status);
-        txs.push(Tx::new().put(&task, Some(version)));
+        let results = join_all(txs.into_iter().map(|tx| m.raft.propose(tx))).await;
+        let conflicted: Vec<String> = ids
+            .into_iter()
+            .zip(results)
+            .filter(|(_, r)| matches!(r, Err(ProposeError::Rejected(ApplyError::Conflict { .. }))))
+            .map(|(id, _)| id)
+            .collect();
+        if conflicted.is_empty() {
+            return;
+        }
+        updates.retain(|id, _| conflicted.contains(id));
     }
-    join_all(txs.into_iter().map(|tx| m.raft.propose(tx))).await;
+    tracing::debug!(
+        tasks = updates.len(),
+        "task status updates kept conflicting; dropped"
+    );
 }

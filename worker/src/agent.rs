@@ -51,7 +51,9 @@ pub async fn run(
     let mut managers = cfg.managers.clone();
     let mut current = 0usize;
     let mut last_role = String::new();
-    // One channel per manager, kept across heartbeats; dropped on failure.
+    // One channel per manager, kept across heartbeats and failures: a tonic
+    // channel reconnects by itself, while dropping it would force a new TLS
+    // handshake per retry — under load, timeouts then feed more load.
     let mut channels: HashMap<String, Channel> = HashMap::new();
     loop {
         if *shutdown.borrow() {
@@ -82,9 +84,6 @@ pub async fn run(
             }
             Err(e) => {
                 tracing::debug!("heartbeat failed: {e}; trying the next manager");
-                if let Some(t) = &target {
-                    channels.remove(t);
-                }
                 current = current.wrapping_add(1);
                 RETRY
             }

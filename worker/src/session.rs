@@ -116,11 +116,7 @@ pub async fn run_status_reports(
                 .is_ok(),
             None => false,
         };
-        if !sent {
-            if let Some(a) = &target {
-                clients.remove(a);
-            }
-        }
+        // A failed call keeps its client: the channel reconnects by itself.
         if sent {
             pending.clear();
         } else {

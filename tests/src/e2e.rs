@@ -122,16 +122,29 @@ impl Drop for NsCluster {
 }
 
 /// Polls `check` until it gives a value; panics after `timeout`.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+pub fn wait_for<T>(what: &str, timeout: Duration, check: impl FnMut() -> Option<T>) -> T {
+    wait_for_or(what, timeout, check, String::new)
+}
+
+/// As [`wait_for`], and on timeout the panic message carries `explain()`
+/// (the cluster's state, say) for whoever reads a failed CI log.
+pub fn wait_for_or<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Option<T>,
+    explain: impl FnOnce() -> String,
+) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = check() {
             return v;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        if Instant::now() >= deadline {
+            panic!(
+                "timed out after {timeout:?} waiting for {what}\n{}",
+                explain()
+            );
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
 }

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use serde_json::Value;
-use swarmlet_tests::e2e::{docker, wait_for, NsCluster};
+use swarmlet_tests::e2e::{docker, wait_for, wait_for_or, NsCluster};
 
 const CONVERGE: Duration = Duration::from_secs(60);
 const IMAGE: &str = "swarmlet-demo:latest";
@@ -31,10 +31,25 @@ fn running(c: &NsCluster, service: &str) -> Vec<(String, String, String)> {
 }
 
 fn wait_running(c: &NsCluster, service: &str, n: usize) -> Vec<(String, String, String)> {
-    wait_for(&format!("{n} running tasks of {service}"), CONVERGE, || {
-        let r = running(c, service);
-        (r.len() == n).then_some(r)
-    })
+    wait_for_or(
+        &format!("{n} running tasks of {service}"),
+        CONVERGE,
+        || {
+            let r = running(c, service);
+            (r.len() == n).then_some(r)
+        },
+        || service_state(c, service),
+    )
+}
+
+/// What a failed wait prints: the service and its tasks as the CLI shows them.
+fn service_state(c: &NsCluster, service: &str) -> String {
+    let show = |args: &[&str]| c.ctl(1, args).unwrap_or_else(|e| format!("{e:#}"));
+    format!(
+        "service inspect:\n{}\nservice ps:\n{}",
+        show(&["service", "inspect", service]),
+        show(&["service", "ps", service])
+    )
 }
 
 fn hosts_of(tasks: &[(String, String, String)]) -> HashMap<String, usize> {
@@ -224,10 +239,15 @@ fn docker_cluster_end_to_end() {
         ],
     );
     assert!(update.is_err(), "the update must report the rollback");
-    let inspect = wait_for("rollback completed", CONVERGE, || {
-        let v = c.json(1, &["service", "inspect", "web"]).ok()?;
-        (v["update_status"]["state"] == "rollback_completed").then_some(v)
-    });
+    let inspect = wait_for_or(
+        "rollback completed",
+        CONVERGE,
+        || {
+            let v = c.json(1, &["service", "inspect", "web"]).ok()?;
+            (v["update_status"]["state"] == "rollback_completed").then_some(v)
+        },
+        || service_state(&c, "web"),
+    );
     assert!(inspect["spec"].get("healthcheck").is_none(), "{inspect}");
     wait_running(&c, "web", 3);
 

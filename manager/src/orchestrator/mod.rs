@@ -54,9 +54,15 @@ fn desired(t: &Task) -> TaskState {
 pub(crate) fn shutdown(version: u64, task: &Task, why: &str) -> Change {
     let mut t = task.clone();
     t.desired_state = TaskState::Shutdown as i32;
+    let unassigned = t.node_id.is_empty();
     if let Some(s) = t.status.as_mut() {
         if !is_terminal(task_state(task)) && s.err.is_empty() {
             s.message = why.to_string();
+        }
+        // No node will ever report on a task that was never placed: it
+        // ends here.
+        if unassigned && !is_terminal(task_state(task)) {
+            s.state = TaskState::Shutdown as i32;
         }
     }
     Change::Update(version, t)

@@ -274,6 +274,7 @@ fn failed_update_rolls_back() {
     let mut w = World::new(s, vec![node("a", NodeStatus::Ready)]);
     w.pass(0);
     w.run_all(0);
+    let before: HashSet<String> = w.active().iter().map(|t| t.id.clone()).collect();
     w.set_spec(|s| s.image = "bad".into());
     let mut now = 10;
     for _ in 0..30 {
@@ -287,6 +288,16 @@ fn failed_update_rolls_back() {
         .active()
         .iter()
         .all(|t| t.spec.as_ref().is_some_and(|s| s.image == "v1")));
+    // The slot the update never reached keeps its task: it already runs
+    // the spec rolled back to.
+    let kept = w.active().iter().filter(|t| before.contains(&t.id)).count();
+    assert_eq!(kept, 1, "only the updated slot is replaced");
+    let version = w.services[0].1.spec_version;
+    assert!(w.active().iter().all(|t| t.service_version == version));
+    // A task shut down before any node got it is over, not pending forever.
+    assert!(w.tasks.iter().all(|(_, t)| !t.node_id.is_empty()
+        || t.desired_state == TaskState::Running as i32
+        || is_terminal(task_state(t))));
 }
 
 #[test]

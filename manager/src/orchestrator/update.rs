@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use swarmlet_common::task_state::is_terminal;
 use swarmlet_proto::objects::{
-    FailureAction, Service, Task, TaskState, UpdateOrder, UpdateState, UpdateStatus,
+    FailureAction, Service, ServiceSpec, Task, TaskState, UpdateOrder, UpdateState, UpdateStatus,
 };
 
 use super::{shutdown, task_state, Change, Slots};
@@ -16,6 +16,35 @@ use super::{shutdown, task_state, Change, Slots};
 /// Whether `t` runs the service's current spec.
 fn current(service: &Service, t: &Task) -> bool {
     t.service_version >= service.spec_version
+}
+
+/// The parts of a spec that its tasks run: all but the replica count and
+/// the update policy, which change nothing in a running task.
+fn task_relevant(spec: &ServiceSpec) -> ServiceSpec {
+    ServiceSpec {
+        replicas: 0,
+        update: None,
+        ..spec.clone()
+    }
+}
+
+/// Whether `t`, of an older spec version, already runs what the current
+/// spec asks (a rollback to the spec it was started with, an update that
+/// only touched the update policy): it is kept, as Docker keeps a task
+/// that is not "dirty", instead of being replaced for nothing.
+fn runs_current_spec(service: &Service, t: &Task) -> bool {
+    match (&service.spec, &t.spec) {
+        (Some(wanted), Some(running)) => task_relevant(wanted) == task_relevant(running),
+        _ => false,
+    }
+}
+
+/// `t` re-labelled as a task of the current spec version.
+fn relabel(version: u64, service: &Service, t: &Task) -> Change {
+    let mut t = t.clone();
+    t.service_version = service.spec_version;
+    t.spec = service.spec.clone();
+    Change::Update(version, t)
 }
 
 /// The time a task reached `running`, if it did.
@@ -44,18 +73,24 @@ pub fn plan(
         status.state(),
         UpdateState::RollbackStarted | UpdateState::RollbackPaused
     );
-    let outdated: BTreeMap<&String, Vec<(u64, &Task)>> = slots
-        .iter()
-        .filter_map(|(key, occ)| {
-            let old: Vec<(u64, &Task)> = occ
-                .iter()
-                .filter(|(_, t)| !current(service, t) && !is_terminal(task_state(t)))
-                .copied()
-                .collect();
-            (!old.is_empty()).then_some((key, old))
-        })
-        .collect();
     let mut changes = Vec::new();
+    let mut outdated: BTreeMap<&String, Vec<(u64, &Task)>> = BTreeMap::new();
+    for (key, occ) in slots {
+        for &(v, t) in occ {
+            if current(service, t) || is_terminal(task_state(t)) {
+                continue;
+            }
+            if runs_current_spec(service, t) {
+                changes.push(relabel(v, service, t));
+            } else {
+                outdated.entry(key).or_default().push((v, t));
+            }
+        }
+    }
+    // Re-labelled tasks count as current from the next pass on.
+    if !changes.is_empty() {
+        return changes;
+    }
     let set_status = |status: UpdateStatus, changes: &mut Vec<Change>| {
         let mut s = service.clone();
         s.update_status = Some(status);

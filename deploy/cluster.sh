@@ -67,7 +67,10 @@ make_host() {
 start_host() {
   local i=$1
   rm -f "$(sock "$i")"
-  SWARMD_NO_PULL=1 setsid ip netns exec "$(ns "$i")" "$BIN/swarmd" \
+  # nsenter, not `ip netns exec`: swarmd must stay in this machine's mount
+  # namespace so that the overlay namespaces it mounts under /run/netns
+  # show in `ip netns ls` (a real host runs swarmd in its own namespaces).
+  SWARMD_NO_PULL=1 setsid nsenter --net="/run/netns/$(ns "$i")" "$BIN/swarmd" \
     --state-dir "$CLUSTER_DIR/h$i" --control-socket "$(sock "$i")" \
     --listen-addr "0.0.0.0:$PORT" --advertise-addr "$(host_ip "$i"):$PORT" \
     --hostname "h$i" ${SWARMD_ARGS:-} \
@@ -138,6 +141,15 @@ down() {
       [ -z "$ids" ] || docker rm -f $ids >/dev/null
     done
   fi
+  # The nodes' overlay namespaces (swarmd keeps them while containers run).
+  for state in "$CLUSTER_DIR"/h*/node.json; do
+    [ -e "$state" ] || continue
+    id=$(grep -o '"node_id": *"[^"]*"' "$state" | sed 's/.*"\([^"]*\)"$/\1/')
+    [ -n "$id" ] || continue
+    for o in $(ip netns ls | awk '{print $1}' | grep "^ovl-${id:0:8}-" || true); do
+      ip netns del "$o" 2>/dev/null || true
+    done
+  done
   remove_network "$n"
   rm -rf "$CLUSTER_DIR"
   [ "${1:-}" = quiet ] || log "removed"

@@ -2,15 +2,17 @@
 //! worker sessions (instead of one scan of the task table per session).
 //!
 //! The publisher scans the task table after applied changes (coalesced over
-//! a few milliseconds), groups assigned tasks by node, and updates one watch
-//! channel per node that has a session; a session turns what it sees into
-//! diffs for its worker.
+//! a few milliseconds), groups assigned tasks by node, computes each node's
+//! overlay view ([`crate::overlay_view`]), and updates one watch channel per
+//! node that has a session; a session turns what it sees into diffs for its
+//! worker.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use swarmlet_proto::objects::{Task, TaskState};
+use swarmlet_proto::dispatcher::OverlayNetwork;
+use swarmlet_proto::objects::{Network, Node, Task, TaskState};
 use tokio::sync::{watch, Notify};
 
 use crate::manager::Manager;
@@ -20,9 +22,18 @@ pub type NodeTasks = HashMap<String, (u64, Task)>;
 
 const COALESCE: Duration = Duration::from_millis(20);
 
+/// Everything a node's session sends: its tasks and its overlay view.
+#[derive(Default, Debug)]
+pub struct NodeAssignments {
+    /// Tasks assigned to the node.
+    pub tasks: NodeTasks,
+    /// Overlay networks with endpoints on the node, and their remote peers.
+    pub networks: Vec<OverlayNetwork>,
+}
+
 /// What a node's channel holds: `None` until the first scan after the node
 /// subscribed (a session must not mistake "not computed" for "no tasks").
-pub type Published = Option<Arc<NodeTasks>>;
+pub type Published = Option<Arc<NodeAssignments>>;
 
 /// The per-node watch channels.
 #[derive(Default)]
@@ -45,7 +56,8 @@ impl AssignmentHub {
         rx
     }
 
-    fn publish(&self, tasks: Vec<(u64, Task)>) {
+    fn publish(&self, tasks: Vec<(u64, Task)>, nodes: &[Node], networks: &[Network]) {
+        let mut views = crate::overlay_view::overlay_views(&tasks, nodes, networks);
         let mut by_node: HashMap<String, NodeTasks> = HashMap::new();
         for (v, t) in tasks {
             let assigned = t
@@ -64,13 +76,18 @@ impl AssignmentHub {
         };
         nodes.retain(|_, tx| tx.receiver_count() > 0);
         for (node, tx) in nodes.iter() {
-            let now = by_node.remove(node).unwrap_or_default();
-            tx.send_if_modified(|old| {
+            let now = NodeAssignments {
+                tasks: by_node.remove(node).unwrap_or_default(),
+                networks: views.remove(node).unwrap_or_default(),
+            };
+            tx.send_if_modified(move |old| {
                 let same = old.as_ref().is_some_and(|old| {
-                    old.len() == now.len()
+                    old.networks == now.networks
+                        && old.tasks.len() == now.tasks.len()
                         && now
+                            .tasks
                             .iter()
-                            .all(|(id, (v, _))| old.get(id).is_some_and(|(ov, _)| ov == v))
+                            .all(|(id, (v, _))| old.tasks.get(id).is_some_and(|(ov, _)| ov == v))
                 });
                 if !same {
                     *old = Some(Arc::new(now));
@@ -101,7 +118,11 @@ pub async fn run(manager: Weak<Manager>) {
         let Some(m) = manager.upgrade() else { return };
         if m.is_leader() {
             let tasks = m.store.list::<Task>().unwrap_or_default();
-            m.assignments.publish(tasks);
+            let nodes = m.store.list::<Node>().unwrap_or_default();
+            let nodes: Vec<Node> = nodes.into_iter().map(|(_, n)| n).collect();
+            let networks = m.store.list::<Network>().unwrap_or_default();
+            let networks: Vec<Network> = networks.into_iter().map(|(_, n)| n).collect();
+            m.assignments.publish(tasks, &nodes, &networks);
         }
     }
 }

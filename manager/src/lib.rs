@@ -14,6 +14,7 @@
 //! - [`ports`]: published-port checks and allocation (pure).
 //! - [`reconciler`]: runs orchestrators and scheduler on the leader.
 //! - [`assignments`]: each node's assigned tasks, for the worker sessions.
+//! - [`overlay_view`]: each node's overlay peers (neighbour and FDB entries to program).
 //! - [`status_batcher`]: worker task status updates → few proposals.
 
 pub mod allocator;
@@ -22,6 +23,7 @@ pub mod ipam;
 pub mod liveness;
 pub mod manager;
 pub mod orchestrator;
+pub mod overlay_view;
 pub mod ports;
 pub mod raft;
 pub mod reconciler;

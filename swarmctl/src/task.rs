@@ -58,6 +58,10 @@ pub fn task_row_json(i: &TaskInfo) -> serde_json::Value {
         "current_state": state_of(st.state),
         "error": st.err,
         "container_id": st.container_id,
+        // Where the container runs, for `nsenter --target PID` or
+        // `nsenter --net=SANDBOX` (set while it runs).
+        "pid": (st.pid > 0).then_some(st.pid),
+        "sandbox": (!st.sandbox.is_empty()).then_some(st.sandbox.clone()),
         "addresses": t.networks.iter().map(|a| json!({
             "network": a.network_name,
             "ip": a.address.split('/').next().unwrap_or(""),

@@ -29,6 +29,7 @@ use swarmlet_worker::agent::{self, AgentConfig, AgentEvent};
 use swarmlet_worker::docker::{DockerConfig, DockerExecutor};
 use swarmlet_worker::executor::NodeExecutor;
 use swarmlet_worker::logs::LogsService;
+use swarmlet_worker::overlay::Overlay;
 use swarmlet_worker::session;
 use swarmlet_worker::sim::{SimConfig, SimExecutor};
 use swarmlet_worker::tasks::TaskManager;
@@ -83,8 +84,15 @@ impl Joined {
                 pull_missing: cfg.pull_missing,
             })),
         };
+        let real_containers = matches!(executor, NodeExecutor::Docker(_));
+        let data_ip = data_path_ip(&state.addr);
+        let overlay = Overlay::new(&state.node_id, data_ip);
         let (status_tx, status_rx) = mpsc::unbounded_channel();
-        let task_manager = Arc::new(TaskManager::new(Arc::new(executor), status_tx));
+        let task_manager = Arc::new(TaskManager::new(
+            Arc::new(executor),
+            overlay.clone(),
+            status_tx,
+        ));
         let joined = Arc::new(Joined {
             cfg,
             state: Mutex::new(state),
@@ -103,6 +111,9 @@ impl Joined {
             joined.task_manager.clone(),
             shutdown_rx.clone(),
         ));
+        if real_containers {
+            joined.spawn(overlay.run());
+        }
         joined.spawn(session::run_status_reports(
             joined.client_tls.clone(),
             joined.manager_addrs.subscribe(),
@@ -373,4 +384,11 @@ async fn serve(
     if let Err(e) = result {
         tracing::error!("listener failed: {e}");
     }
+}
+
+/// The IPv4 address VXLAN traffic leaves from: the host part of the
+/// advertise address.
+fn data_path_ip(addr: &str) -> Option<std::net::Ipv4Addr> {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    host.parse().ok()
 }

@@ -151,13 +151,19 @@ pub fn wait_for_or<T>(
 
 /// Runs `docker ARGS`; its trimmed stdout.
 pub fn docker(args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("docker")
+    run("docker", args)
+}
+
+/// Runs `program ARGS` (`ip`, `bridge`, …); its trimmed stdout, or an error
+/// with its stderr.
+pub fn run(program: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(program)
         .args(args)
         .output()
-        .context("docker")?;
+        .with_context(|| program.to_string())?;
     if !out.status.success() {
         bail!(
-            "docker {}: {}",
+            "{program} {}: {}",
             args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         );

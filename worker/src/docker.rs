@@ -25,7 +25,7 @@ use futures::StreamExt;
 use std::sync::Mutex;
 use swarmlet_proto::objects::Task;
 
-use crate::executor::{ExecError, Executor, LogStream};
+use crate::executor::{ExecError, Executor, LogStream, Sandbox};
 
 /// Label keys on every container Swarmlet creates.
 pub mod labels {
@@ -326,6 +326,11 @@ impl Executor for DockerExecutor {
                 DockerError::DockerResponseServerError { .. } => ExecError::Start(message(&e)),
                 other => self.runtime(other),
             })?;
+        Ok(())
+    }
+
+    async fn ready(&self, container_id: &str) -> Result<(), ExecError> {
+        let d = self.docker().await?;
         loop {
             match self.health(&d, container_id).await? {
                 Health::Starting => tokio::time::sleep(HEALTH_POLL).await,
@@ -333,6 +338,27 @@ impl Executor for DockerExecutor {
                 Health::NoCheck | Health::Healthy | Health::Exited => return Ok(()),
             }
         }
+    }
+
+    async fn sandbox(&self, container_id: &str) -> Option<Sandbox> {
+        let d = self.docker().await.ok()?;
+        let info = d
+            .inspect_container(container_id, None::<InspectContainerOptions>)
+            .await
+            .ok()?;
+        let pid = info
+            .state
+            .and_then(|s| s.pid)
+            .and_then(|p| u32::try_from(p).ok())
+            .filter(|p| *p > 0)?;
+        let key = info
+            .network_settings
+            .and_then(|n| n.sandbox_key)
+            .filter(|k| !k.is_empty() && std::path::Path::new(k).exists());
+        Some(Sandbox {
+            pid,
+            path: key.unwrap_or_else(|| format!("/proc/{pid}/ns/net")),
+        })
     }
 
     async fn wait(&self, container_id: &str) -> Result<i32, ExecError> {

@@ -36,9 +36,14 @@ pub enum ExecError {
 pub trait Executor: Send + Sync + 'static {
     /// Checks the image and creates the task's container; returns its ID.
     fn prepare(&self, task: &Task) -> impl Future<Output = Result<String, ExecError>> + Send;
-    /// Starts the container; returns once it runs (and, with a health
-    /// check, once it is healthy).
+    /// Starts the container; returns once its process runs.
     fn start(&self, container_id: &str) -> impl Future<Output = Result<(), ExecError>> + Send;
+    /// Waits until the started container is ready: healthy when it has a
+    /// health check, at once otherwise.
+    fn ready(&self, container_id: &str) -> impl Future<Output = Result<(), ExecError>> + Send;
+    /// The running container's process and network namespace, if it has
+    /// them (simulated containers do not).
+    fn sandbox(&self, container_id: &str) -> impl Future<Output = Option<Sandbox>> + Send;
     /// Waits until the container exits (its exit code) or turns unhealthy.
     fn wait(&self, container_id: &str) -> impl Future<Output = Result<i32, ExecError>> + Send;
     /// Stops the container (SIGTERM, SIGKILL after `grace`) and removes it.
@@ -55,6 +60,16 @@ pub trait Executor: Send + Sync + 'static {
     /// The container's output: (from stderr, bytes) chunks; the last `tail`
     /// lines (negative: all), then new output while `follow`.
     fn logs(&self, container_id: &str, follow: bool, tail: i64) -> LogStream;
+}
+
+/// Where a running container lives: its main process and the path of its
+/// network namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sandbox {
+    /// PID of the container's main process (in the node's PID namespace).
+    pub pid: u32,
+    /// Path of its network namespace, for `nsenter --net=PATH`.
+    pub path: String,
 }
 
 /// Output chunks of one container.
@@ -80,6 +95,20 @@ impl Executor for NodeExecutor {
         match self {
             NodeExecutor::Sim(s) => s.start(container_id).await,
             NodeExecutor::Docker(d) => d.start(container_id).await,
+        }
+    }
+
+    async fn ready(&self, container_id: &str) -> Result<(), ExecError> {
+        match self {
+            NodeExecutor::Sim(s) => s.ready(container_id).await,
+            NodeExecutor::Docker(d) => d.ready(container_id).await,
+        }
+    }
+
+    async fn sandbox(&self, container_id: &str) -> Option<Sandbox> {
+        match self {
+            NodeExecutor::Sim(s) => s.sandbox(container_id).await,
+            NodeExecutor::Docker(d) => d.sandbox(container_id).await,
         }
     }
 

@@ -7,6 +7,8 @@
 //! - [`docker`]: the Docker executor (bollard).
 //! - [`sim`]: the simulated executor.
 //! - [`logs`]: the node's logs service for managers.
+//! - [`overlay`]: the VXLAN overlay data plane (namespaces, bridge, veths,
+//!   neighbour and FDB entries), reconciled with the managers' view.
 //! - [`resources`]: the CPUs and memory this host offers.
 //! - [`session`]: the assignments stream and batched status reports.
 //! - [`tasks`]: one controller per assigned task, driving it through the
@@ -16,6 +18,7 @@ pub mod agent;
 pub mod docker;
 pub mod executor;
 pub mod logs;
+pub mod overlay;
 pub mod resources;
 pub mod session;
 pub mod sim;

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use futures::StreamExt;
 
-use crate::executor::{ExecError, Executor, LogStream};
+use crate::executor::{ExecError, Executor, LogStream, Sandbox};
 
 /// Settings of the simulated executor.
 #[derive(Debug, Clone, Default)]
@@ -106,6 +106,14 @@ impl Executor for SimExecutor {
             c.remove(container_id);
         }
         Ok(())
+    }
+
+    async fn ready(&self, _container_id: &str) -> Result<(), ExecError> {
+        Ok(())
+    }
+
+    async fn sandbox(&self, _container_id: &str) -> Option<Sandbox> {
+        None
     }
 
     async fn find(&self, task_id: &str) -> Option<String> {

@@ -14,7 +14,8 @@ use swarmlet_proto::dispatcher::AssignmentsMessage;
 use swarmlet_proto::objects::{Task, TaskState, TaskStatus};
 use tokio::sync::{mpsc, watch};
 
-use crate::executor::{ExecError, Executor};
+use crate::executor::{ExecError, Executor, Sandbox};
+use crate::overlay::Overlay;
 
 /// Where controllers send status changes: (task ID, status).
 pub type StatusTx = mpsc::UnboundedSender<(String, TaskStatus)>;
@@ -27,6 +28,7 @@ struct Controller {
 /// Runs the tasks assigned to this node.
 pub struct TaskManager<E: Executor> {
     exec: Arc<E>,
+    overlay: Arc<Overlay>,
     controllers: Mutex<HashMap<String, Controller>>,
     status: StatusTx,
 }
@@ -41,10 +43,12 @@ fn status(state: TaskState, message: &str) -> TaskStatus {
 }
 
 impl<E: Executor> TaskManager<E> {
-    /// A task manager using `exec`, reporting to `status`.
-    pub fn new(exec: Arc<E>, status: StatusTx) -> Self {
+    /// A task manager using `exec` and plugging containers into `overlay`,
+    /// reporting to `status`.
+    pub fn new(exec: Arc<E>, overlay: Arc<Overlay>, status: StatusTx) -> Self {
         TaskManager {
             exec,
+            overlay,
             controllers: Mutex::new(HashMap::new()),
             status,
         }
@@ -52,6 +56,10 @@ impl<E: Executor> TaskManager<E> {
 
     /// Applies one assignments message from the session.
     pub fn apply(&self, msg: AssignmentsMessage) {
+        // The network view first: new tasks' attachments wait for it.
+        if msg.networks_changed {
+            self.overlay.set_networks(msg.networks);
+        }
         let Ok(mut controllers) = self.controllers.lock() else {
             return;
         };
@@ -97,6 +105,7 @@ impl<E: Executor> TaskManager<E> {
             let (desired, rx) = watch::channel(task.desired_state);
             let handle = tokio::spawn(run(
                 self.exec.clone(),
+                self.overlay.clone(),
                 task.clone(),
                 begin,
                 rx,
@@ -104,6 +113,11 @@ impl<E: Executor> TaskManager<E> {
             ));
             controllers.insert(task.id, Controller { desired, handle });
         }
+    }
+
+    /// The node's overlay data plane.
+    pub fn overlay(&self) -> Arc<Overlay> {
+        self.overlay.clone()
     }
 
     /// The executor the tasks run on.
@@ -148,8 +162,19 @@ fn failed(message: &str, err: String) -> TaskStatus {
     st
 }
 
+/// Notes where the container lives in a status.
+fn with_sandbox(mut st: TaskStatus, container: &str, sandbox: &Option<Sandbox>) -> TaskStatus {
+    st.container_id = container.to_string();
+    if let Some(sb) = sandbox {
+        st.pid = sb.pid;
+        st.sandbox = sb.path.clone();
+    }
+    st
+}
+
 async fn run<E: Executor>(
     exec: Arc<E>,
+    overlay: Arc<Overlay>,
     task: Task,
     begin: Begin,
     mut desired: watch::Receiver<i32>,
@@ -169,9 +194,14 @@ async fn run<E: Executor>(
     let container = match begin {
         Begin::Adopt => match exec.find(&task.id).await {
             Some(c) => {
-                let mut st = status(TaskState::Running, "adopted after a restart");
-                st.container_id = c.clone();
-                report(st);
+                let sandbox = exec.sandbox(&c).await;
+                if let Some(sb) = &sandbox {
+                    if let Err(e) = overlay.attach(&task, sb.pid).await {
+                        tracing::warn!(task = %task.id, error = %e, "re-attaching an adopted task");
+                    }
+                }
+                let st = status(TaskState::Running, "adopted after a restart");
+                report(with_sandbox(st, &c, &sandbox));
                 c
             }
             None => {
@@ -205,9 +235,30 @@ async fn run<E: Executor>(
                 r = exec.start(&container) => Some(r),
                 _ = stop_wanted(&mut desired) => None,
             };
+            let sandbox = match started {
+                Some(Ok(())) => exec.sandbox(&container).await,
+                _ => None,
+            };
+            if let (Some(Ok(())), Some(sb)) = (&started, &sandbox) {
+                if let Err(e) = overlay.attach(&task, sb.pid).await {
+                    let _ = exec.stop(&container, grace).await;
+                    overlay.detach(&task.id).await;
+                    let st = failed("failed to attach networks", format!("network: {e}"));
+                    report(with_sandbox(st, &container, &None));
+                    return;
+                }
+            }
+            let started = match started {
+                Some(Ok(())) => tokio::select! {
+                    r = exec.ready(&container) => Some(r),
+                    _ = stop_wanted(&mut desired) => None,
+                },
+                other => other,
+            };
             match started {
                 Some(Ok(())) => {}
                 Some(Err(e)) => {
+                    overlay.detach(&task.id).await;
                     let _ = exec.stop(&container, grace).await;
                     let mut st = match e {
                         ExecError::Start(_) => {
@@ -223,15 +274,15 @@ async fn run<E: Executor>(
                 }
                 None => {
                     let _ = exec.stop(&container, grace).await;
+                    overlay.detach(&task.id).await;
                     let mut st = status(TaskState::Shutdown, "shut down");
                     st.container_id = container;
                     report(st);
                     return;
                 }
             }
-            let mut st = status(TaskState::Running, "started");
-            st.container_id = container.clone();
-            report(st);
+            let st = status(TaskState::Running, "started");
+            report(with_sandbox(st, &container, &sandbox));
             container
         }
     };
@@ -256,6 +307,7 @@ async fn run<E: Executor>(
             status(TaskState::Shutdown, "shut down")
         }
     };
+    overlay.detach(&task.id).await;
     st.container_id = container;
     report(st);
 }

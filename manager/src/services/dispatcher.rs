@@ -49,6 +49,7 @@ async fn session(
         return;
     };
     let mut sent: HashMap<String, u64> = HashMap::new();
+    let mut sent_networks = None;
     let mut full = true;
     loop {
         if !status.borrow().is_leader() {
@@ -68,26 +69,39 @@ async fn session(
             continue;
         };
         let updated: Vec<Task> = now
+            .tasks
             .iter()
             .filter(|(id, (v, _))| sent.get(*id) != Some(v))
             .map(|(_, (_, t))| t.clone())
             .collect();
         let removed: Vec<String> = sent
             .keys()
-            .filter(|id| !now.contains_key(*id))
+            .filter(|id| !now.tasks.contains_key(*id))
             .cloned()
             .collect();
-        if full || !updated.is_empty() || !removed.is_empty() {
+        let networks_changed = full || sent_networks.as_ref() != Some(&now.networks);
+        if full || !updated.is_empty() || !removed.is_empty() || networks_changed {
             let msg = AssignmentsMessage {
                 full,
                 updated,
                 removed,
+                networks_changed,
+                networks: if networks_changed {
+                    now.networks.clone()
+                } else {
+                    Vec::new()
+                },
             };
             if tx.send(Ok(msg)).await.is_err() {
                 return;
             }
             full = false;
-            sent = now.iter().map(|(id, (v, _))| (id.clone(), *v)).collect();
+            sent = now
+                .tasks
+                .iter()
+                .map(|(id, (v, _))| (id.clone(), *v))
+                .collect();
+            sent_networks = Some(now.networks.clone());
         }
         tokio::select! {
             r = assigned.changed() => if r.is_err() { return },

@@ -1,0 +1,202 @@
+//! The overlay data plane on namespace hosts with real Docker: tasks of a
+//! service on a user network reach each other across hosts (ICMP and TCP)
+//! with MTU 1450; neighbour and FDB entries follow scaling on every node; a
+//! deleted FDB entry comes back; removing the service and the network
+//! leaves no namespace behind. Needs root, dockerd and the demo image
+//! (`deploy/dockerd.sh`, `deploy/image.sh`).
+
+use std::time::Duration;
+
+use serde_json::Value;
+use swarmlet_tests::e2e::{docker, run, wait_for, wait_for_or, NsCluster};
+
+const CONVERGE: Duration = Duration::from_secs(60);
+const HEAL: Duration = Duration::from_secs(15);
+const IMAGE: &str = "swarmlet-demo:latest";
+
+/// A running task: host, IP on the network, container ID.
+#[derive(Debug, Clone)]
+struct Endpoint {
+    host: String,
+    node_id: String,
+    ip: String,
+    container: String,
+}
+
+fn endpoints(c: &NsCluster, service: &str) -> Vec<Endpoint> {
+    let Ok(Value::Array(tasks)) = c.json(1, &["service", "ps", service]) else {
+        return Vec::new();
+    };
+    tasks
+        .iter()
+        .filter(|t| t["desired_state"] == "running" && t["current_state"] == "running")
+        .filter_map(|t| {
+            Some(Endpoint {
+                host: t["node"].as_str()?.to_string(),
+                node_id: t["node_id"].as_str()?.to_string(),
+                ip: t["addresses"][0]["ip"].as_str()?.to_string(),
+                container: t["container_id"].as_str()?.to_string(),
+            })
+        })
+        .collect()
+}
+
+fn state(c: &NsCluster, service: &str) -> String {
+    format!(
+        "service ps:\n{}\nnetns:\n{}",
+        c.ctl(1, &["service", "ps", service]).unwrap_or_default(),
+        run("ip", &["netns", "ls"]).unwrap_or_default()
+    )
+}
+
+/// The overlay namespace of `network_id` on node `node_id`.
+fn overlay_ns(node_id: &str, network_id: &str) -> String {
+    format!("ovl-{}-{}", &node_id[..8], &network_id[..10])
+}
+
+fn exec(container: &str, cmd: &[&str]) -> anyhow::Result<String> {
+    let mut args = vec!["exec", container];
+    args.extend_from_slice(cmd);
+    docker(&args)
+}
+
+#[test]
+fn overlay_reaches_across_hosts_and_follows_tasks() {
+    let c = NsCluster::up("swov", "10.213.0", 3).expect("cluster up");
+    c.ctl(1, &["network", "create", "--attachable", "front"])
+        .expect("network create");
+    let net = c
+        .json(1, &["network", "inspect", "front"])
+        .expect("inspect");
+    let net_id = net["id"].as_str().expect("network id").to_string();
+    let vni = net["vni"].as_u64().expect("vni");
+    c.ctl(
+        1,
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "web",
+            "--replicas",
+            "3",
+            "--network",
+            "front",
+            IMAGE,
+        ],
+    )
+    .expect("create web");
+    let eps = wait_for_or(
+        "3 tasks on 3 hosts",
+        CONVERGE,
+        || {
+            let e = endpoints(&c, "web");
+            let mut hosts: Vec<&str> = e.iter().map(|e| e.host.as_str()).collect();
+            hosts.sort_unstable();
+            hosts.dedup();
+            (e.len() == 3 && hosts.len() == 3).then_some(e)
+        },
+        || state(&c, "web"),
+    );
+
+    // Every node has the network's namespace, visible to `ip netns`.
+    let netns = run("ip", &["netns", "ls"]).expect("ip netns");
+    for e in &eps {
+        let ns = overlay_ns(&e.node_id, &net_id);
+        assert!(netns.contains(&ns), "{ns} missing in:\n{netns}");
+    }
+
+    // ICMP and TCP between containers on different hosts, MTU 1450.
+    let (a, b) = (&eps[0], &eps[1]);
+    wait_for_or(
+        "ping across hosts",
+        HEAL,
+        || exec(&a.container, &["ping", "-c", "1", "-W", "1", &b.ip]).ok(),
+        || state(&c, "web"),
+    );
+    let body = wait_for("HTTP across hosts", HEAL, || {
+        let get = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {} 80", b.ip);
+        exec(&a.container, &["sh", "-c", &get]).ok()
+    });
+    assert!(body.contains("200 OK") && body.contains("web."), "{body}");
+    let mtu = exec(&a.container, &["cat", "/sys/class/net/eth0/mtu"]).expect("mtu");
+    assert_eq!(mtu, "1450");
+    let ps = c.json(1, &["service", "ps", "web"]).expect("ps");
+    assert!(
+        ps.as_array().is_some_and(
+            |ts| ts.iter().any(|t| t["pid"].as_u64().is_some_and(|p| p > 0)
+                && t["sandbox"].as_str().is_some_and(|s| !s.is_empty()))
+        ),
+        "pid and sandbox in ps: {ps:#}"
+    );
+
+    // A deleted FDB entry comes back.
+    let ns_a = overlay_ns(&a.node_id, &net_id);
+    let vx = format!("vx-{vni}");
+    let octets: Vec<u8> = b.ip.split('.').filter_map(|o| o.parse().ok()).collect();
+    let mac_b = format!(
+        "02:42:{:02x}:{:02x}:{:02x}:{:02x}",
+        octets[0], octets[1], octets[2], octets[3]
+    );
+    let fdb = run("bridge", &["-n", &ns_a, "fdb", "show", "dev", &vx]).expect("fdb");
+    assert!(fdb.contains(&mac_b), "{mac_b} not in fdb of {ns_a}:\n{fdb}");
+    run(
+        "bridge",
+        &["-n", &ns_a, "fdb", "del", &mac_b, "dev", &vx, "self"],
+    )
+    .expect("fdb del");
+    wait_for("the FDB entry restored", HEAL, || {
+        let fdb = run("bridge", &["-n", &ns_a, "fdb", "show", "dev", &vx]).ok()?;
+        fdb.contains(&mac_b).then_some(())
+    });
+
+    // Scale 3 → 1: the removed tasks' entries go from every node.
+    c.ctl(1, &["service", "scale", "-d", "web=1"])
+        .expect("scale");
+    let left = wait_for("1 task left", CONVERGE, || {
+        let e = endpoints(&c, "web");
+        (e.len() == 1).then_some(e)
+    });
+    let removed: Vec<&Endpoint> = eps.iter().filter(|e| e.ip != left[0].ip).collect();
+    wait_for_or(
+        "neighbour entries of removed tasks gone",
+        HEAL,
+        || {
+            let ns = overlay_ns(&left[0].node_id, &net_id);
+            let neigh = run("ip", &["-n", &ns, "neigh", "show", "dev", &vx]).ok()?;
+            let fdb = run("bridge", &["-n", &ns, "fdb", "show", "dev", &vx]).ok()?;
+            removed
+                .iter()
+                .all(|r| !neigh.contains(&r.ip) && !fdb.contains(&r.ip))
+                .then_some(())
+        },
+        || state(&c, "web"),
+    );
+    // Nodes left without a task of the network drop its namespace.
+    wait_for_or(
+        "namespaces of emptied nodes removed",
+        HEAL,
+        || {
+            let netns = run("ip", &["netns", "ls"]).ok()?;
+            removed
+                .iter()
+                .filter(|r| r.node_id != left[0].node_id)
+                .all(|r| !netns.contains(&overlay_ns(&r.node_id, &net_id)))
+                .then_some(())
+        },
+        || state(&c, "web"),
+    );
+
+    // The network in use cannot go; once unused it goes with everything.
+    let err = c.ctl(1, &["network", "rm", "front"]).expect_err("in use");
+    assert!(err.to_string().contains("in use"), "{err:#}");
+    c.ctl(1, &["service", "rm", "web"]).expect("rm web");
+    wait_for("no overlay namespace left", CONVERGE, || {
+        let netns = run("ip", &["netns", "ls"]).ok()?;
+        (!netns.contains(&net_id[..10])).then_some(())
+    });
+    wait_for("network removed", CONVERGE, || {
+        c.ctl(1, &["network", "rm", "front"]).ok()
+    });
+    drop(c);
+}

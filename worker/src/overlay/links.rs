@@ -1,0 +1,419 @@
+//! Netlink operations of the data plane, each on a handle opened inside
+//! the right namespace (see [`super::netns::run_in`]): the bridge, the
+//! VXLAN device, veth pairs, addresses, and the neighbour and FDB entries.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use futures_util::TryStreamExt;
+use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags};
+use rtnetlink::packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
+use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, LinkVxlan};
+
+use super::plan::{OVERLAY_MTU, VXLAN_PORT};
+use super::OverlayError;
+
+fn nl(what: &str, e: rtnetlink::Error) -> OverlayError {
+    OverlayError::System(format!("{what}: {e}"))
+}
+
+/// A link as listed: index, name, bridge it is enslaved to, whether it is up.
+#[derive(Debug, Clone)]
+pub struct Link {
+    /// Interface index.
+    pub index: u32,
+    /// Interface name.
+    pub name: String,
+    /// Index of the bridge it belongs to.
+    pub master: Option<u32>,
+    /// Administratively up.
+    pub up: bool,
+}
+
+/// Every link of the namespace.
+pub async fn links(h: &Handle) -> Result<Vec<Link>, OverlayError> {
+    let msgs: Vec<_> = h
+        .link()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|e| nl("listing links", e))?;
+    Ok(msgs
+        .into_iter()
+        .map(|m| Link {
+            index: m.header.index,
+            up: m.header.flags.contains(LinkFlags::Up),
+            name: m
+                .attributes
+                .iter()
+                .find_map(|a| match a {
+                    LinkAttribute::IfName(n) => Some(n.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default(),
+            master: m.attributes.iter().find_map(|a| match a {
+                LinkAttribute::Controller(i) => Some(*i),
+                _ => None,
+            }),
+        })
+        .collect())
+}
+
+/// The link named `name`, if it exists.
+pub async fn link(h: &Handle, name: &str) -> Result<Option<Link>, OverlayError> {
+    Ok(links(h).await?.into_iter().find(|l| l.name == name))
+}
+
+/// Sets a link up.
+pub async fn set_up(h: &Handle, index: u32) -> Result<(), OverlayError> {
+    h.link()
+        .set(LinkUnspec::new_with_index(index).up().build())
+        .execute()
+        .await
+        .map_err(|e| nl("setting a link up", e))
+}
+
+/// Deletes a link.
+pub async fn delete(h: &Handle, index: u32) -> Result<(), OverlayError> {
+    h.link()
+        .del(index)
+        .execute()
+        .await
+        .map_err(|e| nl("deleting a link", e))
+}
+
+/// IPv4 addresses of a link.
+async fn addresses(h: &Handle, index: u32) -> Result<Vec<Ipv4Addr>, OverlayError> {
+    let msgs: Vec<_> = h
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|e| nl("listing addresses", e))?;
+    Ok(msgs
+        .iter()
+        .flat_map(|m| m.attributes.iter())
+        .filter_map(|a| match a {
+            AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Gives a link `ip/prefix` unless it has it.
+async fn ensure_address(
+    h: &Handle,
+    index: u32,
+    ip: Ipv4Addr,
+    prefix: u8,
+) -> Result<(), OverlayError> {
+    if !addresses(h, index).await?.contains(&ip) {
+        h.address()
+            .add(index, IpAddr::V4(ip), prefix)
+            .execute()
+            .await
+            .map_err(|e| nl(&format!("adding {ip}/{prefix}"), e))?;
+    }
+    Ok(())
+}
+
+/// Makes sure `lo` and the bridge (with the gateway address) exist and are
+/// up; returns the bridge's index.
+pub async fn ensure_bridge(
+    h: &Handle,
+    name: &str,
+    gateway: Ipv4Addr,
+    prefix: u8,
+) -> Result<u32, OverlayError> {
+    if let Some(lo) = link(h, "lo").await? {
+        if !lo.up {
+            set_up(h, lo.index).await?;
+        }
+    }
+    let bridge = match link(h, name).await? {
+        Some(l) => l,
+        None => {
+            h.link()
+                .add(LinkBridge::new(name).mtu(OVERLAY_MTU).up().build())
+                .execute()
+                .await
+                .map_err(|e| nl("creating the bridge", e))?;
+            link(h, name)
+                .await?
+                .ok_or_else(|| OverlayError::System("the bridge vanished".into()))?
+        }
+    };
+    ensure_address(h, bridge.index, gateway, prefix).await?;
+    if !bridge.up {
+        set_up(h, bridge.index).await?;
+    }
+    Ok(bridge.index)
+}
+
+/// In the node's namespace: creates the VXLAN device (its UDP socket stays
+/// here, on the node's routing), then moves it into the namespace at `into`.
+pub async fn create_vxlan(
+    h: &Handle,
+    name: &str,
+    vni: u32,
+    local: Ipv4Addr,
+    into: &Path,
+) -> Result<(), OverlayError> {
+    if let Some(stale) = link(h, name).await? {
+        delete(h, stale.index).await?;
+    }
+    h.link()
+        .add(
+            LinkVxlan::new(name, vni)
+                .port(VXLAN_PORT)
+                .local(local)
+                .learning(false)
+                .proxy(true)
+                .mtu(OVERLAY_MTU)
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(|e| nl(&format!("creating {name}"), e))?;
+    let index = link(h, name)
+        .await?
+        .ok_or_else(|| OverlayError::System(format!("{name} vanished")))?
+        .index;
+    let target = std::fs::File::open(into)
+        .map_err(|e| OverlayError::System(format!("opening {}: {e}", into.display())))?;
+    let moved = h
+        .link()
+        .set(
+            LinkUnspec::new_with_index(index)
+                .setns_by_fd(target.as_raw_fd())
+                .build(),
+        )
+        .execute()
+        .await;
+    if let Err(e) = moved {
+        let _ = delete(h, index).await;
+        return Err(nl(&format!("moving {name}"), e));
+    }
+    Ok(())
+}
+
+/// Enslaves a link to the bridge and sets it up.
+pub async fn enslave(h: &Handle, index: u32, bridge: u32) -> Result<(), OverlayError> {
+    h.link()
+        .set(
+            LinkUnspec::new_with_index(index)
+                .controller(bridge)
+                .up()
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(|e| nl("adding a port to the bridge", e))
+}
+
+/// Creates a veth pair: `host` on the bridge, `temp` moved into the
+/// namespace of process `pid`.
+pub async fn create_veth(
+    h: &Handle,
+    host: &str,
+    temp: &str,
+    bridge: u32,
+    pid: u32,
+) -> Result<(), OverlayError> {
+    for stale in [host, temp] {
+        if let Some(l) = link(h, stale).await? {
+            delete(h, l.index).await?;
+        }
+    }
+    h.link()
+        .add(LinkVeth::new(host, temp).mtu(OVERLAY_MTU).build())
+        .execute()
+        .await
+        .map_err(|e| nl("creating a veth pair", e))?;
+    let all = links(h).await?;
+    let index_of = |n: &str| all.iter().find(|l| l.name == n).map(|l| l.index);
+    let (Some(host_ix), Some(temp_ix)) = (index_of(host), index_of(temp)) else {
+        return Err(OverlayError::System("the veth pair vanished".into()));
+    };
+    enslave(h, host_ix, bridge).await?;
+    h.link()
+        .set(
+            LinkUnspec::new_with_index(temp_ix)
+                .setns_by_pid(pid)
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(|e| nl("moving the veth into the container", e))
+}
+
+/// Inside the container: renames `temp` to `ifname`, gives it its MAC,
+/// MTU and address, and sets it (and `lo`) up.
+pub async fn configure_container_if(
+    h: &Handle,
+    temp: &str,
+    ifname: &str,
+    mac: [u8; 6],
+    ip: Ipv4Addr,
+    prefix: u8,
+) -> Result<(), OverlayError> {
+    let l = link(h, temp)
+        .await?
+        .ok_or_else(|| OverlayError::System(format!("{temp} is not in the container")))?;
+    h.link()
+        .set(
+            LinkUnspec::new_with_index(l.index)
+                .name(ifname.to_string())
+                .address(mac.to_vec())
+                .mtu(OVERLAY_MTU)
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(|e| nl(&format!("configuring {ifname}"), e))?;
+    ensure_address(h, l.index, ip, prefix).await?;
+    set_up(h, l.index).await?;
+    if let Some(lo) = link(h, "lo").await? {
+        if !lo.up {
+            set_up(h, lo.index).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Permanent neighbour entries (IP → MAC) on link `index`.
+pub async fn neighbours(
+    h: &Handle,
+    index: u32,
+) -> Result<BTreeMap<Ipv4Addr, [u8; 6]>, OverlayError> {
+    let msgs: Vec<NeighbourMessage> = h
+        .neighbours()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|e| nl("listing neighbours", e))?;
+    Ok(msgs
+        .iter()
+        .filter(|m| m.header.ifindex == index && m.header.state == NeighbourState::Permanent)
+        .filter_map(|m| Some((dst_v4(m)?, lladdr(m)?)))
+        .collect())
+}
+
+/// FDB entries of the VXLAN device `index` added with `self` (MAC →
+/// remote node IP).
+pub async fn fdb(h: &Handle, index: u32) -> Result<BTreeMap<[u8; 6], Ipv4Addr>, OverlayError> {
+    let mut req = h.neighbours().get();
+    req.message_mut().header.family = AddressFamily::Bridge;
+    let msgs: Vec<NeighbourMessage> = req
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|e| nl("listing FDB entries", e))?;
+    Ok(msgs
+        .iter()
+        .filter(|m| {
+            m.header.ifindex == index
+                && m.header.flags.contains(NeighbourFlags::Own)
+                && m.header.state == NeighbourState::Permanent
+        })
+        .filter_map(|m| Some((lladdr(m)?, dst_v4(m)?)))
+        .collect())
+}
+
+fn dst_v4(m: &NeighbourMessage) -> Option<Ipv4Addr> {
+    m.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
+        _ => None,
+    })
+}
+
+fn lladdr(m: &NeighbourMessage) -> Option<[u8; 6]> {
+    m.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::LinkLayerAddress(b) => b.as_slice().try_into().ok(),
+        _ => None,
+    })
+}
+
+/// Adds (or replaces) the permanent neighbour `ip → mac` on link `index`.
+pub async fn put_neighbour(
+    h: &Handle,
+    index: u32,
+    ip: Ipv4Addr,
+    mac: [u8; 6],
+) -> Result<(), OverlayError> {
+    h.neighbours()
+        .add(index, IpAddr::V4(ip))
+        .link_layer_address(&mac)
+        .state(NeighbourState::Permanent)
+        .replace()
+        .execute()
+        .await
+        .map_err(|e| nl(&format!("adding neighbour {ip}"), e))
+}
+
+/// Deletes the neighbour entry of `ip` on link `index`.
+pub async fn delete_neighbour(h: &Handle, index: u32, ip: Ipv4Addr) -> Result<(), OverlayError> {
+    let mut m = NeighbourMessage::default();
+    m.header.family = AddressFamily::Inet;
+    m.header.ifindex = index;
+    m.attributes
+        .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+    h.neighbours()
+        .del(m)
+        .execute()
+        .await
+        .map_err(|e| nl(&format!("deleting neighbour {ip}"), e))
+}
+
+/// Adds (or replaces) `bridge fdb add MAC dev VXLAN dst NODE self permanent`.
+pub async fn put_fdb(
+    h: &Handle,
+    index: u32,
+    mac: [u8; 6],
+    node: Ipv4Addr,
+) -> Result<(), OverlayError> {
+    h.neighbours()
+        .add_bridge(index, &mac)
+        .flags(NeighbourFlags::Own)
+        .state(NeighbourState::Permanent)
+        .destination(IpAddr::V4(node))
+        .replace()
+        .execute()
+        .await
+        .map_err(|e| nl("adding an FDB entry", e))
+}
+
+/// Deletes the `self` FDB entry of `mac` (towards `node`) on link `index`.
+pub async fn delete_fdb(
+    h: &Handle,
+    index: u32,
+    mac: [u8; 6],
+    node: Ipv4Addr,
+) -> Result<(), OverlayError> {
+    let mut m = NeighbourMessage::default();
+    m.header.family = AddressFamily::Bridge;
+    m.header.ifindex = index;
+    m.header.flags = NeighbourFlags::Own;
+    m.header.state = NeighbourState::Permanent;
+    m.attributes
+        .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+    m.attributes
+        .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
+            node,
+        )));
+    h.neighbours()
+        .del(m)
+        .execute()
+        .await
+        .map_err(|e| nl("deleting an FDB entry", e))
+}

@@ -1,0 +1,387 @@
+//! The overlay data plane of one node: VXLAN networks built with netlink.
+//!
+//! Per overlay network with a local endpoint, a namespace `ovl-<node>-<net>`
+//! holds a bridge `br0` (with the gateway IP) and the network's VXLAN device,
+//! created in the node's namespace (so its UDP socket uses the node's
+//! routing; no learning, ARP proxy on) and moved in. Each task container
+//! (Docker network `none`) gets a veth: one end on `br0`, the other moved
+//! into the container as `eth<i>` with the task's IP and a MAC derived from
+//! it. For every endpoint on another node, the VXLAN device gets a permanent
+//! neighbour entry (IP → MAC) and an FDB entry (MAC → that node's IP), from
+//! the managers' view ([`Overlay::set_networks`]).
+//!
+//! A reconcile loop ([`Overlay::run`]) re-creates a deleted namespace,
+//! bridge, VXLAN device or veth, puts back missing neighbour/FDB entries and
+//! deletes stale ones, and removes namespaces no local endpoint uses.
+//!
+//! Layout: [`plan`] (names, MACs, diffs; pure), [`netns`] (namespaces and
+//! running netlink inside them), [`links`] (the netlink operations).
+
+pub mod links;
+pub mod netns;
+pub mod plan;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use swarmlet_proto::dispatcher::OverlayNetwork;
+use swarmlet_proto::objects::{Network, Task};
+use tokio::sync::Notify;
+
+use plan::{mac_for, parse_cidr, BRIDGE};
+
+/// Why the data plane could not do something.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum OverlayError {
+    /// A kernel or system call failed.
+    #[error("{0}")]
+    System(String),
+    /// The managers never sent the network (it may have been removed).
+    #[error("network {0} is unknown on this node")]
+    UnknownNetwork(String),
+    /// The node has no IPv4 data-path address for VXLAN.
+    #[error("this node has no IPv4 address for overlay traffic (--advertise-addr)")]
+    NoDataAddress,
+    /// An address from the managers does not parse.
+    #[error("bad address {0}")]
+    BadAddress(String),
+}
+
+/// How often the reconcile loop checks the kernel state without a change.
+const RECONCILE_PERIOD: Duration = Duration::from_secs(2);
+
+/// How long an attachment waits for the managers' view of its network.
+const NETWORK_WAIT: Duration = Duration::from_secs(10);
+
+/// One of a local task's addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Attachment {
+    network_id: String,
+    ip: Ipv4Addr,
+    prefix: u8,
+    ifname: String,
+}
+
+/// A container on this node plugged into overlays.
+#[derive(Debug, Clone)]
+struct LocalEndpoint {
+    pid: u32,
+    attachments: Vec<Attachment>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The managers' view: networks with local endpoints, and their peers.
+    networks: HashMap<String, OverlayNetwork>,
+    /// Local containers by task ID.
+    endpoints: HashMap<String, LocalEndpoint>,
+}
+
+/// The node's overlay data plane.
+pub struct Overlay {
+    node_id: String,
+    data_ip: Option<Ipv4Addr>,
+    state: Mutex<State>,
+    wake: Notify,
+    /// Serialises kernel changes (attachments and reconcile passes).
+    busy: tokio::sync::Mutex<()>,
+}
+
+impl Overlay {
+    /// The data plane of node `node_id`, whose VXLAN traffic leaves from
+    /// `data_ip`.
+    pub fn new(node_id: &str, data_ip: Option<Ipv4Addr>) -> Arc<Self> {
+        Arc::new(Overlay {
+            node_id: node_id.to_string(),
+            data_ip,
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+            busy: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Replaces the managers' view of this node's networks.
+    pub fn set_networks(&self, networks: Vec<OverlayNetwork>) {
+        if let Ok(mut st) = self.state.lock() {
+            st.networks = networks
+                .into_iter()
+                .filter_map(|n| Some((n.network.as_ref()?.id.clone(), n)))
+                .collect();
+        }
+        self.wake.notify_one();
+    }
+
+    fn network(&self, id: &str) -> Option<Network> {
+        self.state
+            .lock()
+            .ok()?
+            .networks
+            .get(id)
+            .and_then(|n| n.network.clone())
+    }
+
+    /// Plugs the container of `task` (main process `pid`) into the task's
+    /// networks. Idempotent: an endpoint already plumbed is only recorded.
+    pub async fn attach(&self, task: &Task, pid: u32) -> Result<(), OverlayError> {
+        if task.networks.is_empty() {
+            return Ok(());
+        }
+        let mut attachments = Vec::new();
+        for (i, a) in task.networks.iter().enumerate() {
+            let (ip, prefix) = parse_cidr(&a.address)
+                .ok_or_else(|| OverlayError::BadAddress(a.address.clone()))?;
+            attachments.push(Attachment {
+                network_id: a.network_id.clone(),
+                ip,
+                prefix,
+                ifname: plan::container_ifname(i),
+            });
+        }
+        let deadline = Instant::now() + NETWORK_WAIT;
+        let mut networks = Vec::new();
+        for a in &attachments {
+            let net = loop {
+                if let Some(n) = self.network(&a.network_id) {
+                    break n;
+                }
+                if Instant::now() > deadline {
+                    return Err(OverlayError::UnknownNetwork(a.network_id.clone()));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            networks.push(net);
+        }
+        let endpoint = LocalEndpoint { pid, attachments };
+        let _busy = self.busy.lock().await;
+        for (a, net) in endpoint.attachments.iter().zip(&networks) {
+            self.ensure_network(net).await?;
+            self.plumb(&task.id, pid, a).await?;
+        }
+        if let Ok(mut st) = self.state.lock() {
+            st.endpoints.insert(task.id.clone(), endpoint.clone());
+        }
+        for net in &networks {
+            self.sync_peers(net).await?;
+        }
+        Ok(())
+    }
+
+    /// Unplugs the task's container; a network's namespace goes with its
+    /// last local endpoint.
+    pub async fn detach(&self, task_id: &str) {
+        let Some(endpoint) = self
+            .state
+            .lock()
+            .ok()
+            .and_then(|mut st| st.endpoints.remove(task_id))
+        else {
+            return;
+        };
+        let _busy = self.busy.lock().await;
+        for a in &endpoint.attachments {
+            let ns = plan::ns_name(&self.node_id, &a.network_id);
+            if !self.network_in_use(&a.network_id) {
+                netns::delete(&ns);
+                continue;
+            }
+            let host = plan::veth_host(task_id);
+            let _ = netns::run_in(&netns::path_of(&ns), move |h| async move {
+                if let Some(l) = links::link(&h, &host).await? {
+                    links::delete(&h, l.index).await?;
+                }
+                Ok(())
+            })
+            .await;
+        }
+    }
+
+    fn network_in_use(&self, network_id: &str) -> bool {
+        self.state.lock().is_ok_and(|st| {
+            st.endpoints
+                .values()
+                .any(|e| e.attachments.iter().any(|a| a.network_id == network_id))
+        })
+    }
+
+    /// The network's namespace with its bridge and VXLAN device.
+    async fn ensure_network(&self, net: &Network) -> Result<(), OverlayError> {
+        let name = plan::ns_name(&self.node_id, &net.id);
+        let path = netns::path_of(&name);
+        if !netns::exists(&name) {
+            netns::create(&name).await?;
+        }
+        let (gateway, _) = parse_cidr(&net.gateway)
+            .ok_or_else(|| OverlayError::BadAddress(net.gateway.clone()))?;
+        let (_, prefix) =
+            parse_cidr(&net.subnet).ok_or_else(|| OverlayError::BadAddress(net.subnet.clone()))?;
+        let vx = plan::vxlan_name(net.vni);
+        let vx2 = vx.clone();
+        let has_vxlan = netns::run_in(&path, move |h| async move {
+            let bridge = links::ensure_bridge(&h, BRIDGE, gateway, prefix).await?;
+            match links::link(&h, &vx2).await? {
+                Some(v) if v.master == Some(bridge) && v.up => Ok(true),
+                Some(v) => links::enslave(&h, v.index, bridge).await.map(|_| true),
+                None => Ok(false),
+            }
+        })
+        .await?;
+        if has_vxlan {
+            return Ok(());
+        }
+        let local = self.data_ip.ok_or(OverlayError::NoDataAddress)?;
+        let (vni, vx2, into) = (net.vni, vx.clone(), path.clone());
+        netns::run_in(&netns::host_ns(), move |h| async move {
+            links::create_vxlan(&h, &vx2, vni, local, &into).await
+        })
+        .await?;
+        netns::run_in(&path, move |h| async move {
+            let bridge = links::link(&h, BRIDGE)
+                .await?
+                .ok_or_else(|| OverlayError::System("the bridge vanished".into()))?;
+            let v = links::link(&h, &vx)
+                .await?
+                .ok_or_else(|| OverlayError::System(format!("{vx} was not moved")))?;
+            links::enslave(&h, v.index, bridge.index).await
+        })
+        .await
+    }
+
+    /// Gives the container its interface on one network, unless the veth
+    /// is already there.
+    async fn plumb(&self, task_id: &str, pid: u32, a: &Attachment) -> Result<(), OverlayError> {
+        let path = netns::path_of(&plan::ns_name(&self.node_id, &a.network_id));
+        let host = plan::veth_host(task_id);
+        let temp = plan::veth_temp(task_id);
+        let (host2, temp2) = (host.clone(), temp.clone());
+        let created = netns::run_in(&path, move |h| async move {
+            if links::link(&h, &host2).await?.is_some() {
+                return Ok(false);
+            }
+            let bridge = links::link(&h, BRIDGE)
+                .await?
+                .ok_or_else(|| OverlayError::System("the bridge is missing".into()))?;
+            links::create_veth(&h, &host2, &temp2, bridge.index, pid).await?;
+            Ok(true)
+        })
+        .await?;
+        if !created {
+            return Ok(());
+        }
+        let (ifname, ip, prefix) = (a.ifname.clone(), a.ip, a.prefix);
+        netns::run_in(&netns::of_pid(pid), move |h| async move {
+            links::configure_container_if(&h, &temp, &ifname, mac_for(ip), ip, prefix).await
+        })
+        .await
+    }
+
+    /// Brings the VXLAN device's neighbour and FDB entries in line with the
+    /// network's remote peers.
+    async fn sync_peers(&self, net: &Network) -> Result<(), OverlayError> {
+        let peers = self
+            .state
+            .lock()
+            .ok()
+            .and_then(|st| st.networks.get(&net.id).map(|n| n.peers.clone()))
+            .unwrap_or_default();
+        let mut want_neigh = BTreeMap::new();
+        let mut want_fdb = BTreeMap::new();
+        for p in peers {
+            let (Ok(ip), Ok(node)) = (p.ip.parse::<Ipv4Addr>(), p.node_ip.parse::<Ipv4Addr>())
+            else {
+                continue;
+            };
+            if Some(node) == self.data_ip {
+                continue;
+            }
+            want_neigh.insert(ip, mac_for(ip));
+            want_fdb.insert(mac_for(ip), node);
+        }
+        let path = netns::path_of(&plan::ns_name(&self.node_id, &net.id));
+        let vx = plan::vxlan_name(net.vni);
+        netns::run_in(&path, move |h| async move {
+            let Some(v) = links::link(&h, &vx).await? else {
+                return Ok(());
+            };
+            let neigh = plan::diff(&links::neighbours(&h, v.index).await?, &want_neigh);
+            for ip in neigh.delete {
+                links::delete_neighbour(&h, v.index, ip).await?;
+            }
+            for (ip, mac) in neigh.put {
+                links::put_neighbour(&h, v.index, ip, mac).await?;
+            }
+            let have_fdb = links::fdb(&h, v.index).await?;
+            let fdb = plan::diff(&have_fdb, &want_fdb);
+            for mac in fdb.delete {
+                if let Some(node) = have_fdb.get(&mac) {
+                    links::delete_fdb(&h, v.index, mac, *node).await?;
+                }
+            }
+            for (mac, node) in fdb.put {
+                links::put_fdb(&h, v.index, mac, node).await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// One pass: every network with a local endpoint is complete and has
+    /// the right peers; namespaces nothing uses are removed.
+    async fn reconcile(&self) {
+        let _busy = self.busy.lock().await;
+        let (endpoints, networks) = match self.state.lock() {
+            Ok(st) => (st.endpoints.clone(), st.networks.clone()),
+            Err(_) => return,
+        };
+        let mut in_use: HashMap<&str, Vec<(&String, &LocalEndpoint, &Attachment)>> = HashMap::new();
+        for (task, e) in &endpoints {
+            for a in &e.attachments {
+                in_use
+                    .entry(a.network_id.as_str())
+                    .or_default()
+                    .push((task, e, a));
+            }
+        }
+        for (net_id, users) in &in_use {
+            let Some(net) = networks.get(*net_id).and_then(|n| n.network.clone()) else {
+                continue;
+            };
+            if let Err(e) = self.ensure_network(&net).await {
+                tracing::warn!(network = %net.spec.clone().unwrap_or_default().name, error = %e, "restoring the overlay");
+                continue;
+            }
+            for (task, endpoint, a) in users {
+                if !std::path::Path::new(&format!("/proc/{}", endpoint.pid)).exists() {
+                    continue;
+                }
+                if let Err(e) = self.plumb(task, endpoint.pid, a).await {
+                    tracing::warn!(task = %task, error = %e, "restoring a task's interface");
+                }
+            }
+            if let Err(e) = self.sync_peers(&net).await {
+                tracing::warn!(error = %e, "programming overlay peers");
+            }
+        }
+        let prefix = plan::ns_prefix(&self.node_id);
+        for ns in netns::list(&prefix) {
+            let used = plan::network_of_ns(&self.node_id, &ns)
+                .is_some_and(|short| in_use.keys().any(|id| id.starts_with(short)));
+            if !used {
+                netns::delete(&ns);
+            }
+        }
+    }
+
+    /// The reconcile loop: after every change of the managers' view, and
+    /// every few seconds to repair what was changed behind the node's back.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(RECONCILE_PERIOD) => {}
+            }
+            self.reconcile().await;
+        }
+    }
+}

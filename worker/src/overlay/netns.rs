@@ -1,0 +1,144 @@
+//! Network namespaces: named ones under `/run/netns` (what `ip netns`
+//! lists), and running netlink work inside any namespace.
+//!
+//! A netlink socket belongs to the namespace of the thread that opened it,
+//! so every piece of work runs on a fresh OS thread that first `setns`es
+//! into the target namespace, with its own single-threaded runtime and
+//! netlink connection. Never a tokio worker or blocking-pool thread: those
+//! are reused, and a namespace switch would leak into unrelated work.
+
+use std::fs::File;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+
+use super::OverlayError;
+
+/// Where named namespaces live (as iproute2 keeps them).
+pub const NETNS_DIR: &str = "/run/netns";
+
+/// The path of the named namespace `name`.
+pub fn path_of(name: &str) -> PathBuf {
+    Path::new(NETNS_DIR).join(name)
+}
+
+/// The network namespace of this process (its main thread), where the
+/// node's own interfaces and the VXLAN sockets live.
+pub fn host_ns() -> PathBuf {
+    PathBuf::from("/proc/self/ns/net")
+}
+
+/// The network namespace of a process (a container's sandbox).
+pub fn of_pid(pid: u32) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/ns/net"))
+}
+
+fn sys(what: &str, e: impl std::fmt::Display) -> OverlayError {
+    OverlayError::System(format!("{what}: {e}"))
+}
+
+/// Whether the named namespace exists (a namespace bind-mounted at its path).
+pub fn exists(name: &str) -> bool {
+    let path = path_of(name);
+    let Ok(meta) = std::fs::metadata(&path) else {
+        return false;
+    };
+    // A bind-mounted namespace file is on the nsfs device; a leftover plain
+    // file (mount gone) is on the tmpfs of /run.
+    let parent = std::fs::metadata(NETNS_DIR).ok();
+    use std::os::unix::fs::MetadataExt;
+    parent.is_some_and(|p| p.dev() != meta.dev())
+}
+
+/// Creates the named namespace `name` (replacing a stale file of that name).
+pub async fn create(name: &str) -> Result<(), OverlayError> {
+    std::fs::create_dir_all(NETNS_DIR).map_err(|e| sys("creating /run/netns", e))?;
+    let path = path_of(name);
+    if path.exists() {
+        let _ = umount2(&path, MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_file(&path);
+    }
+    File::create(&path).map_err(|e| sys(&format!("creating {}", path.display()), e))?;
+    let target = path.clone();
+    let made = on_thread(move || {
+        unshare(CloneFlags::CLONE_NEWNET).map_err(|e| sys("unshare", e))?;
+        mount(
+            Some("/proc/thread-self/ns/net"),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| sys(&format!("mounting {}", target.display()), e))
+    })
+    .await;
+    if made.is_err() {
+        let _ = std::fs::remove_file(&path);
+    }
+    made
+}
+
+/// Deletes the named namespace `name` (its interfaces go with it).
+pub fn delete(name: &str) {
+    let path = path_of(name);
+    let _ = umount2(&path, MntFlags::MNT_DETACH);
+    let _ = std::fs::remove_file(&path);
+}
+
+/// Names of the named namespaces that start with `prefix`.
+pub fn list(prefix: &str) -> Vec<String> {
+    std::fs::read_dir(NETNS_DIR)
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Runs `work` on a fresh OS thread and waits for it without blocking the
+/// runtime.
+async fn on_thread<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, OverlayError> + Send + 'static,
+) -> Result<T, OverlayError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("swarmlet-netns".into())
+        .spawn(move || {
+            let _ = tx.send(work());
+        })
+        .map_err(|e| sys("spawning a namespace thread", e))?;
+    rx.await
+        .map_err(|_| OverlayError::System("a namespace thread died".into()))?
+}
+
+/// Runs `work` with a netlink handle inside the namespace at `ns`.
+pub async fn run_in<T, F, Fut>(ns: &Path, work: F) -> Result<T, OverlayError>
+where
+    T: Send + 'static,
+    F: FnOnce(rtnetlink::Handle) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, OverlayError>>,
+{
+    let ns = ns.to_path_buf();
+    on_thread(move || {
+        let file = File::open(&ns).map_err(|e| sys(&format!("opening {}", ns.display()), e))?;
+        setns(file, CloneFlags::CLONE_NEWNET)
+            .map_err(|e| sys(&format!("entering {}", ns.display()), e))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| sys("runtime", e))?;
+        rt.block_on(async move {
+            let (conn, handle, _) =
+                rtnetlink::new_connection().map_err(|e| sys("netlink socket", e))?;
+            let driver = tokio::spawn(conn);
+            let out = work(handle).await;
+            driver.abort();
+            out
+        })
+    })
+    .await
+}

@@ -3,13 +3,17 @@
 # Debian's busybox-static, with a shell, nc, nslookup, wget and a web server
 # on port 80 that answers with the container's hostname (the task name).
 # No registry involved (`docker import`). Idempotent: rebuilds only when
-# the image is missing or FORCE=1.
+# the image is missing, was built from other files, or FORCE=1.
 set -euo pipefail
 
 IMAGE="${IMAGE:-swarmlet-demo:latest}"
 here="$(cd "$(dirname "$0")" && pwd)"
 
-if [ "${FORCE:-0}" != 1 ] && docker image inspect "$IMAGE" >/dev/null 2>&1; then
+# The image carries a digest of the files it is made from: an image built
+# by an older version of this script is rebuilt.
+version=$(cat "$0" "$here/image/demo-server" | sha256sum | cut -c1-12)
+have=$(docker image inspect -f '{{index .Config.Labels "com.swarmlet.image.version"}}' "$IMAGE" 2>/dev/null || true)
+if [ "${FORCE:-0}" != 1 ] && [ "$have" = "$version" ]; then
   exit 0
 fi
 busybox=/bin/busybox   # from Debian's busybox-static
@@ -24,7 +28,7 @@ trap 'rm -rf "$root"' EXIT
 mkdir -p "$root"/{bin,etc,tmp,www,proc,sys,dev,run}
 cp "$busybox" "$root/bin/busybox"
 for tool in sh ash nc nslookup wget httpd hostname sleep cat echo ls ps ip ifconfig \
-            ping kill true false mkdir rm env printf grep sed head tail date id; do
+            ping kill true false dd wc timeout mkdir rm env printf grep sed head tail date id; do
   ln -s busybox "$root/bin/$tool"
 done
 install -m 0755 "$here/image/demo-server" "$root/bin/demo-server"
@@ -33,6 +37,7 @@ printf 'root:x:0:\n' > "$root/etc/group"
 tar -C "$root" -c . | docker import \
   --change 'ENV PATH=/bin' \
   --change 'EXPOSE 80' \
+  --change "LABEL com.swarmlet.image.version=$version" \
   --change 'CMD ["/bin/demo-server"]' \
   - "$IMAGE" >/dev/null
 echo "image.sh: built $IMAGE" >&2

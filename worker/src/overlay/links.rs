@@ -178,6 +178,7 @@ pub async fn create_vxlan(
                 .local(local)
                 .learning(false)
                 .proxy(true)
+                .udp_csum(false)
                 .mtu(OVERLAY_MTU)
                 .build(),
         )

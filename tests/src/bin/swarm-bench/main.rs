@@ -19,6 +19,8 @@ use swarmlet_proto::control::CreateServiceRequest;
 use swarmlet_proto::objects::{NodeStatus, RemovedNode, ServiceSpec, Task, TaskState};
 use swarmlet_tests::{form_cluster, wait_until, InProcessNode};
 
+mod overlay;
+
 #[derive(Parser)]
 #[command(name = "swarm-bench", about = "Swarmlet benchmarks")]
 struct Args {
@@ -65,8 +67,11 @@ enum Scenario {
         #[arg(long, default_value_t = 20)]
         replicas: usize,
     },
-    /// Not built yet: arrives with the overlay issue.
-    Overlay,
+    /// Real data plane: bulk TCP across hosts (VXLAN) vs on one host.
+    Overlay {
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// Not built yet: arrives with the routing-mesh issue.
     Mesh,
     /// Not built yet: arrives with the routing-mesh issue.
@@ -181,13 +186,17 @@ async fn raft_bench(
 
 /// `swarmctl service create --replicas N` until converged, against N
 /// sequential `docker run -d` of the same image.
-fn start_bench(replicas: usize) -> anyhow::Result<serde_json::Value> {
-    use swarmlet_tests::e2e::{docker, NsCluster};
-    let bin = std::env::current_exe()?
+/// Where this binary is, with the `swarmd` and `swarmctl` built with it.
+fn bin_dir() -> anyhow::Result<std::path::PathBuf> {
+    std::env::current_exe()?
         .parent()
         .map(std::path::PathBuf::from)
-        .context("bench binary directory")?;
-    let cluster = NsCluster::up_with(&bin, "swbst", "10.212.0", 3)?;
+        .context("bench binary directory")
+}
+
+fn start_bench(replicas: usize) -> anyhow::Result<serde_json::Value> {
+    use swarmlet_tests::e2e::{docker, NsCluster};
+    let cluster = NsCluster::up_with(&bin_dir()?, "swbst", "10.212.0", 3)?;
     eprintln!("start: 3 hosts up, creating {replicas} replicas");
     let n = replicas.to_string();
     let started = Instant::now();
@@ -501,7 +510,7 @@ async fn main() -> anyhow::Result<()> {
         } => sched_bench(managers, nodes, tasks).await?,
         Scenario::Reschedule { nodes, tasks } => reschedule_bench(nodes, tasks).await?,
         Scenario::Start { replicas } => start_bench(replicas)?,
-        Scenario::Overlay => bail!("this scenario arrives with overlay networks (issue 5)"),
+        Scenario::Overlay { seconds } => overlay::run(&bin_dir()?, seconds)?,
         Scenario::Mesh | Scenario::LbUpdate => {
             bail!("this scenario arrives with the routing mesh (issue 6)")
         }

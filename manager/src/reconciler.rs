@@ -86,9 +86,27 @@ async fn pass(m: &Manager) -> Result<(), crate::store::StoreError> {
     let plain: Vec<&Task> = tasks
         .iter()
         .map(|(_, t)| t)
+        .filter(|t| !t.attachment)
         .filter(|t| !is_pending(t) || networks.is_empty() || has_addresses(t, &networks))
         .collect();
     let mut txs = Vec::new();
+    // Attachments belong to the node that asked: assigned there once they
+    // have their addresses (or failed, when a subnet is full).
+    for (version, t) in tasks.iter().filter(|(_, t)| t.attachment && is_pending(t)) {
+        let mut t = t.clone();
+        let addressed = has_addresses(&t, &networks);
+        let status = t.status.get_or_insert_with(Default::default);
+        if !status.err.is_empty() {
+            status.state = TaskState::Failed as i32;
+        } else if addressed {
+            status.state = TaskState::Assigned as i32;
+            status.message = "addresses allocated".into();
+        } else {
+            continue;
+        }
+        status.timestamp_ms = now;
+        txs.push(Tx::new().put(&t, Some(*version)));
+    }
     for (task_id, decision) in schedule(&nodes, &plain, now) {
         let Some((version, task)) = by_id.get(task_id.as_str()).map(|&i| &tasks[i]) else {
             continue;

@@ -51,6 +51,8 @@ pub enum Command {
     /// Manage overlay networks.
     #[command(subcommand)]
     Network(crate::network::NetworkCmd),
+    /// Run a standalone container on this node, on attachable overlay networks.
+    Run(crate::run::RunArgs),
     /// Print the version.
     Version,
     /// Print a shell completion script.

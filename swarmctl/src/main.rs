@@ -7,6 +7,7 @@ mod network;
 mod node;
 mod output;
 mod progress;
+mod run;
 mod service;
 mod service_spec;
 mod task;
@@ -24,6 +25,7 @@ async fn main() {
         Command::Service(c) => service::run(&cli, c).await,
         Command::Task(c) => task::run(&cli, c).await,
         Command::Network(c) => network::run(&cli, c).await,
+        Command::Run(a) => run::run(&cli, a).await,
         Command::Version => {
             println!("swarmctl {}", env!("CARGO_PKG_VERSION"));
             Ok(())

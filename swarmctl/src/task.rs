@@ -32,6 +32,10 @@ pub enum TaskCmd {
 
 fn name(i: &TaskInfo) -> String {
     let t = i.task.clone().unwrap_or_default();
+    if t.attachment {
+        // A `swarmctl run` container: its container name.
+        return t.spec.map(|s| s.name).unwrap_or_default();
+    }
     if t.slot > 0 {
         format!("{}.{}", t.service_name, t.slot)
     } else {

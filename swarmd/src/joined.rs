@@ -243,6 +243,31 @@ impl Joined {
         self.identity.lock().await.clone()
     }
 
+    /// Asks a manager to record a `swarmctl run` container of this node on
+    /// attachable networks; the attachment task comes back.
+    pub async fn attach(
+        &self,
+        req: swarmlet_proto::dispatcher::AttachRequest,
+    ) -> Result<swarmlet_proto::objects::Task, tonic::Status> {
+        let managers = self.manager_addrs.borrow().clone();
+        let mut last = tonic::Status::unavailable("no manager known");
+        for addr in managers {
+            let channel = tls_channel(&addr, self.client_tls.clone())
+                .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+            match swarmlet_proto::dispatcher::dispatcher_client::DispatcherClient::new(channel)
+                .attach(req.clone())
+                .await
+            {
+                Ok(resp) => return Ok(resp.into_inner()),
+                // A refusal (bad network, bad image) is the answer; only an
+                // unreachable manager is worth trying the next one.
+                Err(s) if s.code() != tonic::Code::Unavailable => return Err(s),
+                Err(s) => last = s,
+            }
+        }
+        Err(last)
+    }
+
     /// Gets a certificate for the role the cluster now wants.
     async fn renew_certificate(&self) -> anyhow::Result<()> {
         let managers = self.state.lock().await.managers.clone();

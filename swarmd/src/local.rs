@@ -1,12 +1,17 @@
-//! The local-only service: the node's own life cycle (init, join, leave, info).
+//! The local-only service: the node's own life cycle (init, join, leave,
+//! info) and `swarmctl run` containers on this node.
 
 use std::sync::{Arc, Weak};
 
+use futures::StreamExt;
 use swarmlet_proto::common::Empty;
 use swarmlet_proto::control::control_client::ControlClient;
 use swarmlet_proto::control::RemoveRaftMemberRequest;
 use swarmlet_proto::local::local_server::Local;
 use swarmlet_proto::local::*;
+use swarmlet_proto::logs::LogLine;
+use swarmlet_proto::objects::{TaskState, TaskStatus};
+use swarmlet_worker::executor::Executor;
 use tonic::{Request, Response, Status};
 
 use crate::bootstrap::{self, InitParams};
@@ -27,6 +32,22 @@ impl LocalService {
         self.daemon
             .upgrade()
             .ok_or_else(|| Status::unavailable("daemon is shutting down"))
+    }
+}
+
+/// How long `run` waits for the container to run on its networks.
+const RUN_START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl LocalService {
+    /// The joined node, or a clear error when it is not in a swarm.
+    async fn joined(&self) -> Result<Arc<crate::joined::Joined>, Status> {
+        let d = self.daemon()?;
+        let joined = d.joined.lock().await;
+        joined.clone().ok_or_else(|| {
+            Status::failed_precondition(
+                "this node is not part of a swarm: run `swarmctl cluster init` or `swarmctl node join` first",
+            )
+        })
     }
 }
 
@@ -160,6 +181,91 @@ impl Local for LocalService {
         *joined = None;
         wipe_state(&d);
         Ok(Response::new(Empty {}))
+    }
+
+    async fn run(&self, request: Request<RunRequest>) -> Result<Response<RunResponse>, Status> {
+        let joined = self.joined().await?;
+        let req = request.into_inner();
+        let task = joined
+            .attach(swarmlet_proto::dispatcher::AttachRequest {
+                name: req.name,
+                image: req.image,
+                command: req.command,
+                args: req.args,
+                networks: req.networks,
+            })
+            .await?;
+        // The task comes back through this node's assignments; wait until
+        // its container runs on its networks, or the reason it cannot.
+        let deadline = tokio::time::Instant::now() + RUN_START_TIMEOUT;
+        loop {
+            if let Some(st) = joined.task_manager.attachment_status(&task.id) {
+                // A container that already ran to its end (a short command)
+                // started too: its output and exit code are still to read.
+                let ran = st.state == TaskState::Running as i32
+                    || (!st.container_id.is_empty()
+                        && matches!(st.message.as_str(), "finished" | "task exited"));
+                if ran {
+                    return Ok(Response::new(RunResponse {
+                        container_id: st.container_id,
+                        task_id: task.id,
+                    }));
+                }
+                if st.state >= TaskState::Complete as i32 {
+                    let why = if st.err.is_empty() {
+                        st.message
+                    } else {
+                        st.err
+                    };
+                    return Err(Status::failed_precondition(why));
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(Status::deadline_exceeded(
+                    "the container did not start within 60 s",
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    type RunLogsStream = futures::stream::BoxStream<'static, Result<LogLine, Status>>;
+
+    async fn run_logs(
+        &self,
+        request: Request<RunRef>,
+    ) -> Result<Response<Self::RunLogsStream>, Status> {
+        let joined = self.joined().await?;
+        let id = request.into_inner().task_id;
+        let st = joined
+            .task_manager
+            .attachment_status(&id)
+            .ok_or_else(|| Status::not_found(format!("no run container {id} on this node")))?;
+        let container = st.container_id.clone();
+        let stream = joined
+            .task_manager
+            .executor()
+            .logs(&container, true, -1)
+            .map(move |chunk| match chunk {
+                Ok((stderr, data)) => Ok(LogLine {
+                    container_id: container.clone(),
+                    data,
+                    stderr,
+                    source: String::new(),
+                }),
+                Err(e) => Err(Status::unavailable(e.to_string())),
+            });
+        Ok(Response::new(stream.boxed()))
+    }
+
+    async fn run_status(&self, request: Request<RunRef>) -> Result<Response<TaskStatus>, Status> {
+        let joined = self.joined().await?;
+        let id = request.into_inner().task_id;
+        joined
+            .task_manager
+            .attachment_status(&id)
+            .map(Response::new)
+            .ok_or_else(|| Status::not_found(format!("no run container {id} on this node")))
     }
 
     async fn info(&self, _request: Request<Empty>) -> Result<Response<LocalInfo>, Status> {

@@ -1,8 +1,9 @@
 //! The overlay data plane on namespace hosts with real Docker: tasks of a
 //! service on a user network reach each other across hosts (ICMP and TCP)
 //! with MTU 1450; neighbour and FDB entries follow scaling on every node; a
-//! deleted FDB entry comes back; removing the service and the network
-//! leaves no namespace behind. Needs root, dockerd and the demo image
+//! deleted FDB entry comes back; a `swarmctl run` container joins an
+//! attachable network; removing the service and the network leaves no
+//! namespace behind. Needs root, dockerd and the demo image
 //! (`deploy/dockerd.sh`, `deploy/image.sh`).
 
 use std::time::Duration;
@@ -106,6 +107,8 @@ fn overlay_reaches_across_hosts_and_follows_tasks() {
         assert!(netns.contains(&ns), "{ns} missing in:\n{netns}");
     }
 
+    let vx = format!("vx-{vni}");
+
     // ICMP and TCP between containers on different hosts, MTU 1450.
     let (a, b) = (&eps[0], &eps[1]);
     wait_for_or(
@@ -130,9 +133,54 @@ fn overlay_reaches_across_hosts_and_follows_tasks() {
         "pid and sandbox in ps: {ps:#}"
     );
 
+    // A standalone container (`swarmctl run`) on h3 joins the attachable
+    // network: it reaches a task by IP and a task reaches it; a network
+    // that is not attachable is refused; removing the container ends it.
+    c.ctl(1, &["network", "create", "closed"]).expect("closed");
+    let err = c
+        .ctl(3, &["run", "-d", "--network", "closed", IMAGE])
+        .expect_err("not attachable");
+    assert!(err.to_string().contains("not attachable"), "{err:#}");
+    let probe = c
+        .ctl(
+            3,
+            &["run", "-d", "--name", "probe", "--network", "front", IMAGE],
+        )
+        .expect("run probe");
+    let probe = probe.trim().to_string();
+    assert_eq!(probe.len(), 64, "a container ID: {probe}");
+    let probe_ip = wait_for("the probe's address", CONVERGE, || {
+        let tasks = c.json(1, &["task", "ls"]).ok()?;
+        tasks.as_array()?.iter().find_map(|t| {
+            (t["name"] == "probe" && t["current_state"] == "running")
+                .then(|| t["addresses"][0]["ip"].as_str().map(str::to_string))
+                .flatten()
+        })
+    });
+    wait_for("probe → task", HEAL, || {
+        exec(&probe, &["ping", "-c", "1", "-W", "1", &b.ip]).ok()
+    });
+    wait_for("task → probe", HEAL, || {
+        exec(&a.container, &["ping", "-c", "1", "-W", "1", &probe_ip]).ok()
+    });
+    docker(&["rm", "-f", &probe]).expect("rm probe");
+    wait_for("the probe's task gone", CONVERGE, || {
+        let tasks = c.json(1, &["task", "ls"]).ok()?;
+        (!tasks.as_array()?.iter().any(|t| t["name"] == "probe")).then_some(())
+    });
+    wait_for_or(
+        "the probe's neighbour entry gone",
+        HEAL,
+        || {
+            let ns = overlay_ns(&a.node_id, &net_id);
+            let neigh = run("ip", &["-n", &ns, "neigh", "show", "dev", &vx]).ok()?;
+            (!neigh.contains(&probe_ip)).then_some(())
+        },
+        || state(&c, "web"),
+    );
+
     // A deleted FDB entry comes back.
     let ns_a = overlay_ns(&a.node_id, &net_id);
-    let vx = format!("vx-{vni}");
     let octets: Vec<u8> = b.ip.split('.').filter_map(|o| o.parse().ok()).collect();
     let mac_b = format!(
         "02:42:{:02x}:{:02x}:{:02x}:{:02x}",
@@ -191,6 +239,7 @@ fn overlay_reaches_across_hosts_and_follows_tasks() {
     let err = c.ctl(1, &["network", "rm", "front"]).expect_err("in use");
     assert!(err.to_string().contains("in use"), "{err:#}");
     c.ctl(1, &["service", "rm", "web"]).expect("rm web");
+    c.ctl(1, &["network", "rm", "closed"]).expect("rm closed");
     wait_for("no overlay namespace left", CONVERGE, || {
         let netns = run("ip", &["netns", "ls"]).ok()?;
         (!netns.contains(&net_id[..10])).then_some(())

@@ -280,6 +280,13 @@ enum Health {
 
 /// `<service>.<slot>` or `<service>.<node id>` (global services).
 pub fn task_name(task: &Task) -> String {
+    if task.attachment {
+        return task
+            .spec
+            .as_ref()
+            .map(|s| s.name.clone())
+            .unwrap_or_default();
+    }
     if task.slot > 0 {
         format!("{}.{}", task.service_name, task.slot)
     } else {
@@ -296,7 +303,12 @@ impl Executor for DockerExecutor {
             .map(|s| s.image.clone())
             .unwrap_or_default();
         self.ensure_image(&d, &image).await?;
-        let name = format!("{}.{}", task_name(task), task.id);
+        // `swarmctl run --name N` names the container N, as `docker run`.
+        let name = if task.attachment {
+            task_name(task)
+        } else {
+            format!("{}.{}", task_name(task), task.id)
+        };
         let created = d
             .create_container(
                 Some(CreateContainerOptions {

@@ -31,7 +31,15 @@ pub struct TaskManager<E: Executor> {
     overlay: Arc<Overlay>,
     controllers: Mutex<HashMap<String, Controller>>,
     status: StatusTx,
+    /// Last status of each attachment (`swarmctl run`) task, for the local API.
+    attachments: Attachments,
 }
+
+/// How long an exited `swarmctl run` container stays for its output to be read.
+const RUN_REMOVAL_DELAY: Duration = Duration::from_secs(3);
+
+/// Last statuses of attachment tasks, by task ID.
+type Attachments = Arc<Mutex<HashMap<String, TaskStatus>>>;
 
 fn status(state: TaskState, message: &str) -> TaskStatus {
     TaskStatus {
@@ -49,6 +57,7 @@ impl<E: Executor> TaskManager<E> {
         TaskManager {
             exec,
             overlay,
+            attachments: Arc::new(Mutex::new(HashMap::new())),
             controllers: Mutex::new(HashMap::new()),
             status,
         }
@@ -93,6 +102,13 @@ impl<E: Executor> TaskManager<E> {
             }
             let observed = task.status.as_ref().map(|s| s.state).unwrap_or(0);
             if observed >= TaskState::Complete as i32 {
+                // An attachment that failed before it reached this node
+                // (no address left): its `run` waits for that answer.
+                if task.attachment {
+                    if let (Ok(mut a), Some(st)) = (self.attachments.lock(), task.status.clone()) {
+                        a.entry(task.id.clone()).or_insert(st);
+                    }
+                }
                 continue;
             }
             // Assigned here before, but this process has no controller for
@@ -110,9 +126,15 @@ impl<E: Executor> TaskManager<E> {
                 begin,
                 rx,
                 self.status.clone(),
+                task.attachment.then(|| self.attachments.clone()),
             ));
             controllers.insert(task.id, Controller { desired, handle });
         }
+    }
+
+    /// The last status of attachment task `task_id` (`swarmctl run`).
+    pub fn attachment_status(&self, task_id: &str) -> Option<TaskStatus> {
+        self.attachments.lock().ok()?.get(task_id).cloned()
     }
 
     /// The node's overlay data plane.
@@ -179,9 +201,13 @@ async fn run<E: Executor>(
     begin: Begin,
     mut desired: watch::Receiver<i32>,
     out: StatusTx,
+    attachments: Option<Attachments>,
 ) {
     let id = task.id.clone();
     let report = |s: TaskStatus| {
+        if let Some(Ok(mut a)) = attachments.as_ref().map(|a| a.lock()) {
+            a.insert(id.clone(), s.clone());
+        }
         let _ = out.send((id.clone(), s));
     };
     let grace = Duration::from_millis(
@@ -308,6 +334,16 @@ async fn run<E: Executor>(
         }
     };
     overlay.detach(&task.id).await;
+    if task.attachment {
+        // A `run` container is gone once it exited, as with `docker run
+        // --rm`; a moment later, so that `run` without `-d` reads its last
+        // output first.
+        let (exec, container) = (exec.clone(), container.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(RUN_REMOVAL_DELAY).await;
+            let _ = exec.stop(&container, grace).await;
+        });
+    }
     st.container_id = container;
     report(st);
 }

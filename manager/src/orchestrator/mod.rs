@@ -127,6 +127,17 @@ pub fn reconcile(
     let mut changes = Vec::new();
     let mut of_service: HashMap<&str, Vec<(u64, &Task)>> = HashMap::new();
     for (version, task) in tasks {
+        if task.attachment {
+            // A standalone container: its node runs it; it is forgotten once
+            // it ended or its node is gone.
+            let node_gone = nodes_by_id
+                .get(task.node_id.as_str())
+                .is_none_or(|n| n.status() == NodeStatus::Down);
+            if is_terminal(task_state(task)) || node_gone {
+                changes.push(Change::Delete(*version, task.id.clone()));
+            }
+            continue;
+        }
         if by_id.contains_key(task.service_id.as_str()) {
             of_service
                 .entry(task.service_id.as_str())

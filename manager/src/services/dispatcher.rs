@@ -10,7 +10,9 @@ use swarmlet_common::names::role_name;
 use swarmlet_proto::common::Empty;
 use swarmlet_proto::dispatcher::dispatcher_client::DispatcherClient;
 use swarmlet_proto::dispatcher::dispatcher_server::Dispatcher;
-use swarmlet_proto::dispatcher::{AssignmentsMessage, AssignmentsRequest, UpdateTaskStatusRequest};
+use swarmlet_proto::dispatcher::{
+    AssignmentsMessage, AssignmentsRequest, AttachRequest, UpdateTaskStatusRequest,
+};
 use swarmlet_proto::dispatcher::{HeartbeatRequest, HeartbeatResponse};
 use swarmlet_proto::objects::Task;
 use swarmlet_proto::objects::{Node, RemovedNode};
@@ -155,6 +157,18 @@ impl Dispatcher for DispatcherService {
             }
         }
         Ok(Response::new(Empty {}))
+    }
+
+    async fn attach(&self, request: Request<AttachRequest>) -> Result<Response<Task>, Status> {
+        let node_id = calling_node(&request)?;
+        let m = self.slot.get()?;
+        if let Some(leader) = m.forward_target().await? {
+            return DispatcherClient::new(leader)
+                .attach(forwarded(request.into_inner(), Some(&node_id)))
+                .await;
+        }
+        let task = super::network_ops::attach(&m, &node_id, request.into_inner()).await?;
+        Ok(Response::new(task))
     }
 
     async fn heartbeat(

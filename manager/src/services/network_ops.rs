@@ -4,7 +4,9 @@
 
 use std::collections::HashSet;
 
-use swarmlet_proto::objects::{Network, NetworkSpec, Service};
+use swarmlet_proto::objects::{
+    Network, NetworkSpec, Service, ServiceSpec, Task, TaskState, TaskStatus,
+};
 use tonic::Status;
 
 use crate::ipam::{self, Subnet};
@@ -200,4 +202,62 @@ pub fn check_service_networks(m: &Manager, names: &[String]) -> Result<(), Statu
         }
     }
     Ok(())
+}
+
+/// Records a standalone container of `node_id` on attachable networks
+/// (`swarmctl run`): a pending attachment task whose addresses the leader's
+/// allocator gives it, assigned to that node once it has them.
+pub async fn attach(
+    m: &Manager,
+    node_id: &str,
+    req: swarmlet_proto::dispatcher::AttachRequest,
+) -> Result<Task, Status> {
+    if req.image.trim().is_empty() {
+        return Err(bad("an image is required"));
+    }
+    m.read_barrier().await?;
+    let all = networks(m)?;
+    let mut names = Vec::new();
+    for r in &req.networks {
+        let (_, n) = resolve_network(&all, r)?;
+        let spec = n.spec.clone().unwrap_or_default();
+        if spec.ingress || !spec.attachable {
+            return Err(bad(format!(
+                "network {} is not attachable (create it with --attachable)",
+                spec.name
+            )));
+        }
+        names.push(spec.name);
+    }
+    let now = swarmlet_common::clock::now_ms();
+    let id = swarmlet_common::ids::new_id();
+    let name = if req.name.is_empty() {
+        format!("run-{}", &id[..10])
+    } else {
+        req.name.clone()
+    };
+    let task = Task {
+        id,
+        node_id: node_id.to_string(),
+        desired_state: TaskState::Running as i32,
+        status: Some(TaskStatus {
+            state: TaskState::Pending as i32,
+            message: "allocating addresses".into(),
+            timestamp_ms: now,
+            ..Default::default()
+        }),
+        spec: Some(ServiceSpec {
+            name,
+            image: req.image,
+            command: req.command,
+            args: req.args,
+            networks: names,
+            ..Default::default()
+        }),
+        created_at_ms: now,
+        attachment: true,
+        ..Default::default()
+    };
+    m.propose(Tx::new().put(&task, None)).await?;
+    Ok(task)
 }

@@ -8,7 +8,9 @@
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
-use swarmlet_proto::objects::{Network, NetworkAttachment, Service, ServiceSpec, Task, TaskState};
+use swarmlet_proto::objects::{
+    Network, NetworkAttachment, Node, Service, ServiceSpec, Task, TaskState,
+};
 
 use crate::ipam::{self, Subnet};
 
@@ -19,6 +21,8 @@ pub enum Allocation {
     Service(u64, Box<Service>),
     /// The task (at this version) with addresses or an error set.
     Task(u64, Box<Task>),
+    /// The node (at this version) with its load-balancer addresses set.
+    Node(u64, Box<Node>),
 }
 
 struct Pool<'a> {
@@ -83,11 +87,14 @@ fn holds_addresses(t: &Task) -> bool {
         .is_none_or(|s| s.state <= TaskState::Running as i32)
 }
 
-/// Allocates what is missing.
+/// Allocates what is missing: service VIPs, task addresses, and each
+/// node's load-balancer address on ingress and on every network it has a
+/// task on (released when it has none left there).
 pub fn allocate(
     networks: &[Network],
     services: &[(u64, Service)],
     tasks: &[(u64, Task)],
+    nodes: &[(u64, Node)],
 ) -> Vec<Allocation> {
     if networks.is_empty() {
         return Vec::new();
@@ -125,6 +132,11 @@ pub fn allocate(
     }
     for (_, t) in tasks.iter().filter(|(_, t)| holds_addresses(t)) {
         for a in &t.networks {
+            mark(a);
+        }
+    }
+    for (_, n) in nodes {
+        for a in &n.lb_addresses {
             mark(a);
         }
     }
@@ -214,7 +226,74 @@ pub fn allocate(
         }
         out.push(Allocation::Task(*version, Box::new(task)));
     }
+    allocate_lb(networks, tasks, nodes, &mut pools, &mut out);
     out
+}
+
+/// Load-balancer addresses: one per node on ingress and on each network
+/// where the node has a placed task holding an address.
+fn allocate_lb(
+    networks: &[Network],
+    tasks: &[(u64, Task)],
+    nodes: &[(u64, Node)],
+    pools: &mut HashMap<&str, Pool>,
+    out: &mut Vec<Allocation>,
+) {
+    let ingress = networks
+        .iter()
+        .find(|n| n.spec.as_ref().is_some_and(|s| s.ingress));
+    let mut on_node: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for (_, t) in tasks.iter().filter(|(_, t)| holds_addresses(t)) {
+        if t.node_id.is_empty() {
+            continue;
+        }
+        for a in &t.networks {
+            on_node
+                .entry(t.node_id.as_str())
+                .or_default()
+                .insert(a.network_id.as_str());
+        }
+    }
+    for (version, node) in nodes {
+        let mut wanted: Vec<&Network> = networks
+            .iter()
+            .filter(|n| {
+                on_node
+                    .get(node.id.as_str())
+                    .is_some_and(|ids| ids.contains(n.id.as_str()))
+            })
+            .collect();
+        if let Some(i) = ingress {
+            if !wanted.iter().any(|n| n.id == i.id) {
+                wanted.insert(0, i);
+            }
+        }
+        let mut lb: Vec<NetworkAttachment> = node
+            .lb_addresses
+            .iter()
+            .filter(|a| wanted.iter().any(|n| n.id == a.network_id))
+            .cloned()
+            .collect();
+        for n in wanted {
+            if lb.iter().any(|a| a.network_id == n.id) {
+                continue;
+            }
+            if let Some(pool) = pools.get_mut(n.id.as_str()) {
+                if let Some(address) = pool.take() {
+                    lb.push(NetworkAttachment {
+                        network_id: n.id.clone(),
+                        network_name: pool.name(),
+                        address,
+                    });
+                }
+            }
+        }
+        if lb != node.lb_addresses {
+            let mut n = node.clone();
+            n.lb_addresses = lb;
+            out.push(Allocation::Node(*version, Box::new(n)));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -276,7 +355,7 @@ mod tests {
         };
         // /29: 6 hosts, minus the gateway, minus the VIP = 4 task addresses.
         let tasks: Vec<(u64, Task)> = (0..5).map(|i| pending(&format!("t{i}"), &spec)).collect();
-        let out = allocate(&nets, &[(1, svc)], &tasks);
+        let out = allocate(&nets, &[(1, svc)], &tasks, &[]);
         let Allocation::Service(_, s) = &out[0] else {
             panic!("service first: {out:?}")
         };
@@ -327,11 +406,81 @@ mod tests {
             state: TaskState::Failed as i32,
             ..Default::default()
         });
-        let out = allocate(&nets, &[(1, svc)], &[(1, done), pending("new", &spec)]);
+        let out = allocate(&nets, &[(1, svc)], &[(1, done), pending("new", &spec)], &[]);
         assert_eq!(out.len(), 1, "{out:?}");
         let Allocation::Task(_, t) = &out[0] else {
             panic!("task")
         };
         assert_eq!(t.networks[0].address, "10.0.5.2/30");
+    }
+
+    #[test]
+    fn load_balancer_addresses_follow_tasks() {
+        let nets = vec![
+            net("i", "ingress", "10.255.0.0/16", "10.255.0.1", true),
+            net("b", "backend", "10.0.5.0/24", "10.0.5.1", false),
+        ];
+        let node = |id: &str| {
+            (
+                1,
+                Node {
+                    id: id.into(),
+                    ..Default::default()
+                },
+            )
+        };
+        let mut placed = pending("t", &ServiceSpec::default()).1;
+        placed.node_id = "a".into();
+        placed.status = Some(TaskStatus {
+            state: TaskState::Running as i32,
+            ..Default::default()
+        });
+        placed.networks = vec![NetworkAttachment {
+            network_id: "b".into(),
+            network_name: "backend".into(),
+            address: "10.0.5.2/24".into(),
+        }];
+        let tasks = vec![(1, placed.clone())];
+        let out = allocate(&nets, &[], &tasks, &[node("a"), node("z")]);
+        let lb = |id: &str| -> Vec<String> {
+            out.iter()
+                .find_map(|a| match a {
+                    Allocation::Node(_, n) if n.id == id => {
+                        Some(n.lb_addresses.iter().map(|a| a.address.clone()).collect())
+                    }
+                    _ => None,
+                })
+                .unwrap_or_default()
+        };
+        // Every node on ingress; "a" also on backend, where its task runs
+        // (the task's own address is not reused).
+        assert_eq!(lb("a"), vec!["10.255.0.2/16", "10.0.5.3/24"]);
+        assert_eq!(lb("z"), vec!["10.255.0.3/16"]);
+
+        // The task ended: "a" gives its backend address back.
+        let mut a = node("a");
+        a.1.lb_addresses = vec![
+            NetworkAttachment {
+                network_id: "i".into(),
+                network_name: "ingress".into(),
+                address: "10.255.0.2/16".into(),
+            },
+            NetworkAttachment {
+                network_id: "b".into(),
+                network_name: "backend".into(),
+                address: "10.0.5.3/24".into(),
+            },
+        ];
+        let mut ended = placed;
+        ended.status = Some(TaskStatus {
+            state: TaskState::Complete as i32,
+            ..Default::default()
+        });
+        let out = allocate(&nets, &[], &[(1, ended)], &[a]);
+        let Some(Allocation::Node(_, n)) = out.first() else {
+            panic!("node change: {out:?}")
+        };
+        assert_eq!(n.lb_addresses.len(), 1);
+        assert_eq!(n.lb_addresses[0].network_id, "i");
     }
 }

@@ -10,11 +10,14 @@ use std::collections::{BTreeMap, HashMap};
 use swarmlet_proto::dispatcher::{OverlayNetwork, OverlayPeer};
 use swarmlet_proto::objects::{Network, Node, Task, TaskState};
 
-/// One endpoint: a task's IP on a network, on a node.
+/// One endpoint: a task's (or a node load balancer's) IP on a network.
 struct Endpoint<'a> {
     node_id: &'a str,
     ip: &'a str,
-    task_id: &'a str,
+    /// The task ID, or `lb-<node id>` for a load-balancer address.
+    owner: String,
+    /// A task (not a load balancer): only tasks give a node a view.
+    task: bool,
 }
 
 /// The data-path IP of a node: the host part of its advertise address.
@@ -62,18 +65,39 @@ pub fn overlay_views(
                 .push(Endpoint {
                     node_id: &t.node_id,
                     ip,
-                    task_id: &t.id,
+                    owner: t.id.clone(),
+                    task: true,
                 });
         }
     }
+    // Nodes' load-balancer addresses: replies to balanced connections come
+    // back to them, so every node on the network must reach them.
+    for n in nodes {
+        for a in &n.lb_addresses {
+            let ip = a.address.split('/').next().unwrap_or_default();
+            if let Some(eps) = by_network.get_mut(a.network_id.as_str()) {
+                eps.push(Endpoint {
+                    node_id: &n.id,
+                    ip,
+                    owner: format!("lb-{}", n.id),
+                    task: false,
+                });
+            }
+        }
+    }
     let networks: HashMap<&str, &Network> = networks.iter().map(|n| (n.id.as_str(), n)).collect();
+    let nodes_by_id: HashMap<&str, &Node> = nodes.iter().map(|n| (n.id.as_str(), n)).collect();
     let mut views: HashMap<String, Vec<OverlayNetwork>> = HashMap::new();
     for (net_id, mut endpoints) in by_network {
         let Some(network) = networks.get(net_id) else {
             continue;
         };
         endpoints.sort_by(|a, b| a.ip.cmp(b.ip));
-        let mut on_nodes: Vec<&str> = endpoints.iter().map(|e| e.node_id).collect();
+        let mut on_nodes: Vec<&str> = endpoints
+            .iter()
+            .filter(|e| e.task)
+            .map(|e| e.node_id)
+            .collect();
         on_nodes.sort_unstable();
         on_nodes.dedup();
         for node in on_nodes {
@@ -84,16 +108,22 @@ pub fn overlay_views(
                     Some(OverlayPeer {
                         ip: e.ip.to_string(),
                         node_ip: node_ips.get(e.node_id)?.clone(),
-                        task_id: e.task_id.to_string(),
+                        task_id: e.owner.clone(),
                     })
                 })
                 .collect();
+            let lb_address = nodes_by_id
+                .get(node)
+                .and_then(|n| n.lb_addresses.iter().find(|a| a.network_id == net_id))
+                .map(|a| a.address.clone())
+                .unwrap_or_default();
             views
                 .entry(node.to_string())
                 .or_default()
                 .push(OverlayNetwork {
                     network: Some((*network).clone()),
                     peers,
+                    lb_address,
                 });
         }
     }
@@ -141,11 +171,18 @@ mod tests {
             task("t4", "c", TaskState::Failed, "10.0.1.5"),
             task("t5", "", TaskState::Pending, "10.0.1.6"),
         ];
-        let nodes = vec![
+        let mut nodes = vec![
             node("a", "192.168.5.1:4242"),
             node("b", "192.168.5.2:4242"),
             node("c", "192.168.5.3:4242"),
         ];
+        for (n, ip) in nodes.iter_mut().zip(["10.0.1.250", "10.0.1.251"]) {
+            n.lb_addresses = vec![NetworkAttachment {
+                network_id: "n1".into(),
+                network_name: "front".into(),
+                address: format!("{ip}/24"),
+            }];
+        }
         let nets = vec![Network {
             id: "n1".into(),
             vni: 4096,
@@ -162,12 +199,24 @@ mod tests {
             .collect();
         assert_eq!(
             peers,
-            vec![("10.0.1.3", "192.168.5.2"), ("10.0.1.4", "192.168.5.2")]
+            vec![
+                ("10.0.1.251", "192.168.5.2"),
+                ("10.0.1.3", "192.168.5.2"),
+                ("10.0.1.4", "192.168.5.2")
+            ]
         );
+        assert_eq!(a.lb_address, "10.0.1.250/24");
         let b = &views["b"][0];
-        assert_eq!(b.peers.len(), 1);
-        assert_eq!(b.peers[0].ip, "10.0.1.2");
-        assert_eq!(b.peers[0].node_ip, "192.168.5.1");
+        let peers: Vec<(&str, &str)> = b
+            .peers
+            .iter()
+            .map(|p| (p.ip.as_str(), p.node_ip.as_str()))
+            .collect();
+        assert_eq!(
+            peers,
+            vec![("10.0.1.2", "192.168.5.1"), ("10.0.1.250", "192.168.5.1")]
+        );
+        assert_eq!(b.lb_address, "10.0.1.251/24");
     }
 
     #[test]

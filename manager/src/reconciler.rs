@@ -64,13 +64,15 @@ async fn pass(m: &Manager) -> Result<(), crate::store::StoreError> {
     if !networks.is_empty() {
         let services = m.store.list::<Service>()?;
         let tasks = m.store.list::<Task>()?;
-        let allocations = allocate(&networks, &services, &tasks);
+        let versioned_nodes = m.store.list::<Node>()?;
+        let allocations = allocate(&networks, &services, &tasks, &versioned_nodes);
         if !allocations.is_empty() {
             let txs = allocations
                 .into_iter()
                 .map(|a| match a {
                     Allocation::Service(v, s) => Tx::new().put(s.as_ref(), Some(v)),
                     Allocation::Task(v, t) => Tx::new().put(t.as_ref(), Some(v)),
+                    Allocation::Node(v, n) => Tx::new().put(n.as_ref(), Some(v)),
                 })
                 .collect();
             propose_all(m, txs).await;

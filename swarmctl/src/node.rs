@@ -26,6 +26,10 @@ fn node_json(n: &NodeInfo) -> serde_json::Value {
         "addr": n.addr,
         "labels": n.labels,
         "status_message": n.status_message,
+        "lb_addresses": n.lb_addresses.iter().map(|a| json!({
+            "network": a.network_name,
+            "ip": a.address.split('/').next().unwrap_or(""),
+        })).collect::<Vec<_>>(),
         "created_at": time(n.created_at_ms),
         "updated_at": time(n.updated_at_ms),
     })

@@ -109,6 +109,33 @@ fn overlay_reaches_across_hosts_and_follows_tasks() {
 
     let vx = format!("vx-{vni}");
 
+    // Each node has a load-balancer address on the network, on its bridge,
+    // reachable from the other nodes' tasks.
+    let lb_of = |host: &str| -> Option<String> {
+        let n = c.json(1, &["node", "inspect", host]).ok()?;
+        n["lb_addresses"].as_array()?.iter().find_map(|a| {
+            (a["network"] == "front")
+                .then(|| a["ip"].as_str().map(str::to_string))
+                .flatten()
+        })
+    };
+    let lb_a = wait_for("a load-balancer address", CONVERGE, || lb_of(&eps[0].host));
+    wait_for_or(
+        "the load-balancer address on br0",
+        HEAL,
+        || {
+            let ns = overlay_ns(&eps[0].node_id, &net_id);
+            let addrs = run("ip", &["-n", &ns, "addr", "show", "br0"]).ok()?;
+            addrs.contains(&format!("{lb_a}/")).then_some(())
+        },
+        || state(&c, "web"),
+    );
+    wait_for(
+        "a task reaches another node's load-balancer address",
+        HEAL,
+        || exec(&eps[1].container, &["ping", "-c", "1", "-W", "1", &lb_a]).ok(),
+    );
+
     // ICMP and TCP between containers on different hosts, MTU 1450.
     let (a, b) = (&eps[0], &eps[1]);
     wait_for_or(

@@ -109,6 +109,7 @@ fn node_info(n: &Node, members: &[RaftMember], status: &RaftStatus) -> NodeInfo 
         status_message: n.status_message.clone(),
         created_at_ms: n.created_at_ms,
         updated_at_ms: n.updated_at_ms,
+        lb_addresses: n.lb_addresses.clone(),
     }
 }
 

@@ -34,6 +34,8 @@ pub struct Link {
     pub master: Option<u32>,
     /// Administratively up.
     pub up: bool,
+    /// Hardware address.
+    pub mac: Vec<u8>,
 }
 
 /// Every link of the namespace.
@@ -62,6 +64,14 @@ pub async fn links(h: &Handle) -> Result<Vec<Link>, OverlayError> {
                 LinkAttribute::Controller(i) => Some(*i),
                 _ => None,
             }),
+            mac: m
+                .attributes
+                .iter()
+                .find_map(|a| match a {
+                    LinkAttribute::Address(b) => Some(b.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default(),
         })
         .collect())
 }
@@ -126,13 +136,15 @@ async fn ensure_address(
     Ok(())
 }
 
-/// Makes sure `lo` and the bridge (with the gateway address) exist and are
-/// up; returns the bridge's index.
+/// Makes sure `lo` and the bridge (with the gateway address and the
+/// node's load-balancer address, when it has one) exist and are up; the
+/// bridge takes `mac` (the one other nodes derive from the load-balancer
+/// IP, so that frames for it are the bridge's own). Returns its index.
 pub async fn ensure_bridge(
     h: &Handle,
     name: &str,
-    gateway: Ipv4Addr,
-    prefix: u8,
+    addresses: &[(Ipv4Addr, u8)],
+    mac: Option<[u8; 6]>,
 ) -> Result<u32, OverlayError> {
     if let Some(lo) = link(h, "lo").await? {
         if !lo.up {
@@ -152,7 +164,20 @@ pub async fn ensure_bridge(
                 .ok_or_else(|| OverlayError::System("the bridge vanished".into()))?
         }
     };
-    ensure_address(h, bridge.index, gateway, prefix).await?;
+    for (ip, prefix) in addresses {
+        ensure_address(h, bridge.index, *ip, *prefix).await?;
+    }
+    if let Some(mac) = mac.filter(|m| bridge.mac != m.as_slice()) {
+        h.link()
+            .set(
+                LinkUnspec::new_with_index(bridge.index)
+                    .address(mac.to_vec())
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(|e| nl("setting the bridge's address", e))?;
+    }
     if !bridge.up {
         set_up(h, bridge.index).await?;
     }

@@ -1,7 +1,8 @@
 //! The overlay data plane of one node: VXLAN networks built with netlink.
 //!
 //! Per overlay network with a local endpoint, a namespace `ovl-<node>-<net>`
-//! holds a bridge `br0` (with the gateway IP) and the network's VXLAN device,
+//! holds a bridge `br0` (with the gateway IP and the node's load-balancer
+//! IP on the network) and the network's VXLAN device,
 //! created in the node's namespace (so its UDP socket uses the node's
 //! routing; no learning, ARP proxy on) and moved in. Each task container
 //! (Docker network `none`) gets a veth: one end on `br0`, the other moved
@@ -122,6 +123,12 @@ impl Overlay {
             .and_then(|n| n.network.clone())
     }
 
+    /// This node's load-balancer address on a network, from the view.
+    fn lb_address(&self, network_id: &str) -> Option<(Ipv4Addr, u8)> {
+        let st = self.state.lock().ok()?;
+        parse_cidr(&st.networks.get(network_id)?.lb_address)
+    }
+
     /// Plugs the container of `task` (main process `pid`) into the task's
     /// networks. Idempotent: an endpoint already plumbed is only recorded.
     pub async fn attach(&self, task: &Task, pid: u32) -> Result<(), OverlayError> {
@@ -216,10 +223,16 @@ impl Overlay {
             .ok_or_else(|| OverlayError::BadAddress(net.gateway.clone()))?;
         let (_, prefix) =
             parse_cidr(&net.subnet).ok_or_else(|| OverlayError::BadAddress(net.subnet.clone()))?;
+        let mut addresses = vec![(gateway, prefix)];
+        let lb = self.lb_address(&net.id);
+        if let Some(lb) = lb {
+            addresses.push(lb);
+        }
+        let bridge_mac = lb.map(|(ip, _)| mac_for(ip));
         let vx = plan::vxlan_name(net.vni);
         let vx2 = vx.clone();
         let has_vxlan = netns::run_in(&path, move |h| async move {
-            let bridge = links::ensure_bridge(&h, BRIDGE, gateway, prefix).await?;
+            let bridge = links::ensure_bridge(&h, BRIDGE, &addresses, bridge_mac).await?;
             match links::link(&h, &vx2).await? {
                 Some(v) if v.master == Some(bridge) && v.up => Ok(true),
                 Some(v) => links::enslave(&h, v.index, bridge).await.map(|_| true),

@@ -164,6 +164,8 @@ fn overlay_reaches_across_hosts_and_follows_tasks() {
     // network: it reaches a task by IP and a task reaches it; a network
     // that is not attachable is refused; removing the container ends it.
     c.ctl(1, &["network", "create", "closed"]).expect("closed");
+    c.ctl(1, &["network", "create", "--attachable", "spare"])
+        .expect("spare");
     let err = c
         .ctl(3, &["run", "-d", "--network", "closed", IMAGE])
         .expect_err("not attachable");
@@ -171,7 +173,17 @@ fn overlay_reaches_across_hosts_and_follows_tasks() {
     let probe = c
         .ctl(
             3,
-            &["run", "-d", "--name", "probe", "--network", "front", IMAGE],
+            &[
+                "run",
+                "-d",
+                "--name",
+                "probe",
+                "--network",
+                "front",
+                "--network",
+                "spare",
+                IMAGE,
+            ],
         )
         .expect("run probe");
     let probe = probe.trim().to_string();
@@ -190,7 +202,17 @@ fn overlay_reaches_across_hosts_and_follows_tasks() {
     wait_for("task → probe", HEAL, || {
         exec(&a.container, &["ping", "-c", "1", "-W", "1", &probe_ip]).ok()
     });
+    // Its second network is its eth1; a network a container uses stays.
+    let eth1 = exec(&probe, &["cat", "/sys/class/net/eth1/mtu"]).expect("eth1");
+    assert_eq!(eth1, "1450");
+    let err = c
+        .ctl(1, &["network", "rm", "spare"])
+        .expect_err("spare in use");
+    assert!(err.to_string().contains("container probe"), "{err:#}");
     docker(&["rm", "-f", &probe]).expect("rm probe");
+    wait_for("spare removed once free", CONVERGE, || {
+        c.ctl(1, &["network", "rm", "spare"]).ok()
+    });
     wait_for("the probe's task gone", CONVERGE, || {
         let tasks = c.json(1, &["task", "ls"]).ok()?;
         (!tasks.as_array()?.iter().any(|t| t["name"] == "probe")).then_some(())

@@ -162,7 +162,7 @@ pub async fn list(m: &Manager) -> Result<Vec<Network>, Status> {
     Ok(all)
 }
 
-/// Removes a network no service uses.
+/// Removes a network no service, task or `run` container uses.
 pub async fn remove(m: &Manager, reference: &str) -> Result<(), Status> {
     m.read_barrier().await?;
     let (version, n) = resolve_network(&networks(m)?, reference)?;
@@ -183,6 +183,34 @@ pub async fn remove(m: &Manager, reference: &str) -> Result<(), Status> {
             "network {} is in use by service {}",
             spec.name,
             users.join(", ")
+        )));
+    }
+    // Tasks still stopping and `swarmctl run` containers hold addresses.
+    let tasks = m.store.list::<Task>().map_err(store_status)?;
+    let active: Vec<&Task> = tasks
+        .iter()
+        .map(|(_, t)| t)
+        .filter(|t| {
+            t.status
+                .as_ref()
+                .is_none_or(|s| s.state < TaskState::Complete as i32)
+                && t.networks.iter().any(|a| a.network_id == n.id)
+        })
+        .collect();
+    if let Some(t) = active.first() {
+        let what = if t.attachment {
+            format!(
+                "container {}",
+                t.spec.as_ref().map(|s| s.name.as_str()).unwrap_or_default()
+            )
+        } else {
+            format!("a task of service {}", t.service_name)
+        };
+        return Err(Status::failed_precondition(format!(
+            "network {} is in use by {what} ({} active endpoint{})",
+            spec.name,
+            active.len(),
+            if active.len() == 1 { "" } else { "s" }
         )));
     }
     m.propose(Tx::new().delete::<Network>(&n.id, Some(version)))

@@ -247,6 +247,26 @@ fn overlay_reaches_across_hosts_and_follows_tasks() {
         fdb.contains(&mac_b).then_some(())
     });
 
+    // swarmd restarted on a's host: it adopts its task and keeps the
+    // overlay (namespace and connectivity) as it was.
+    c.ctl(1, &["cluster", "update", "--heartbeat-period", "5s"])
+        .expect("heartbeat period");
+    let host_a: usize = a.host.trim_start_matches('h').parse().expect("host number");
+    c.script(&["stop", &host_a.to_string()]).expect("stop");
+    c.script(&["start", &host_a.to_string()]).expect("start");
+    wait_for_or(
+        "overlay kept across a swarmd restart",
+        CONVERGE,
+        || {
+            let netns = run("ip", &["netns", "ls"]).ok()?;
+            netns.contains(&ns_a).then_some(())?;
+            exec(&b.container, &["ping", "-c", "1", "-W", "1", &a.ip]).ok()
+        },
+        || format!("{}\nlog:\n{}", state(&c, "web"), c.log(host_a)),
+    );
+    c.ctl(1, &["cluster", "update", "--heartbeat-period", "1s"])
+        .expect("heartbeat period");
+
     // Scale 3 → 1: the removed tasks' entries go from every node.
     c.ctl(1, &["service", "scale", "-d", "web=1"])
         .expect("scale");

@@ -19,6 +19,9 @@ use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, LinkVxlan};
 use super::plan::{OVERLAY_MTU, VXLAN_PORT};
 use super::OverlayError;
 
+/// Tries while a VNI is still held by a namespace being torn down (100 ms apart).
+const VNI_BUSY_RETRIES: u32 = 50;
+
 fn nl(what: &str, e: rtnetlink::Error) -> OverlayError {
     OverlayError::System(format!("{what}: {e}"))
 }
@@ -196,20 +199,36 @@ pub async fn create_vxlan(
     if let Some(stale) = link(h, name).await? {
         delete(h, stale.index).await?;
     }
-    h.link()
-        .add(
-            LinkVxlan::new(name, vni)
-                .port(VXLAN_PORT)
-                .local(local)
-                .learning(false)
-                .proxy(true)
-                .udp_csum(false)
-                .mtu(OVERLAY_MTU)
-                .build(),
-        )
-        .execute()
-        .await
-        .map_err(|e| nl(&format!("creating {name}"), e))?;
+    // A namespace just deleted (the network's last task left a moment ago)
+    // is torn down by the kernel in the background; until then its VXLAN
+    // device still holds the VNI on this node's socket (EEXIST).
+    let mut attempt = 0;
+    loop {
+        let added = h
+            .link()
+            .add(
+                LinkVxlan::new(name, vni)
+                    .port(VXLAN_PORT)
+                    .local(local)
+                    .learning(false)
+                    .proxy(true)
+                    .udp_csum(false)
+                    .mtu(OVERLAY_MTU)
+                    .build(),
+            )
+            .execute()
+            .await;
+        match added {
+            Ok(()) => break,
+            Err(rtnetlink::Error::NetlinkError(e))
+                if e.raw_code() == -libc::EEXIST && attempt < VNI_BUSY_RETRIES =>
+            {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(nl(&format!("creating {name}"), e)),
+        }
+    }
     let index = link(h, name)
         .await?
         .ok_or_else(|| OverlayError::System(format!("{name} vanished")))?

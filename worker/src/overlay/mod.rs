@@ -88,6 +88,8 @@ pub struct Overlay {
     wake: Notify,
     /// Serialises kernel changes (attachments and reconcile passes).
     busy: tokio::sync::Mutex<()>,
+    /// Whether the managers' view arrived (this process's first session).
+    has_view: std::sync::atomic::AtomicBool,
 }
 
 impl Overlay {
@@ -100,6 +102,7 @@ impl Overlay {
             state: Mutex::new(State::default()),
             wake: Notify::new(),
             busy: tokio::sync::Mutex::new(()),
+            has_view: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -111,6 +114,8 @@ impl Overlay {
                 .filter_map(|n| Some((n.network.as_ref()?.id.clone(), n)))
                 .collect();
         }
+        self.has_view
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.wake.notify_one();
     }
 
@@ -161,13 +166,15 @@ impl Overlay {
             networks.push(net);
         }
         let endpoint = LocalEndpoint { pid, attachments };
+        // Recorded first: whatever fails below, the reconcile loop retries
+        // (a failed fresh task is detached by its controller).
+        if let Ok(mut st) = self.state.lock() {
+            st.endpoints.insert(task.id.clone(), endpoint.clone());
+        }
         let _busy = self.busy.lock().await;
         for (a, net) in endpoint.attachments.iter().zip(&networks) {
             self.ensure_network(net).await?;
             self.plumb(&task.id, pid, a).await?;
-        }
-        if let Ok(mut st) = self.state.lock() {
-            st.endpoints.insert(task.id.clone(), endpoint.clone());
         }
         for net in &networks {
             self.sync_peers(net).await?;
@@ -376,10 +383,18 @@ impl Overlay {
                 tracing::warn!(error = %e, "programming overlay peers");
             }
         }
+        // Namespaces of networks neither used here nor in the managers'
+        // view go; not before the first view (a restarted node adopts its
+        // tasks first, and their namespaces with them).
+        if !self.has_view.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
         let prefix = plan::ns_prefix(&self.node_id);
         for ns in netns::list(&prefix) {
-            let used = plan::network_of_ns(&self.node_id, &ns)
-                .is_some_and(|short| in_use.keys().any(|id| id.starts_with(short)));
+            let used = plan::network_of_ns(&self.node_id, &ns).is_some_and(|short| {
+                in_use.keys().any(|id| id.starts_with(short))
+                    || networks.keys().any(|id| id.starts_with(short))
+            });
             if !used {
                 netns::delete(&ns);
             }

@@ -300,6 +300,35 @@ fn failed_update_rolls_back() {
         || is_terminal(task_state(t))));
 }
 
+/// The last batch is watched too: with one replica the first batch is the
+/// last, and nothing is outdated once it started (this hung in CI).
+#[test]
+fn failure_in_the_last_batch_rolls_back() {
+    let mut s = service(1, ServiceMode::Replicated);
+    let mut cfg = UpdateConfig {
+        parallelism: 1,
+        monitor_ms: 3_000,
+        ..Default::default()
+    };
+    cfg.set_failure_action(FailureAction::Rollback);
+    s.spec.as_mut().expect("spec").update = Some(cfg);
+    let mut w = World::new(s, vec![node("a", NodeStatus::Ready)]);
+    w.pass(0);
+    w.run_all(0);
+    w.set_spec(|s| s.image = "bad".into());
+    let mut now = 10;
+    for _ in 0..40 {
+        w.pass(now);
+        w.run_all(now);
+        now += 300;
+    }
+    assert_eq!(w.update_state(), UpdateState::RollbackCompleted);
+    assert!(w
+        .active()
+        .iter()
+        .all(|t| t.spec.as_ref().is_some_and(|s| s.image == "v1")));
+}
+
 #[test]
 fn failed_update_pauses_by_default() {
     let mut s = service(2, ServiceMode::Replicated);

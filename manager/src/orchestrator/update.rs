@@ -107,25 +107,11 @@ pub fn plan(
         })
         .count();
 
-    if outdated.is_empty() {
-        let settling = matches!(
-            status.state(),
-            UpdateState::Updating | UpdateState::RollbackStarted
-        );
-        if settling && in_flight == 0 {
-            status.set_state(if rolling_back {
-                UpdateState::RollbackCompleted
-            } else {
-                UpdateState::Completed
-            });
-            status.message = if rolling_back {
-                "rollback completed"
-            } else {
-                "update completed"
-            }
-            .into();
-            set_status(status, &mut changes);
-        }
+    let settling = matches!(
+        status.state(),
+        UpdateState::Updating | UpdateState::RollbackStarted
+    );
+    if outdated.is_empty() && !settling {
         return changes;
     }
     if matches!(
@@ -134,17 +120,18 @@ pub fn plan(
     ) {
         return changes;
     }
-    if !matches!(
-        status.state(),
-        UpdateState::Updating | UpdateState::RollbackStarted
-    ) {
+    // The start of an update is written in this pass whatever else happens,
+    // so that `started_at` stays put (failures are judged against it).
+    let starting = !settling;
+    if starting {
         status.set_state(UpdateState::Updating);
         status.started_at_ms = now_ms;
         status.last_batch_at_ms = 0;
         status.message = "update in progress".into();
     }
 
-    // A new task that failed since the update started is a failed update.
+    // A new task that failed since the update started is a failed update,
+    // also in the last batch (nothing outdated left, still monitored).
     let failed = all.iter().find(|(_, t)| {
         current(service, t)
             && t.created_at_ms >= status.started_at_ms
@@ -188,6 +175,24 @@ pub fn plan(
         }
     }
 
+    if outdated.is_empty() {
+        if in_flight == 0 {
+            status.set_state(if rolling_back {
+                UpdateState::RollbackCompleted
+            } else {
+                UpdateState::Completed
+            });
+            status.message = if rolling_back {
+                "rollback completed"
+            } else {
+                "update completed"
+            }
+            .into();
+            set_status(status, &mut changes);
+        }
+        return changes;
+    }
+
     let parallelism = if cfg.parallelism == 0 {
         usize::MAX
     } else {
@@ -199,6 +204,9 @@ pub fn plan(
     if room == 0 || delayed {
         // Start-first: retire old tasks whose replacement already runs.
         retire_replaced(service, slots, &mut changes);
+        if starting {
+            set_status(status, &mut changes);
+        }
         return changes;
     }
     for (key, old) in outdated.into_iter().take(room) {

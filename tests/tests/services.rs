@@ -661,17 +661,28 @@ async fn networks_ipam_and_addresses() {
     assert_eq!(vips.len(), 1);
     assert_eq!(vips[0].network_name, "ingress");
 
-    // Once its service is gone, the network goes too.
+    // Once its service is gone and its tasks have stopped, the network goes
+    // too (before that: "in use by a task of service tight").
     m.control()
         .remove_service(ServiceRef {
             service: "tight".into(),
         })
         .await
         .expect("rm service");
-    m.control()
-        .remove_network(NetworkRef {
-            network: "small".into(),
-        })
-        .await
-        .expect("rm network");
+    wait_until("network small removed", CONVERGE, || async {
+        match m
+            .control()
+            .remove_network(NetworkRef {
+                network: "small".into(),
+            })
+            .await
+        {
+            Ok(_) => Some(()),
+            Err(e) => {
+                assert!(e.message().contains("in use"), "{e:?}");
+                None
+            }
+        }
+    })
+    .await;
 }

@@ -3,7 +3,6 @@
 
 use std::sync::{Arc, Weak};
 
-use futures::StreamExt;
 use swarmlet_proto::common::Empty;
 use swarmlet_proto::control::control_client::ControlClient;
 use swarmlet_proto::control::RemoveRaftMemberRequest;
@@ -11,7 +10,7 @@ use swarmlet_proto::local::local_server::Local;
 use swarmlet_proto::local::*;
 use swarmlet_proto::logs::LogLine;
 use swarmlet_proto::objects::{TaskState, TaskStatus};
-use swarmlet_worker::executor::Executor;
+use swarmlet_worker::logs::container_log_lines;
 use tonic::{Request, Response, Status};
 
 use crate::bootstrap::{self, InitParams};
@@ -241,21 +240,13 @@ impl Local for LocalService {
             .task_manager
             .attachment_status(&id)
             .ok_or_else(|| Status::not_found(format!("no run container {id} on this node")))?;
-        let container = st.container_id.clone();
-        let stream = joined
-            .task_manager
-            .executor()
-            .logs(&container, true, -1)
-            .map(move |chunk| match chunk {
-                Ok((stderr, data)) => Ok(LogLine {
-                    container_id: container.clone(),
-                    data,
-                    stderr,
-                    source: String::new(),
-                }),
-                Err(e) => Err(Status::unavailable(e.to_string())),
-            });
-        Ok(Response::new(stream.boxed()))
+        let exec = joined.task_manager.executor();
+        Ok(Response::new(container_log_lines(
+            exec.as_ref(),
+            &st.container_id,
+            true,
+            -1,
+        )))
     }
 
     async fn run_status(&self, request: Request<RunRef>) -> Result<Response<TaskStatus>, Status> {

@@ -35,20 +35,33 @@ impl<E: Executor> NodeLogs for LogsService<E> {
     ) -> Result<Response<Self::TaskLogsStream>, Status> {
         require_manager(&request).map_err(|e| Status::permission_denied(e.to_string()))?;
         let req = request.into_inner();
-        let streams = req.container_ids.into_iter().map(|id| {
-            let container = id.clone();
-            self.exec
-                .logs(&id, req.follow, req.tail)
-                .map(move |chunk| match chunk {
-                    Ok((stderr, data)) => Ok(LogLine {
-                        container_id: container.clone(),
-                        data,
-                        stderr,
-                        source: String::new(),
-                    }),
-                    Err(e) => Err(Status::unavailable(e.to_string())),
-                })
-        });
+        let streams = req
+            .container_ids
+            .iter()
+            .map(|id| container_log_lines(self.exec.as_ref(), id, req.follow, req.tail));
         Ok(Response::new(stream::select_all(streams).boxed()))
     }
+}
+
+/// One container's output as [`LogLine`]s (the last `tail` lines, negative:
+/// all; then new output while `follow`), for the managers and for
+/// `swarmctl run`.
+pub fn container_log_lines<E: Executor>(
+    exec: &E,
+    container_id: &str,
+    follow: bool,
+    tail: i64,
+) -> BoxStream<'static, Result<LogLine, Status>> {
+    let container = container_id.to_string();
+    exec.logs(container_id, follow, tail)
+        .map(move |chunk| match chunk {
+            Ok((stderr, data)) => Ok(LogLine {
+                container_id: container.clone(),
+                data,
+                stderr,
+                source: String::new(),
+            }),
+            Err(e) => Err(Status::unavailable(e.to_string())),
+        })
+        .boxed()
 }

@@ -8,6 +8,8 @@ PACKAGES=(
   pkg-config
   iproute2          # ip netns, bridge fdb: local multi-host cluster and data plane
   nftables          # routing mesh and service VIPs (no IPVS on this kernel)
+  conntrack         # drops a removed backend's connections (routing mesh)
+  wrk               # swarm-bench mesh: HTTP load generator
   busybox-static    # the demo image is built from it
   docker.io         # dockerd 20.10 for the Docker executor
   ca-certificates

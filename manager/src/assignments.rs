@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use swarmlet_proto::dispatcher::OverlayNetwork;
-use swarmlet_proto::objects::{Network, Node, Task, TaskState};
+use swarmlet_proto::objects::{Network, Node, Service, Task, TaskState};
 use tokio::sync::{watch, Notify};
 
 use crate::manager::Manager;
@@ -56,8 +56,14 @@ impl AssignmentHub {
         rx
     }
 
-    fn publish(&self, tasks: Vec<(u64, Task)>, nodes: &[Node], networks: &[Network]) {
-        let mut views = crate::overlay_view::overlay_views(&tasks, nodes, networks);
+    fn publish(
+        &self,
+        tasks: Vec<(u64, Task)>,
+        nodes: &[Node],
+        networks: &[Network],
+        services: &[Service],
+    ) {
+        let mut views = crate::overlay_view::overlay_views(&tasks, nodes, networks, services);
         let mut by_node: HashMap<String, NodeTasks> = HashMap::new();
         for (v, t) in tasks {
             let assigned = t
@@ -122,7 +128,9 @@ pub async fn run(manager: Weak<Manager>) {
             let nodes: Vec<Node> = nodes.into_iter().map(|(_, n)| n).collect();
             let networks = m.store.list::<Network>().unwrap_or_default();
             let networks: Vec<Network> = networks.into_iter().map(|(_, n)| n).collect();
-            m.assignments.publish(tasks, &nodes, &networks);
+            let services = m.store.list::<Service>().unwrap_or_default();
+            let services: Vec<Service> = services.into_iter().map(|(_, s)| s).collect();
+            m.assignments.publish(tasks, &nodes, &networks, &services);
         }
     }
 }

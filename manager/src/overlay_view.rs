@@ -1,14 +1,16 @@
 //! What each node must know to program its overlay networks: for every
-//! network with an endpoint on the node, the network (VNI, subnet, gateway)
-//! and the endpoints on the other nodes with their nodes' data-path IPs.
-//! Workers turn this into permanent neighbour and FDB entries; computing it
-//! from the store on the leader keeps every node's entries in step with the
-//! tasks (no learning, no flooding).
+//! network with an endpoint on the node (and `ingress` on every node), the
+//! network (VNI, subnet, gateway), the endpoints on the other nodes with
+//! their nodes' data-path IPs, and the services on the network with their
+//! VIPs, running backends and published ports. Workers turn this into
+//! permanent neighbour and FDB entries, load-balancer rules and DNS
+//! answers; computing it from the store on the leader keeps every node in
+//! step with the tasks (no learning, no flooding, nothing stale).
 
 use std::collections::{BTreeMap, HashMap};
 
-use swarmlet_proto::dispatcher::{OverlayNetwork, OverlayPeer};
-use swarmlet_proto::objects::{Network, Node, Task, TaskState};
+use swarmlet_proto::dispatcher::{NamedEndpoint, OverlayNetwork, OverlayPeer, ServiceBackends};
+use swarmlet_proto::objects::{Network, Node, Service, Task, TaskState};
 
 /// One endpoint: a task's (or a node load balancer's) IP on a network.
 struct Endpoint<'a> {
@@ -32,30 +34,160 @@ pub fn node_ip(node: &Node) -> Option<String> {
         .map(|ip| ip.to_string())
 }
 
+fn state_of(t: &Task) -> i32 {
+    t.status.as_ref().map_or(0, |s| s.state)
+}
+
 /// Whether a task holds its addresses: placed and not ended.
 fn has_endpoint(t: &Task) -> bool {
-    let state = t.status.as_ref().map_or(0, |s| s.state);
+    let state = state_of(t);
     !t.node_id.is_empty()
         && state >= TaskState::Assigned as i32
         && state < TaskState::Complete as i32
 }
 
-/// The overlay state of every node that has an endpoint, by node ID.
+/// Whether a service task takes traffic: running (health checks passed)
+/// and not being stopped.
+fn is_backend(t: &Task) -> bool {
+    !t.attachment
+        && !t.service_id.is_empty()
+        && state_of(t) == TaskState::Running as i32
+        && t.desired_state == TaskState::Running as i32
+}
+
+fn ip_of(address: &str) -> &str {
+    address.split('/').next().unwrap_or_default()
+}
+
+/// The services and containers of each network, by network ID.
+#[derive(Default)]
+struct NetworkServices {
+    services: BTreeMap<String, ServiceBackends>,
+    containers: Vec<NamedEndpoint>,
+}
+
+/// Services (VIP, backends, ingress ports) and named containers by network.
+fn services_by_network(
+    tasks: &[(u64, Task)],
+    services: &[Service],
+    networks: &[Network],
+) -> HashMap<String, NetworkServices> {
+    let ingress_id = networks
+        .iter()
+        .find(|n| n.spec.as_ref().is_some_and(|s| s.ingress))
+        .map(|n| n.id.as_str());
+    let mut out: HashMap<String, NetworkServices> = HashMap::new();
+    for s in services {
+        let name = s
+            .spec
+            .as_ref()
+            .map(|sp| sp.name.clone())
+            .unwrap_or_default();
+        let endpoint = s.endpoint.clone().unwrap_or_default();
+        for vip in &endpoint.vips {
+            let entry = out
+                .entry(vip.network_id.clone())
+                .or_default()
+                .services
+                .entry(s.id.clone())
+                .or_default();
+            entry.service_id = s.id.clone();
+            entry.name = name.clone();
+            entry.vip = ip_of(&vip.address).to_string();
+        }
+        if let Some(ingress) = ingress_id {
+            let ports: Vec<_> = endpoint
+                .ports
+                .iter()
+                .filter(|p| p.mode == "ingress" && p.published != 0)
+                .cloned()
+                .collect();
+            if !ports.is_empty() {
+                let entry = out
+                    .entry(ingress.to_string())
+                    .or_default()
+                    .services
+                    .entry(s.id.clone())
+                    .or_default();
+                entry.service_id = s.id.clone();
+                entry.name = name.clone();
+                entry.ports = ports;
+            }
+        }
+    }
+    let names: HashMap<&str, &Service> = services.iter().map(|s| (s.id.as_str(), s)).collect();
+    for (_, t) in tasks {
+        if t.attachment && has_endpoint(t) {
+            let name = t.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+            for a in &t.networks {
+                out.entry(a.network_id.clone())
+                    .or_default()
+                    .containers
+                    .push(NamedEndpoint {
+                        name: name.clone(),
+                        ip: ip_of(&a.address).to_string(),
+                    });
+            }
+            continue;
+        }
+        if !is_backend(t) {
+            continue;
+        }
+        let Some(service) = names.get(t.service_id.as_str()) else {
+            continue;
+        };
+        for a in &t.networks {
+            let entry = out
+                .entry(a.network_id.clone())
+                .or_default()
+                .services
+                .entry(t.service_id.clone())
+                .or_default();
+            entry.service_id = t.service_id.clone();
+            entry.name = service
+                .spec
+                .as_ref()
+                .map(|s| s.name.clone())
+                .unwrap_or_default();
+            entry.backends.push(ip_of(&a.address).to_string());
+        }
+    }
+    for n in out.values_mut() {
+        for s in n.services.values_mut() {
+            s.backends.sort();
+            s.backends.dedup();
+        }
+        n.containers
+            .sort_by(|a, b| (&a.name, &a.ip).cmp(&(&b.name, &b.ip)));
+    }
+    out
+}
+
+/// The overlay state of every node that has an endpoint (and of every node
+/// with a load-balancer address on `ingress`), by node ID.
 pub fn overlay_views(
     tasks: &[(u64, Task)],
     nodes: &[Node],
     networks: &[Network],
+    services: &[Service],
 ) -> HashMap<String, Vec<OverlayNetwork>> {
     let node_ips: HashMap<&str, String> = nodes
         .iter()
         .filter_map(|n| node_ip(n).map(|ip| (n.id.as_str(), ip)))
         .collect();
+    let ingress_id = networks
+        .iter()
+        .find(|n| n.spec.as_ref().is_some_and(|s| s.ingress))
+        .map(|n| n.id.as_str());
     // Endpoints by network, in a stable order (views compare equal when
     // nothing changed).
     let mut by_network: BTreeMap<&str, Vec<Endpoint>> = BTreeMap::new();
+    if let Some(ingress) = ingress_id {
+        by_network.entry(ingress).or_default();
+    }
     for (_, t) in tasks.iter().filter(|(_, t)| has_endpoint(t)) {
         for a in &t.networks {
-            let ip = a.address.split('/').next().unwrap_or_default();
+            let ip = ip_of(&a.address);
             if ip.is_empty() {
                 continue;
             }
@@ -71,20 +203,22 @@ pub fn overlay_views(
         }
     }
     // Nodes' load-balancer addresses: replies to balanced connections come
-    // back to them, so every node on the network must reach them.
+    // back to them, so every node on the network must reach them. On
+    // ingress every such node has a view (the routing mesh).
     for n in nodes {
         for a in &n.lb_addresses {
-            let ip = a.address.split('/').next().unwrap_or_default();
+            let ip = ip_of(&a.address);
             if let Some(eps) = by_network.get_mut(a.network_id.as_str()) {
                 eps.push(Endpoint {
                     node_id: &n.id,
                     ip,
                     owner: format!("lb-{}", n.id),
-                    task: false,
+                    task: Some(a.network_id.as_str()) == ingress_id,
                 });
             }
         }
     }
+    let mut services = services_by_network(tasks, services, networks);
     let networks: HashMap<&str, &Network> = networks.iter().map(|n| (n.id.as_str(), n)).collect();
     let nodes_by_id: HashMap<&str, &Node> = nodes.iter().map(|n| (n.id.as_str(), n)).collect();
     let mut views: HashMap<String, Vec<OverlayNetwork>> = HashMap::new();
@@ -92,6 +226,8 @@ pub fn overlay_views(
         let Some(network) = networks.get(net_id) else {
             continue;
         };
+        let on_network = services.remove(net_id).unwrap_or_default();
+        let net_services: Vec<ServiceBackends> = on_network.services.into_values().collect();
         endpoints.sort_by(|a, b| a.ip.cmp(b.ip));
         let mut on_nodes: Vec<&str> = endpoints
             .iter()
@@ -124,6 +260,9 @@ pub fn overlay_views(
                     network: Some((*network).clone()),
                     peers,
                     lb_address,
+                    services: net_services.clone(),
+                    ingress: Some(net_id) == ingress_id,
+                    containers: on_network.containers.clone(),
                 });
         }
     }
@@ -188,7 +327,7 @@ mod tests {
             vni: 4096,
             ..Default::default()
         }];
-        let views = overlay_views(&tasks, &nodes, &nets);
+        let views = overlay_views(&tasks, &nodes, &nets, &[]);
         assert_eq!(views.len(), 2, "only nodes with endpoints: {views:?}");
         let a = &views["a"][0];
         assert_eq!(a.network.as_ref().map(|n| n.vni), Some(4096));
@@ -217,6 +356,99 @@ mod tests {
             vec![("10.0.1.2", "192.168.5.1"), ("10.0.1.250", "192.168.5.1")]
         );
         assert_eq!(b.lb_address, "10.0.1.251/24");
+    }
+
+    #[test]
+    fn services_backends_and_the_ingress_view_of_every_node() {
+        use swarmlet_proto::objects::{
+            Endpoint as SvcEndpoint, NetworkSpec, PortConfig, ServiceSpec,
+        };
+        let on = |net: &str, ip: &str| NetworkAttachment {
+            network_id: net.into(),
+            network_name: net.into(),
+            address: format!("{ip}/16"),
+        };
+        let mut t1 = task("t1", "a", TaskState::Running, "10.0.1.2").1;
+        t1.service_id = "s1".into();
+        t1.desired_state = TaskState::Running as i32;
+        t1.networks = vec![on("ing", "10.255.0.5"), on("n1", "10.0.1.2")];
+        // Starting (health not passed yet) and stopping tasks take no traffic.
+        let mut t2 = t1.clone();
+        t2.id = "t2".into();
+        t2.status = Some(TaskStatus {
+            state: TaskState::Starting as i32,
+            ..Default::default()
+        });
+        t2.networks = vec![on("ing", "10.255.0.6"), on("n1", "10.0.1.3")];
+        let mut t3 = t1.clone();
+        t3.id = "t3".into();
+        t3.desired_state = TaskState::Shutdown as i32;
+        t3.networks = vec![on("ing", "10.255.0.7"), on("n1", "10.0.1.4")];
+        let mut run = task("r1", "a", TaskState::Running, "10.0.1.9").1;
+        run.attachment = true;
+        run.spec = Some(ServiceSpec {
+            name: "probe".into(),
+            ..Default::default()
+        });
+        let tasks: Vec<(u64, Task)> = [t1, t2, t3, run].into_iter().map(|t| (1, t)).collect();
+        let service = Service {
+            id: "s1".into(),
+            spec: Some(ServiceSpec {
+                name: "web".into(),
+                ..Default::default()
+            }),
+            endpoint: Some(SvcEndpoint {
+                ports: vec![PortConfig {
+                    published: 8080,
+                    target: 80,
+                    protocol: "tcp".into(),
+                    mode: "ingress".into(),
+                }],
+                vips: vec![on("ing", "10.255.0.2"), on("n1", "10.0.1.250")],
+            }),
+            ..Default::default()
+        };
+        let mut nodes = vec![node("a", "192.168.5.1:4242"), node("b", "192.168.5.2:4242")];
+        nodes[0].lb_addresses = vec![on("ing", "10.255.0.3")];
+        nodes[1].lb_addresses = vec![on("ing", "10.255.0.4")];
+        let nets = vec![
+            Network {
+                id: "ing".into(),
+                spec: Some(NetworkSpec {
+                    name: "ingress".into(),
+                    ingress: true,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            Network {
+                id: "n1".into(),
+                ..Default::default()
+            },
+        ];
+        let views = overlay_views(&tasks, &nodes, &nets, &[service]);
+        // Node b runs nothing, yet has the ingress network with the tasks
+        // of node a as peers and the published port.
+        let b = &views["b"];
+        assert_eq!(b.len(), 1);
+        assert!(b[0].ingress);
+        let ports: Vec<u32> = b[0].services[0].ports.iter().map(|p| p.published).collect();
+        assert_eq!(ports, vec![8080]);
+        assert_eq!(b[0].services[0].backends, vec!["10.255.0.5"]);
+        assert!(b[0].peers.iter().any(|p| p.ip == "10.255.0.5"));
+        let n1 = views["a"]
+            .iter()
+            .find(|n| n.network.as_ref().is_some_and(|n| n.id == "n1"))
+            .cloned()
+            .unwrap_or_default();
+        assert!(!n1.ingress);
+        assert_eq!(n1.services.len(), 1);
+        assert_eq!(n1.services[0].name, "web");
+        assert_eq!(n1.services[0].vip, "10.0.1.250");
+        assert_eq!(n1.services[0].backends, vec!["10.0.1.2"]);
+        assert!(n1.services[0].ports.is_empty());
+        assert_eq!(n1.containers.len(), 1);
+        assert_eq!(n1.containers[0].name, "probe");
     }
 
     #[test]

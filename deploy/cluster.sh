@@ -118,7 +118,7 @@ up() {
 }
 
 demo() {
-  ctl 1 service create --name demo --replicas 3 swarmlet-demo:latest
+  ctl 1 service create --name demo --replicas 3 --publish 8080:80 swarmlet-demo:latest
 }
 
 status() {
@@ -146,7 +146,7 @@ down() {
     [ -e "$state" ] || continue
     id=$(grep -o '"node_id": *"[^"]*"' "$state" | sed 's/.*"\([^"]*\)"$/\1/')
     [ -n "$id" ] || continue
-    for o in $(ip netns ls | awk '{print $1}' | grep "^ovl-${id:0:8}-" || true); do
+    for o in $(ip netns ls | awk '{print $1}' | grep -E "^(ovl-${id:0:8}-|ingress_sbox-${id:0:8}$)" || true); do
       ip netns del "$o" 2>/dev/null || true
     done
   done

@@ -139,6 +139,49 @@ async fn ensure_address(
     Ok(())
 }
 
+/// Gives link `index` exactly `wanted` (IPv4): a VIP of a removed service
+/// must not stay, or the bridge would answer for an address handed out
+/// again.
+async fn sync_addresses(
+    h: &Handle,
+    index: u32,
+    wanted: &[(Ipv4Addr, u8)],
+) -> Result<(), OverlayError> {
+    let msgs: Vec<_> = h
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|e| nl("listing addresses", e))?;
+    let mut have = Vec::new();
+    for m in msgs {
+        let ip = m.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
+            _ => None,
+        });
+        let Some(ip) = ip else { continue };
+        if wanted.contains(&(ip, m.header.prefix_len)) {
+            have.push(ip);
+        } else {
+            h.address()
+                .del(m)
+                .execute()
+                .await
+                .map_err(|e| nl(&format!("removing {ip}"), e))?;
+        }
+    }
+    for (ip, prefix) in wanted.iter().filter(|(ip, _)| !have.contains(ip)) {
+        h.address()
+            .add(index, IpAddr::V4(*ip), *prefix)
+            .execute()
+            .await
+            .map_err(|e| nl(&format!("adding {ip}/{prefix}"), e))?;
+    }
+    Ok(())
+}
+
 /// Makes sure `lo` and the bridge (with the gateway address and the
 /// node's load-balancer address, when it has one) exist and are up; the
 /// bridge takes `mac` (the one other nodes derive from the load-balancer
@@ -167,9 +210,7 @@ pub async fn ensure_bridge(
                 .ok_or_else(|| OverlayError::System("the bridge vanished".into()))?
         }
     };
-    for (ip, prefix) in addresses {
-        ensure_address(h, bridge.index, *ip, *prefix).await?;
-    }
+    sync_addresses(h, bridge.index, addresses).await?;
     if let Some(mac) = mac.filter(|m| bridge.mac != m.as_slice()) {
         h.link()
             .set(
@@ -247,6 +288,103 @@ pub async fn create_vxlan(
     if let Err(e) = moved {
         let _ = delete(h, index).await;
         return Err(nl(&format!("moving {name}"), e));
+    }
+    Ok(())
+}
+
+/// In the node's namespace: the ingress sandbox's leg, a veth pair with
+/// `host` here (given `host_ip`, up) and `temp` moved into the namespace at
+/// `into`. Replaces a half-made pair.
+pub async fn create_leg(
+    h: &Handle,
+    host: &str,
+    temp: &str,
+    host_ip: (Ipv4Addr, u8),
+    into: &Path,
+) -> Result<(), OverlayError> {
+    for stale in [host, temp] {
+        if let Some(l) = link(h, stale).await? {
+            delete(h, l.index).await?;
+        }
+    }
+    h.link()
+        .add(LinkVeth::new(host, temp).build())
+        .execute()
+        .await
+        .map_err(|e| nl("creating the ingress leg", e))?;
+    let all = links(h).await?;
+    let index_of = |n: &str| all.iter().find(|l| l.name == n).map(|l| l.index);
+    let (Some(host_ix), Some(temp_ix)) = (index_of(host), index_of(temp)) else {
+        return Err(OverlayError::System("the ingress leg vanished".into()));
+    };
+    let target = std::fs::File::open(into)
+        .map_err(|e| OverlayError::System(format!("opening {}: {e}", into.display())))?;
+    h.link()
+        .set(
+            LinkUnspec::new_with_index(temp_ix)
+                .setns_by_fd(target.as_raw_fd())
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(|e| nl("moving the ingress leg", e))?;
+    ensure_address(h, host_ix, host_ip.0, host_ip.1).await?;
+    set_up(h, host_ix).await
+}
+
+/// Inside the sandbox: renames `temp` to `name`, gives it `ip`, sets it up
+/// and routes everything else through `gateway` (replies to clients of
+/// published ports).
+pub async fn configure_leg(
+    h: &Handle,
+    temp: &str,
+    name: &str,
+    ip: (Ipv4Addr, u8),
+    gateway: Ipv4Addr,
+) -> Result<(), OverlayError> {
+    let l = match link(h, name).await? {
+        Some(l) => l,
+        None => {
+            let l = link(h, temp)
+                .await?
+                .ok_or_else(|| OverlayError::System(format!("{temp} is not in the sandbox")))?;
+            h.link()
+                .set(
+                    LinkUnspec::new_with_index(l.index)
+                        .name(name.to_string())
+                        .build(),
+                )
+                .execute()
+                .await
+                .map_err(|e| nl(&format!("renaming {temp}"), e))?;
+            l
+        }
+    };
+    ensure_address(h, l.index, ip.0, ip.1).await?;
+    if !l.up {
+        set_up(h, l.index).await?;
+    }
+    let routes: Vec<_> = h
+        .route()
+        .get(rtnetlink::RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|e| nl("listing routes", e))?;
+    let has_default = routes.iter().any(|r| {
+        r.header.destination_prefix_length == 0
+            && r.header.table == rtnetlink::packet_route::route::RouteHeader::RT_TABLE_MAIN
+    });
+    if !has_default {
+        h.route()
+            .add(
+                rtnetlink::RouteMessageBuilder::<Ipv4Addr>::new()
+                    .gateway(gateway)
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(|e| nl("adding the default route", e))?;
     }
     Ok(())
 }

@@ -11,18 +11,28 @@
 //! neighbour entry (IP → MAC) and an FDB entry (MAC → that node's IP), from
 //! the managers' view ([`Overlay::set_networks`]).
 //!
-//! A reconcile loop ([`Overlay::run`]) re-creates a deleted namespace,
-//! bridge, VXLAN device or veth, puts back missing neighbour/FDB entries and
-//! deletes stale ones, and removes namespaces no local endpoint uses.
+//! Each namespace also holds the node's load balancer for the network
+//! ([`lb`]: service VIPs, and on `ingress` the published ports), and the
+//! ingress network's namespace is the node's ingress sandbox, reached from
+//! the node's namespace for published ports ([`ingress`]).
 //!
-//! Layout: [`plan`] (names, MACs, diffs; pure), [`netns`] (namespaces and
-//! running netlink inside them), [`links`] (the netlink operations).
+//! A reconcile loop ([`Overlay::run`]) re-creates a deleted namespace,
+//! bridge, VXLAN device, veth or nftables table, puts back missing
+//! neighbour/FDB entries and deletes stale ones, and removes namespaces no
+//! local endpoint uses.
+//!
+//! Layout: [`plan`] (names, MACs, diffs; pure), [`lb`] and [`ingress`]
+//! (nftables rules; pure), [`netns`] (namespaces and running work inside
+//! them), [`links`] (the netlink operations), [`nft`] (applying rules).
 
+pub mod ingress;
+pub mod lb;
 pub mod links;
 pub mod netns;
+pub mod nft;
 pub mod plan;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -78,6 +88,11 @@ struct State {
     networks: HashMap<String, OverlayNetwork>,
     /// Local containers by task ID.
     endpoints: HashMap<String, LocalEndpoint>,
+    /// The load-balancer rules last applied, by namespace name.
+    lb_applied: HashMap<String, lb::LbRules>,
+    /// The published ports last sent to the ingress sandbox from the
+    /// node's namespace.
+    mesh_applied: Option<BTreeSet<(lb::Proto, u16)>>,
 }
 
 /// The node's overlay data plane.
@@ -117,6 +132,38 @@ impl Overlay {
         self.has_view
             .store(true, std::sync::atomic::Ordering::Relaxed);
         self.wake.notify_one();
+    }
+
+    /// The namespace of a network on this node: the ingress sandbox for
+    /// the ingress network, `ovl-<node>-<net>` for the others.
+    fn ns_of(&self, network_id: &str) -> String {
+        if self.is_ingress(network_id) {
+            ingress::sbox_name(&self.node_id)
+        } else {
+            plan::ns_name(&self.node_id, network_id)
+        }
+    }
+
+    fn is_ingress(&self, network_id: &str) -> bool {
+        self.state
+            .lock()
+            .is_ok_and(|st| st.networks.get(network_id).is_some_and(|n| n.ingress))
+    }
+
+    /// The VIPs of the services on a network (held by `br0`, as /32).
+    fn vips(&self, network_id: &str) -> Vec<Ipv4Addr> {
+        let Ok(st) = self.state.lock() else {
+            return Vec::new();
+        };
+        st.networks
+            .get(network_id)
+            .map(|n| {
+                n.services
+                    .iter()
+                    .filter_map(|s| s.vip.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     fn network(&self, id: &str) -> Option<Network> {
@@ -178,6 +225,7 @@ impl Overlay {
         }
         for net in &networks {
             self.sync_peers(net).await?;
+            self.sync_lb(&net.id, false).await?;
         }
         Ok(())
     }
@@ -195,8 +243,8 @@ impl Overlay {
         };
         let _busy = self.busy.lock().await;
         for a in &endpoint.attachments {
-            let ns = plan::ns_name(&self.node_id, &a.network_id);
-            if !self.network_in_use(&a.network_id) {
+            let ns = self.ns_of(&a.network_id);
+            if !self.network_in_use(&a.network_id) && !self.is_ingress(&a.network_id) {
                 netns::delete(&ns);
                 continue;
             }
@@ -221,7 +269,7 @@ impl Overlay {
 
     /// The network's namespace with its bridge and VXLAN device.
     async fn ensure_network(&self, net: &Network) -> Result<(), OverlayError> {
-        let name = plan::ns_name(&self.node_id, &net.id);
+        let name = self.ns_of(&net.id);
         let path = netns::path_of(&name);
         if !netns::exists(&name) {
             netns::create(&name).await?;
@@ -235,11 +283,23 @@ impl Overlay {
         if let Some(lb) = lb {
             addresses.push(lb);
         }
+        addresses.extend(self.vips(&net.id).into_iter().map(|ip| (ip, 32)));
         let bridge_mac = lb.map(|(ip, _)| mac_for(ip));
         let vx = plan::vxlan_name(net.vni);
         let vx2 = vx.clone();
+        if self.is_ingress(&net.id) {
+            self.ensure_ingress_leg(&path).await?;
+        }
         let has_vxlan = netns::run_in(&path, move |h| async move {
+            // Routing between br0 (VIPs, SNAT) and the ingress leg; bridged
+            // frames stay out of netfilter; no redirects for hairpinned
+            // VIP traffic.
+            netns::set_sysctl("ipv4/ip_forward", "1")?;
+            netns::set_sysctl("bridge/bridge-nf-call-iptables", "0")?;
+            netns::set_sysctl("ipv4/conf/all/send_redirects", "0")?;
+            netns::set_sysctl("ipv4/conf/default/send_redirects", "0")?;
             let bridge = links::ensure_bridge(&h, BRIDGE, &addresses, bridge_mac).await?;
+            netns::set_sysctl(&format!("ipv4/conf/{BRIDGE}/send_redirects"), "0")?;
             match links::link(&h, &vx2).await? {
                 Some(v) if v.master == Some(bridge) && v.up => Ok(true),
                 Some(v) => links::enslave(&h, v.index, bridge).await.map(|_| true),
@@ -268,10 +328,131 @@ impl Overlay {
         .await
     }
 
+    /// The ingress sandbox's leg to the node's namespace (see [`ingress`]).
+    async fn ensure_ingress_leg(&self, sbox: &std::path::Path) -> Result<(), OverlayError> {
+        let host = ingress::host_leg(&self.node_id);
+        let temp = ingress::temp_leg(&self.node_id);
+        let (host2, temp2) = (host.clone(), temp.clone());
+        let has_leg = netns::run_in(sbox, move |h| async move {
+            Ok(links::link(&h, ingress::SBOX_LEG).await?.is_some()
+                || links::link(&h, &temp2).await?.is_some())
+        })
+        .await?;
+        if !has_leg {
+            let into = sbox.to_path_buf();
+            let temp2 = temp.clone();
+            netns::run_in(&netns::host_ns(), move |h| async move {
+                links::create_leg(
+                    &h,
+                    &host2,
+                    &temp2,
+                    (ingress::HOST_LEG_IP, ingress::LEG_PREFIX),
+                    &into,
+                )
+                .await
+            })
+            .await?;
+        }
+        let host2 = host.clone();
+        netns::run_blocking_in(&netns::host_ns(), move || {
+            netns::set_sysctl("ipv4/ip_forward", "1")?;
+            netns::set_sysctl(&format!("ipv4/conf/{host2}/route_localnet"), "1")
+        })
+        .await?;
+        netns::run_in(sbox, move |h| async move {
+            links::configure_leg(
+                &h,
+                &temp,
+                ingress::SBOX_LEG,
+                (ingress::SBOX_LEG_IP, ingress::LEG_PREFIX),
+                ingress::HOST_LEG_IP,
+            )
+            .await
+        })
+        .await
+    }
+
+    /// Brings the namespace's load balancer in line with the view: the
+    /// changed chains only, or the whole table when it is new or was
+    /// deleted (`check_table`: look whether it still exists); the removed
+    /// backends' connections are dropped.
+    async fn sync_lb(&self, net_id: &str, check_table: bool) -> Result<(), OverlayError> {
+        let ns = self.ns_of(net_id);
+        let (want, applied) = {
+            let st = self
+                .state
+                .lock()
+                .map_err(|_| OverlayError::System("state lock poisoned".into()))?;
+            let Some(view) = st.networks.get(net_id) else {
+                return Ok(());
+            };
+            (lb::rules_for(view), st.lb_applied.get(&ns).cloned())
+        };
+        let want2 = want.clone();
+        let path = netns::path_of(&ns);
+        netns::run_blocking_in(&path, move || {
+            let present = match &applied {
+                Some(_) if check_table => nft::has_table_here(lb::TABLE)?,
+                Some(_) => true,
+                None => false,
+            };
+            match applied.filter(|_| present) {
+                // A namespace re-made since: the incremental change fails,
+                // the whole table is written instead.
+                Some(old) => {
+                    if nft::apply_here(&lb::update(&old, &want2)).is_err() {
+                        nft::apply_here(&lb::full(&want2))?;
+                    }
+                    nft::drop_connections_here(&lb::removed_backends(&old, &want2));
+                }
+                None => nft::apply_here(&lb::full(&want2))?,
+            }
+            Ok(())
+        })
+        .await?;
+        if let Ok(mut st) = self.state.lock() {
+            st.lb_applied.insert(ns, want);
+        }
+        Ok(())
+    }
+
+    /// The node's routing-mesh table: the published ports of the ingress
+    /// view, sent to the sandbox (rewritten when they change or the table
+    /// went missing).
+    async fn sync_mesh(&self, check_table: bool) -> Result<(), OverlayError> {
+        let (published, applied) = {
+            let st = self
+                .state
+                .lock()
+                .map_err(|_| OverlayError::System("state lock poisoned".into()))?;
+            let Some(view) = st.networks.values().find(|n| n.ingress) else {
+                return Ok(());
+            };
+            let rules = lb::rules_for(view);
+            let published: BTreeSet<_> = rules.published.keys().copied().collect();
+            (published, st.mesh_applied.clone())
+        };
+        let node = self.node_id.clone();
+        let table = ingress::host_table(&node);
+        let p2 = published.clone();
+        netns::run_blocking_in(&netns::host_ns(), move || {
+            let present = applied.is_some() && (!check_table || nft::has_table_here(&table)?);
+            if !present || applied.as_ref() != Some(&p2) {
+                nft::apply_here(&ingress::host_ruleset(&node, &p2))?;
+            }
+            Ok(())
+        })
+        .await?;
+        if let Ok(mut st) = self.state.lock() {
+            st.mesh_applied = Some(published);
+        }
+        Ok(())
+    }
+
     /// Gives the container its interface on one network, unless the veth
     /// is already there.
     async fn plumb(&self, task_id: &str, pid: u32, a: &Attachment) -> Result<(), OverlayError> {
-        let path = netns::path_of(&plan::ns_name(&self.node_id, &a.network_id));
+        let path = netns::path_of(&self.ns_of(&a.network_id));
         let host = plan::veth_host(task_id);
         let temp = plan::veth_temp(task_id);
         let (host2, temp2) = (host.clone(), temp.clone());
@@ -318,7 +499,7 @@ impl Overlay {
             want_neigh.insert(ip, mac_for(ip));
             want_fdb.insert(mac_for(ip), node);
         }
-        let path = netns::path_of(&plan::ns_name(&self.node_id, &net.id));
+        let path = netns::path_of(&self.ns_of(&net.id));
         let vx = plan::vxlan_name(net.vni);
         netns::run_in(&path, move |h| async move {
             let Some(v) = links::link(&h, &vx).await? else {
@@ -346,9 +527,11 @@ impl Overlay {
         .await
     }
 
-    /// One pass: every network with a local endpoint is complete and has
-    /// the right peers; namespaces nothing uses are removed.
-    async fn reconcile(&self) {
+    /// One pass: every network with a local endpoint (and the ingress
+    /// network) is complete and has the right peers and load-balancer
+    /// rules; namespaces nothing uses are removed. `periodic`: also look
+    /// for nftables tables deleted behind the node's back.
+    async fn reconcile(&self, periodic: bool) {
         let _busy = self.busy.lock().await;
         let (endpoints, networks) = match self.state.lock() {
             Ok(st) => (st.endpoints.clone(), st.networks.clone()),
@@ -363,15 +546,26 @@ impl Overlay {
                     .push((task, e, a));
             }
         }
-        for (net_id, users) in &in_use {
-            let Some(net) = networks.get(*net_id).and_then(|n| n.network.clone()) else {
+        let mut to_serve: Vec<&str> = in_use.keys().copied().collect();
+        if let Some(ingress) = networks.values().find(|n| n.ingress) {
+            let id = ingress
+                .network
+                .as_ref()
+                .map(|n| n.id.as_str())
+                .unwrap_or_default();
+            if !id.is_empty() && !in_use.contains_key(id) {
+                to_serve.push(id);
+            }
+        }
+        for net_id in to_serve {
+            let Some(net) = networks.get(net_id).and_then(|n| n.network.clone()) else {
                 continue;
             };
             if let Err(e) = self.ensure_network(&net).await {
                 tracing::warn!(network = %net.spec.clone().unwrap_or_default().name, error = %e, "restoring the overlay");
                 continue;
             }
-            for (task, endpoint, a) in users {
+            for (task, endpoint, a) in in_use.get(net_id).into_iter().flatten() {
                 if !std::path::Path::new(&format!("/proc/{}", endpoint.pid)).exists() {
                     continue;
                 }
@@ -382,6 +576,12 @@ impl Overlay {
             if let Err(e) = self.sync_peers(&net).await {
                 tracing::warn!(error = %e, "programming overlay peers");
             }
+            if let Err(e) = self.sync_lb(&net.id, periodic).await {
+                tracing::warn!(error = %e, "programming the load balancer");
+            }
+        }
+        if let Err(e) = self.sync_mesh(periodic).await {
+            tracing::warn!(error = %e, "programming the routing mesh");
         }
         // Namespaces of networks neither used here nor in the managers'
         // view go; not before the first view (a restarted node adopts its
@@ -405,11 +605,11 @@ impl Overlay {
     /// every few seconds to repair what was changed behind the node's back.
     pub async fn run(self: Arc<Self>) {
         loop {
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(RECONCILE_PERIOD) => {}
-            }
-            self.reconcile().await;
+            let periodic = tokio::select! {
+                _ = self.wake.notified() => false,
+                _ = tokio::time::sleep(RECONCILE_PERIOD) => true,
+            };
+            self.reconcile(periodic).await;
         }
     }
 }

@@ -115,6 +115,39 @@ async fn on_thread<T: Send + 'static>(
         .map_err(|_| OverlayError::System("a namespace thread died".into()))?
 }
 
+/// Runs blocking `work` on a fresh OS thread inside the namespace at `ns`
+/// (processes it spawns, such as `nft`, start in that namespace).
+pub async fn run_blocking_in<T, F>(ns: &Path, work: F) -> Result<T, OverlayError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, OverlayError> + Send + 'static,
+{
+    let ns = ns.to_path_buf();
+    on_thread(move || {
+        let file = File::open(&ns).map_err(|e| sys(&format!("opening {}", ns.display()), e))?;
+        setns(file, CloneFlags::CLONE_NEWNET)
+            .map_err(|e| sys(&format!("entering {}", ns.display()), e))?;
+        work()
+    })
+    .await
+}
+
+/// Sets a `net.*` sysctl of the calling thread's namespace (the `/proc/sys/net`
+/// files show the namespace of the thread that opens them); `key` is the
+/// path below `/proc/sys/net`, e.g. `ipv4/ip_forward`. A sysctl this kernel
+/// lacks is skipped.
+pub fn set_sysctl(key: &str, value: &str) -> Result<(), OverlayError> {
+    let path = Path::new("/proc/sys/net").join(key);
+    if !path.exists() {
+        return Ok(());
+    }
+    let now = std::fs::read_to_string(&path).unwrap_or_default();
+    if now.trim() == value {
+        return Ok(());
+    }
+    std::fs::write(&path, value).map_err(|e| sys(&format!("setting {}", path.display()), e))
+}
+
 /// Runs `work` with a netlink handle inside the namespace at `ns`.
 pub async fn run_in<T, F, Fut>(ns: &Path, work: F) -> Result<T, OverlayError>
 where

@@ -1,0 +1,123 @@
+//! The routing mesh's way in on one node.
+//!
+//! The ingress network's namespace is the node's *ingress sandbox*
+//! (`ingress_sbox-<node>`): besides `br0` on the ingress overlay (with the
+//! node's load-balancer IP there), it has a leg `gw0` (172.18.0.2/30) to the
+//! node's namespace, whose end there is `swi-<node>` (172.18.0.1/30), and a
+//! default route back through it. In the node's namespace, the table
+//! `swarmlet-mesh-<node>` DNATs every published port on a local address
+//! (the node's own IPs and localhost) to the sandbox, whose `swarmlet-lb`
+//! table balances it over the service's tasks on any node
+//! ([`super::lb`]). Connections from the node itself are masqueraded to
+//! 172.18.0.1 (localhost sources need `route_localnet` on the leg).
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use serde_json::{json, Value};
+
+use super::lb::Proto;
+
+/// The node side of the sandbox's leg.
+pub const HOST_LEG_IP: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 1);
+/// The sandbox side of the leg: where published ports are sent.
+pub const SBOX_LEG_IP: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 2);
+/// Prefix length of the leg's point-to-point subnet.
+pub const LEG_PREFIX: u8 = 30;
+/// The sandbox's leg interface.
+pub const SBOX_LEG: &str = "gw0";
+
+fn short(node_id: &str) -> &str {
+    node_id.get(..8).unwrap_or(node_id)
+}
+
+/// The ingress sandbox's namespace name.
+pub fn sbox_name(node_id: &str) -> String {
+    format!("ingress_sbox-{}", short(node_id))
+}
+
+/// The node side of the leg.
+pub fn host_leg(node_id: &str) -> String {
+    format!("swi-{}", short(node_id))
+}
+
+/// The sandbox side of the leg before it is moved and renamed.
+pub fn temp_leg(node_id: &str) -> String {
+    format!("swj-{}", short(node_id))
+}
+
+/// The node's routing-mesh table.
+pub fn host_table(node_id: &str) -> String {
+    format!("swarmlet-mesh-{}", short(node_id))
+}
+
+/// The commands that (re)write the node's routing-mesh table so that
+/// `published` ports on local addresses go to the sandbox. Small, so it is
+/// always replaced whole, atomically.
+pub fn host_ruleset(node_id: &str, published: &BTreeSet<(Proto, u16)>) -> Vec<Value> {
+    let table = host_table(node_id);
+    let t = json!({"table": {"family": "ip", "name": table}});
+    let base = |name: &str, kind: &str, hook: &str, prio: i32| {
+        json!({"add": {"chain": {"family": "ip", "table": table, "name": name,
+            "type": kind, "hook": hook, "prio": prio, "policy": "accept"}}})
+    };
+    let rule = |chain: &str, expr: Value| json!({"add": {"rule": {"family": "ip", "table": table, "chain": chain, "expr": expr}}});
+    let elems: Vec<Value> = published
+        .iter()
+        .map(|(proto, port)| json!({"concat": [proto.name(), port]}))
+        .collect();
+    let mut set = json!({"family": "ip", "table": table, "name": "published",
+        "type": ["inet_proto", "inet_service"]});
+    if !elems.is_empty() {
+        set["elem"] = json!(elems);
+    }
+    let to_sandbox = json!([
+        {"match": {"op": "==", "left": {"fib": {"result": "type", "flags": ["daddr"]}}, "right": "local"}},
+        {"match": {"op": "==", "left": {"concat": [{"meta": {"key": "l4proto"}},
+            {"payload": {"protocol": "th", "field": "dport"}}]}, "right": "@published"}},
+        {"dnat": {"addr": SBOX_LEG_IP.to_string()}}
+    ]);
+    let leg = host_leg(node_id);
+    vec![
+        json!({"add": t}),
+        json!({"delete": t}),
+        json!({"add": t}),
+        json!({"add": {"set": set}}),
+        base("prerouting", "nat", "prerouting", -100),
+        base("output", "nat", "output", -100),
+        base("postrouting", "nat", "postrouting", 100),
+        rule("prerouting", to_sandbox.clone()),
+        rule("output", to_sandbox),
+        rule(
+            "postrouting",
+            json!([
+                {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": leg}},
+                {"match": {"op": "==", "left": {"fib": {"result": "type", "flags": ["saddr"]}}, "right": "local"}},
+                {"masquerade": null}
+            ]),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_the_node() {
+        assert_eq!(sbox_name("abcdef0123"), "ingress_sbox-abcdef01");
+        assert_eq!(host_leg("abcdef0123"), "swi-abcdef01");
+        assert!(host_leg("abcdef0123").len() <= 15);
+        assert_eq!(host_table("abcdef0123"), "swarmlet-mesh-abcdef01");
+    }
+
+    #[test]
+    fn published_ports_are_sent_to_the_sandbox() {
+        let ports: BTreeSet<_> = [(Proto::Tcp, 8080), (Proto::Udp, 5353)].into();
+        let text = serde_json::to_string(&host_ruleset("abcdef0123", &ports)).unwrap_or_default();
+        assert!(text.contains("\"concat\":[\"tcp\",8080]"), "{text}");
+        assert!(text.contains("\"concat\":[\"udp\",5353]"), "{text}");
+        assert!(text.contains("172.18.0.2"));
+        assert!(text.contains("swi-abcdef01"));
+    }
+}

@@ -1,0 +1,80 @@
+//! Applying nftables changes: one `nft -j -f -` transaction (JSON through
+//! the `nftables` crate) run inside the namespace that holds the table,
+//! checking whether a table still exists, and deleting the conntrack
+//! entries of backends that went away.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use serde_json::{json, Value};
+
+use super::netns;
+use super::OverlayError;
+
+fn nft_error(e: nftables::helper::NftablesError) -> OverlayError {
+    OverlayError::System(format!("nft: {e}"))
+}
+
+/// Applies `commands` as one transaction in the calling thread's namespace.
+pub fn apply_here(commands: &[Value]) -> Result<(), OverlayError> {
+    if commands.is_empty() {
+        return Ok(());
+    }
+    let payload = json!({ "nftables": commands }).to_string();
+    nftables::helper::apply_ruleset_raw(
+        &payload,
+        nftables::helper::DEFAULT_NFT,
+        nftables::helper::DEFAULT_ARGS,
+    )
+    .map(|_| ())
+    .map_err(nft_error)
+}
+
+/// Whether table `ip <name>` exists in the calling thread's namespace.
+pub fn has_table_here(name: &str) -> Result<bool, OverlayError> {
+    let out = Command::new("nft")
+        .args(["list", "table", "ip", name])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| OverlayError::System(format!("running nft: {e}")))?;
+    if out.status.success() {
+        return Ok(true);
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.contains("No such file or directory") {
+        return Ok(false);
+    }
+    Err(OverlayError::System(format!(
+        "nft list table {name}: {}",
+        err.trim()
+    )))
+}
+
+/// Deletes the connections whose replies come from `ips` (backends that
+/// left the load balancer), in the calling thread's namespace. Missing
+/// entries and a missing `conntrack` tool are not errors: the first means
+/// there is nothing to do, the second is logged.
+pub fn drop_connections_here(ips: &[std::net::Ipv4Addr]) {
+    for ip in ips {
+        let res = Command::new("conntrack")
+            .args(["-D", "--reply-src", &ip.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if let Err(e) = res {
+            tracing::warn!(error = %e, "conntrack is not available: connections to removed backends stay until they time out");
+            return;
+        }
+    }
+}
+
+/// Applies `commands` in the namespace at `ns`.
+pub async fn apply_in(ns: &Path, commands: Vec<Value>) -> Result<(), OverlayError> {
+    if commands.is_empty() {
+        return Ok(());
+    }
+    netns::run_blocking_in(ns, move || apply_here(&commands)).await
+}

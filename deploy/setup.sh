@@ -10,6 +10,7 @@ PACKAGES=(
   nftables          # routing mesh and service VIPs (no IPVS on this kernel)
   conntrack         # drops a removed backend's connections (routing mesh)
   wrk               # swarm-bench mesh: HTTP load generator
+  curl              # end-to-end tests: HTTP through the routing mesh
   busybox-static    # the demo image is built from it
   docker.io         # dockerd 20.10 for the Docker executor
   ca-certificates

@@ -106,6 +106,55 @@ impl NsCluster {
         serde_json::from_str(&out).with_context(|| format!("not JSON: {out}"))
     }
 
+    /// The network namespace of host `h`.
+    pub fn host_ns(&self, h: usize) -> String {
+        format!("{}-h{h}", self.env[0].1)
+    }
+
+    /// The underlay (advertise) IP of host `h`.
+    pub fn host_ip(&self, h: usize) -> String {
+        format!("{}.{}", self.env[1].1, 10 + h)
+    }
+
+    /// Runs `program ARGS` inside host `h`'s namespace.
+    pub fn on_host(&self, h: usize, program: &str, args: &[&str]) -> anyhow::Result<String> {
+        let ns = self.host_ns(h);
+        let mut all = vec!["netns", "exec", ns.as_str(), program];
+        all.extend_from_slice(args);
+        run("ip", &all)
+    }
+
+    /// An HTTP GET from host `h` (curl, 2 s timeout): the body.
+    pub fn http_get(&self, h: usize, url: &str) -> anyhow::Result<String> {
+        self.on_host(h, "curl", &["-s", "-f", "-m", "2", url])
+    }
+
+    /// Sends one UDP datagram from inside host `h`'s namespace and waits up
+    /// to `timeout` for the answer.
+    pub fn udp_exchange(
+        &self,
+        h: usize,
+        to: &str,
+        payload: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<String> {
+        let ns = std::path::Path::new("/run/netns").join(self.host_ns(h));
+        let (to, payload) = (to.to_string(), payload.to_string());
+        std::thread::spawn(move || -> anyhow::Result<String> {
+            let file = std::fs::File::open(&ns).context("opening the host namespace")?;
+            nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
+                .context("entering the host namespace")?;
+            let sock = std::net::UdpSocket::bind("0.0.0.0:0")?;
+            sock.set_read_timeout(Some(timeout))?;
+            sock.send_to(payload.as_bytes(), &to)?;
+            let mut buf = [0u8; 1500];
+            let (n, _) = sock.recv_from(&mut buf)?;
+            Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the UDP thread panicked"))?
+    }
+
     /// The log of host `h`'s swarmd.
     pub fn log(&self, h: usize) -> String {
         let dir = &self.env[2].1;

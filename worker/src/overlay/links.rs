@@ -389,6 +389,24 @@ pub async fn configure_leg(
     Ok(())
 }
 
+/// Turns MAC learning off on the VXLAN device's bridge port: the bridge
+/// must not remember a remote MAC as "behind the VXLAN port", or a task
+/// that later gets the same IP (and so the same MAC) on this node would
+/// never receive frames coming in over VXLAN. Frames to unknown MACs are
+/// flooded to the local ports and the VXLAN device, whose own FDB sends
+/// them to the right node.
+pub async fn no_learning_on_port(h: &Handle, index: u32) -> Result<(), OverlayError> {
+    h.link()
+        .set_port(
+            rtnetlink::LinkBridgePort::new(index)
+                .learning(false)
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(|e| nl("turning off learning on the VXLAN port", e))
+}
+
 /// Enslaves a link to the bridge and sets it up.
 pub async fn enslave(h: &Handle, index: u32, bridge: u32) -> Result<(), OverlayError> {
     h.link()

@@ -301,8 +301,15 @@ impl Overlay {
             let bridge = links::ensure_bridge(&h, BRIDGE, &addresses, bridge_mac).await?;
             netns::set_sysctl(&format!("ipv4/conf/{BRIDGE}/send_redirects"), "0")?;
             match links::link(&h, &vx2).await? {
-                Some(v) if v.master == Some(bridge) && v.up => Ok(true),
-                Some(v) => links::enslave(&h, v.index, bridge).await.map(|_| true),
+                Some(v) if v.master == Some(bridge) && v.up => {
+                    links::no_learning_on_port(&h, v.index).await?;
+                    Ok(true)
+                }
+                Some(v) => {
+                    links::enslave(&h, v.index, bridge).await?;
+                    links::no_learning_on_port(&h, v.index).await?;
+                    Ok(true)
+                }
                 None => Ok(false),
             }
         })
@@ -323,7 +330,8 @@ impl Overlay {
             let v = links::link(&h, &vx)
                 .await?
                 .ok_or_else(|| OverlayError::System(format!("{vx} was not moved")))?;
-            links::enslave(&h, v.index, bridge.index).await
+            links::enslave(&h, v.index, bridge.index).await?;
+            links::no_learning_on_port(&h, v.index).await
         })
         .await
     }

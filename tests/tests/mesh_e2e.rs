@@ -1,0 +1,221 @@
+//! The routing mesh on namespace hosts with real Docker: a published port
+//! answers on every host (also one without a task of the service, and on
+//! localhost), spread over every task; scaling down takes the removed tasks
+//! out at once; `nft flush ruleset` on a host heals within seconds; a UDP
+//! port is published too. Needs root, dockerd and the demo image
+//! (`deploy/dockerd.sh`, `deploy/image.sh`).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::Value;
+use swarmlet_tests::e2e::{wait_for_or, NsCluster};
+
+const CONVERGE: Duration = Duration::from_secs(60);
+const HEAL: Duration = Duration::from_secs(10);
+const IMAGE: &str = "swarmlet-demo:latest";
+
+/// Names of the running tasks of a service.
+fn running(c: &NsCluster, service: &str) -> BTreeSet<String> {
+    let Ok(Value::Array(tasks)) = c.json(1, &["service", "ps", service]) else {
+        return BTreeSet::new();
+    };
+    tasks
+        .iter()
+        .filter(|t| t["desired_state"] == "running" && t["current_state"] == "running")
+        .filter_map(|t| Some(t["name"].as_str()?.to_string()))
+        .collect()
+}
+
+fn state(c: &NsCluster, service: &str) -> String {
+    let mut out = format!(
+        "service ps:\n{}\n",
+        c.ctl(1, &["service", "ps", service]).unwrap_or_default()
+    );
+    for h in 1..=c.hosts {
+        out.push_str(&format!(
+            "h{h} ruleset:\n{}\nh{h} log tail:\n{}\n",
+            c.on_host(h, "nft", &["list", "ruleset"])
+                .unwrap_or_else(|e| e.to_string()),
+            c.log(h)
+                .lines()
+                .rev()
+                .take(15)
+                .collect::<Vec<_>>()
+                .join("\n")
+        ));
+    }
+    out
+}
+
+/// Requests `url` from host `from` until every name in `want` answered.
+fn reaches_all(c: &NsCluster, from: usize, url: &str, want: &BTreeSet<String>) -> bool {
+    let mut seen = BTreeSet::new();
+    for _ in 0..(want.len() * 15) {
+        if let Ok(body) = c.http_get(from, url) {
+            seen.insert(body.trim().to_string());
+        }
+        if &seen == want {
+            return true;
+        }
+    }
+    false
+}
+
+#[test]
+fn published_port_answers_on_every_host_and_follows_the_tasks() {
+    let c = NsCluster::up("swmh", "10.215.0", 4).expect("cluster up");
+    c.ctl(
+        1,
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "web",
+            "--replicas",
+            "3",
+            "--publish",
+            "8080:80",
+            "--constraint",
+            "node.hostname!=h4",
+            IMAGE,
+        ],
+    )
+    .expect("service create");
+    let names = wait_for_or(
+        "3 running tasks",
+        CONVERGE,
+        || Some(running(&c, "web")).filter(|r| r.len() == 3),
+        || state(&c, "web"),
+    );
+
+    // Every host's published port (h4 runs no task) reaches every task.
+    for h in 1..=4 {
+        let url = format!("http://{}:8080/", c.host_ip(h));
+        wait_for_or(
+            &format!("{url} to reach all three tasks from h4"),
+            CONVERGE,
+            || reaches_all(&c, 4, &url, &names).then_some(()),
+            || state(&c, "web"),
+        );
+    }
+    // Localhost on a host without a task.
+    wait_for_or(
+        "localhost:8080 on h4",
+        HEAL,
+        || c.http_get(4, "http://127.0.0.1:8080/").ok(),
+        || state(&c, "web"),
+    );
+
+    // A firewall reload on h4 deletes its tables: the mesh comes back.
+    c.on_host(4, "nft", &["flush", "ruleset"])
+        .expect("nft flush");
+    wait_for_or(
+        "h4 to serve 8080 again after nft flush ruleset",
+        HEAL,
+        || {
+            c.http_get(4, &format!("http://{}:8080/", c.host_ip(4)))
+                .ok()
+        },
+        || state(&c, "web"),
+    );
+
+    // Scale 3 → 1: the removed tasks never answer again.
+    c.ctl(1, &["service", "scale", "-d", "web=1"])
+        .expect("scale");
+    let left = wait_for_or(
+        "one running task",
+        CONVERGE,
+        || Some(running(&c, "web")).filter(|r| r.len() == 1),
+        || state(&c, "web"),
+    );
+    let only = left.iter().next().cloned().unwrap_or_default();
+    // The view reaches every node within moments; then only `only` answers.
+    wait_for_or(
+        "every host to send only to the remaining task",
+        HEAL,
+        || {
+            (1..=4)
+                .all(|h| {
+                    c.http_get(4, &format!("http://{}:8080/", c.host_ip(h)))
+                        .is_ok_and(|b| b.trim() == only)
+                })
+                .then_some(())
+        },
+        || state(&c, "web"),
+    );
+    for round in 0..5 {
+        for h in 1..=4 {
+            let body = c
+                .http_get(4, &format!("http://{}:8080/", c.host_ip(h)))
+                .unwrap_or_else(|e| format!("failed: {e}"));
+            assert_eq!(
+                body.trim(),
+                only,
+                "round {round}: h{h} answered from a removed task or failed"
+            );
+        }
+    }
+
+    // A UDP published port, on a host without the task.
+    c.ctl(
+        1,
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "echo",
+            "--publish",
+            "5353:53/udp",
+            "--constraint",
+            "node.hostname==h1",
+            IMAGE,
+            "udp-echo",
+            "53",
+        ],
+    )
+    .expect("service create udp");
+    let echo = wait_for_or(
+        "the udp service",
+        CONVERGE,
+        || Some(running(&c, "echo")).filter(|r| r.len() == 1),
+        || state(&c, "echo"),
+    );
+    let task = echo.iter().next().cloned().unwrap_or_default();
+    let to = format!("{}:5353", c.host_ip(3));
+    let answer = wait_for_or(
+        "an answer on UDP 5353 through h3",
+        CONVERGE,
+        || {
+            c.udp_exchange(4, &to, "ping", Duration::from_millis(500))
+                .ok()
+        },
+        || {
+            let mut out = state(&c, "echo");
+            for h in 1..=c.hosts {
+                out.push_str(&format!(
+                    "h{h} conntrack:\n{}\n",
+                    c.on_host(h, "conntrack", &["-L", "-p", "udp"])
+                        .unwrap_or_else(|e| e.to_string())
+                ));
+            }
+            let sboxes = swarmlet_tests::e2e::run("ip", &["netns", "ls"]).unwrap_or_default();
+            for ns in sboxes.lines().filter_map(|l| l.split_whitespace().next()) {
+                if ns.starts_with("ingress_sbox-") {
+                    out.push_str(&format!(
+                        "{ns} conntrack:\n{}\n",
+                        swarmlet_tests::e2e::run(
+                            "ip",
+                            &["netns", "exec", ns, "conntrack", "-L", "-p", "udp"]
+                        )
+                        .unwrap_or_else(|e| e.to_string())
+                    ));
+                }
+            }
+            out
+        },
+    );
+    assert_eq!(answer, format!("{task} ping"));
+}

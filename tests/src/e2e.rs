@@ -45,6 +45,17 @@ impl NsCluster {
         Self::up_with(&build_binaries()?, prefix, subnet, hosts)
     }
 
+    /// As [`NsCluster::up`], with extra environment for every `swarmd`
+    /// (e.g. `SWARMLET_DNS_UPSTREAM`).
+    pub fn up_env(
+        prefix: &str,
+        subnet: &str,
+        hosts: usize,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        Self::up_inner(&build_binaries()?, prefix, subnet, hosts, env)
+    }
+
     /// As [`NsCluster::up`], with the `swarmd` and `swarmctl` found in `bin`.
     pub fn up_with(
         bin: &std::path::Path,
@@ -52,8 +63,18 @@ impl NsCluster {
         subnet: &str,
         hosts: usize,
     ) -> anyhow::Result<Self> {
+        Self::up_inner(bin, prefix, subnet, hosts, &[])
+    }
+
+    fn up_inner(
+        bin: &std::path::Path,
+        prefix: &str,
+        subnet: &str,
+        hosts: usize,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let env = vec![
+        let mut env = vec![
             ("PREFIX".to_string(), prefix.to_string()),
             ("SUBNET".to_string(), subnet.to_string()),
             (
@@ -63,6 +84,7 @@ impl NsCluster {
             ("BIN".to_string(), bin.display().to_string()),
             ("NO_BUILD".to_string(), "1".to_string()),
         ];
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let cluster = NsCluster {
             env,
             _dir: dir,
@@ -168,6 +190,99 @@ impl Drop for NsCluster {
             eprintln!("cluster teardown failed: {e:#}");
         }
     }
+}
+
+/// A stand-in upstream DNS server inside a test host's namespace: answers
+/// every A query with one address (AAAA and others: no records), so that
+/// forwarding can be tested without sending a query off the machine. Stops
+/// when dropped.
+pub struct FakeUpstream {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeUpstream {
+    /// Serves on `listen` (an address of host `h`) inside host `h`'s
+    /// namespace, answering `answer`.
+    pub fn start(
+        c: &NsCluster,
+        h: usize,
+        listen: &str,
+        answer: std::net::Ipv4Addr,
+    ) -> anyhow::Result<Self> {
+        let ns = std::path::Path::new("/run/netns").join(c.host_ns(h));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let file = std::fs::File::open(&ns).context("opening the host namespace")?;
+        let listen = listen.to_string();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let sock = nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(anyhow::Error::from)
+                .and_then(|_| Ok(std::net::UdpSocket::bind(&listen)?));
+            let sock = match sock {
+                Ok(s) => {
+                    let _ = ready_tx.send(Ok(()));
+                    s
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let _ = sock.set_read_timeout(Some(Duration::from_millis(200)));
+            let mut buf = [0u8; 1500];
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                if let Some(reply) = fake_answer(&buf[..n], answer) {
+                    let _ = sock.send_to(&reply, from);
+                }
+            }
+        });
+        ready_rx
+            .recv()
+            .map_err(|_| anyhow::anyhow!("the fake upstream thread died"))??;
+        Ok(FakeUpstream {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The answer to a one-question DNS query: the question, and for type A
+/// one record with `ip`.
+fn fake_answer(query: &[u8], ip: std::net::Ipv4Addr) -> Option<Vec<u8>> {
+    if query.len() < 12 {
+        return None;
+    }
+    // The end of the question: the name's labels, then type and class.
+    let mut i = 12;
+    while *query.get(i)? != 0 {
+        i += 1 + usize::from(query[i]);
+    }
+    let qtype = u16::from_be_bytes([*query.get(i + 1)?, *query.get(i + 2)?]);
+    let end = i + 5;
+    let mut out = query.get(..end)?.to_vec();
+    let is_a = qtype == 1;
+    out[2] = 0x81; // response, recursion desired
+    out[3] = 0x80; // recursion available, no error
+    out[6..12].copy_from_slice(&[0, u8::from(is_a), 0, 0, 0, 0]);
+    if is_a {
+        out.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+        out.extend_from_slice(&ip.octets());
+    }
+    Some(out)
 }
 
 /// Polls `check` until it gives a value; panics after `timeout`.

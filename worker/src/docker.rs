@@ -205,6 +205,14 @@ impl DockerExecutor {
                 memory: (spec.limit_memory_bytes > 0).then_some(spec.limit_memory_bytes),
                 memory_reservation: (spec.reserve_memory_bytes > 0)
                     .then_some(spec.reserve_memory_bytes),
+                // The node's embedded DNS answers there, inside the
+                // container's namespace (service discovery).
+                dns: (!task.networks.is_empty()).then(|| vec![crate::dns::RESOLVER_IP.to_string()]),
+                // A search domain of our own: a short name is looked up as
+                // `<name>.swarmlet` first (answered here), never with the
+                // hostname's domain (a task's hostname is its name, `web.1`).
+                dns_search: (!task.networks.is_empty())
+                    .then(|| vec![crate::dns::records::SEARCH_DOMAIN.to_string()]),
                 ..Default::default()
             }),
             ..Default::default()

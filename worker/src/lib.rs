@@ -15,6 +15,7 @@
 //!   task state machine.
 
 pub mod agent;
+pub mod dns;
 pub mod docker;
 pub mod executor;
 pub mod logs;

@@ -7,13 +7,19 @@
 //! - `tasks.<service>` → the IPs of its running tasks;
 //! - `<container>` (a `swarmctl run --name` container) → its IP.
 //!
-//! Names are matched without case and without a trailing dot. A name none
-//! of these match is not ours: the server forwards it upstream.
+//! Names are matched without case and without a trailing dot, also with
+//! the containers' search domain [`SEARCH_DOMAIN`] appended (`web.swarmlet`
+//! is `web`). A name none of these match is not ours: the server forwards
+//! it upstream, except in the search domain, which is ours alone (an empty
+//! answer, so that the resolver goes on with the bare name).
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
 use swarmlet_proto::dispatcher::OverlayNetwork;
+
+/// The search domain of containers (their resolv.conf `search` line).
+pub const SEARCH_DOMAIN: &str = "swarmlet";
 
 /// How a name resolves for one asker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +27,8 @@ pub enum Resolution {
     /// A name of the cluster: these addresses (possibly none: a service
     /// without running tasks has no `tasks.` answers).
     Cluster(Vec<Ipv4Addr>),
+    /// A name in the search domain that is no cluster name.
+    NoSuchName,
     /// Not a cluster name: ask the upstream resolvers.
     Upstream,
 }
@@ -81,6 +89,18 @@ impl Records {
     /// How `name` resolves for an asker on `networks`.
     pub fn resolve(&self, networks: &[String], name: &str) -> Resolution {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
+        if let Some(short) = name
+            .strip_suffix(SEARCH_DOMAIN)
+            .and_then(|n| n.strip_suffix('.'))
+        {
+            return match self.resolve(networks, short) {
+                Resolution::Upstream => Resolution::NoSuchName,
+                found => found,
+            };
+        }
+        if name == SEARCH_DOMAIN {
+            return Resolution::NoSuchName;
+        }
         let mut found = false;
         let mut ips = BTreeSet::new();
         for id in networks {
@@ -146,12 +166,21 @@ mod tests {
         let asker = vec!["front".to_string()];
         assert_eq!(r.resolve(&asker, "web"), ips(&["10.0.1.2"]));
         assert_eq!(r.resolve(&asker, "WEB."), ips(&["10.0.1.2"]));
-        assert_eq!(r.resolve(&asker, "tasks.web"), ips(&["10.0.1.4", "10.0.1.5"]));
+        assert_eq!(
+            r.resolve(&asker, "tasks.web"),
+            ips(&["10.0.1.4", "10.0.1.5"])
+        );
         // dnsrr: the task IPs.
         assert_eq!(r.resolve(&asker, "db"), ips(&["10.0.1.9"]));
         // A service without running tasks is still ours (no upstream leak).
         assert_eq!(r.resolve(&asker, "tasks.idle"), ips(&[]));
         assert_eq!(r.resolve(&asker, "probe"), ips(&["10.0.1.20"]));
+        // The containers' search domain.
+        assert_eq!(r.resolve(&asker, "web.swarmlet."), ips(&["10.0.1.2"]));
+        assert_eq!(
+            r.resolve(&asker, "nothing.swarmlet"),
+            Resolution::NoSuchName
+        );
         // Not on a shared network: not ours.
         assert_eq!(r.resolve(&asker, "secret"), Resolution::Upstream);
         assert_eq!(r.resolve(&asker, "example.org"), Resolution::Upstream);

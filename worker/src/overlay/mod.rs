@@ -98,6 +98,8 @@ struct State {
 /// The node's overlay data plane.
 pub struct Overlay {
     node_id: String,
+    /// The embedded DNS of the node's containers.
+    dns: Arc<crate::dns::Dns>,
     data_ip: Option<Ipv4Addr>,
     state: Mutex<State>,
     wake: Notify,
@@ -113,6 +115,7 @@ impl Overlay {
     pub fn new(node_id: &str, data_ip: Option<Ipv4Addr>) -> Arc<Self> {
         Arc::new(Overlay {
             node_id: node_id.to_string(),
+            dns: crate::dns::Dns::new(crate::dns::upstream::system_upstreams()),
             data_ip,
             state: Mutex::new(State::default()),
             wake: Notify::new(),
@@ -123,6 +126,7 @@ impl Overlay {
 
     /// Replaces the managers' view of this node's networks.
     pub fn set_networks(&self, networks: Vec<OverlayNetwork>) {
+        self.dns.set_view(&networks);
         if let Ok(mut st) = self.state.lock() {
             st.networks = networks
                 .into_iter()
@@ -227,7 +231,21 @@ impl Overlay {
             self.sync_peers(net).await?;
             self.sync_lb(&net.id, false).await?;
         }
+        self.serve_dns(&task.id, &endpoint).await;
         Ok(())
+    }
+
+    /// The container's resolver at 127.0.0.11 (a failure is logged: the
+    /// container still runs, without service discovery).
+    async fn serve_dns(&self, task_id: &str, endpoint: &LocalEndpoint) {
+        let networks = endpoint
+            .attachments
+            .iter()
+            .map(|a| a.network_id.clone())
+            .collect();
+        if let Err(e) = self.dns.serve(task_id, endpoint.pid, networks).await {
+            tracing::warn!(task = %task_id, error = %e, "starting the container's DNS resolver");
+        }
     }
 
     /// Unplugs the task's container; a network's namespace goes with its
@@ -241,6 +259,7 @@ impl Overlay {
         else {
             return;
         };
+        self.dns.stop(task_id);
         let _busy = self.busy.lock().await;
         for a in &endpoint.attachments {
             let ns = self.ns_of(&a.network_id);
@@ -580,6 +599,7 @@ impl Overlay {
                 if let Err(e) = self.plumb(task, endpoint.pid, a).await {
                     tracing::warn!(task = %task, error = %e, "restoring a task's interface");
                 }
+                self.serve_dns(task, endpoint).await;
             }
             if let Err(e) = self.sync_peers(&net).await {
                 tracing::warn!(error = %e, "programming overlay peers");

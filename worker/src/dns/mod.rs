@@ -1,0 +1,118 @@
+//! The node's embedded DNS (hickory-server): a resolver at 127.0.0.11:53
+//! inside every task and attachment container on an overlay network.
+//!
+//! For each such container a UDP socket and a TCP listener are opened
+//! inside the container's network namespace (on a thread that `setns`es
+//! there) and served by a hickory `ServerFuture` on the node's runtime; the
+//! container's resolv.conf points at 127.0.0.11 (Docker `--dns`). Cluster
+//! names ([`records`]) come from the managers' view of the node's networks
+//! and follow it on every change; other names are forwarded to the node's
+//! upstream resolvers ([`upstream`]) from the node's own namespace.
+
+pub mod handler;
+pub mod records;
+pub mod upstream;
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use hickory_server::ServerFuture;
+use swarmlet_proto::dispatcher::OverlayNetwork;
+
+use crate::overlay::netns;
+use crate::overlay::OverlayError;
+use handler::ContainerResolver;
+use records::Records;
+
+/// Where containers find the embedded DNS (as with Docker).
+pub const RESOLVER_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
+
+/// How long a DNS-over-TCP connection may stay idle.
+const TCP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The node's DNS: names, upstreams and one server per container.
+pub struct Dns {
+    records: Arc<RwLock<Records>>,
+    upstreams: Arc<Vec<SocketAddr>>,
+    servers: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+}
+
+impl Dns {
+    /// A DNS forwarding other names to `upstreams`.
+    pub fn new(upstreams: Vec<SocketAddr>) -> Arc<Dns> {
+        Arc::new(Dns {
+            records: Arc::new(RwLock::new(Records::default())),
+            upstreams: Arc::new(upstreams),
+            servers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Follows a new view of the node's networks.
+    pub fn set_view(&self, view: &[OverlayNetwork]) {
+        let records = Records::from_view(view);
+        if let Ok(mut r) = self.records.write() {
+            *r = records;
+        }
+    }
+
+    /// Serves the container of `task_id` (main process `pid`, attached to
+    /// `networks`), unless it is served already.
+    pub async fn serve(
+        &self,
+        task_id: &str,
+        pid: u32,
+        networks: Vec<String>,
+    ) -> Result<(), OverlayError> {
+        if self
+            .servers
+            .lock()
+            .is_ok_and(|s| s.get(task_id).is_some_and(|h| !h.is_finished()))
+        {
+            return Ok(());
+        }
+        let (udp, tcp) = netns::run_blocking_in(&netns::of_pid(pid), || {
+            let addr = SocketAddr::from((RESOLVER_IP, 53));
+            let udp = std::net::UdpSocket::bind(addr)
+                .map_err(|e| OverlayError::System(format!("binding {addr}/udp: {e}")))?;
+            let tcp = std::net::TcpListener::bind(addr)
+                .map_err(|e| OverlayError::System(format!("binding {addr}/tcp: {e}")))?;
+            udp.set_nonblocking(true)
+                .and_then(|_| tcp.set_nonblocking(true))
+                .map_err(|e| OverlayError::System(format!("DNS sockets: {e}")))?;
+            Ok((udp, tcp))
+        })
+        .await?;
+        let udp = tokio::net::UdpSocket::from_std(udp)
+            .map_err(|e| OverlayError::System(format!("DNS socket: {e}")))?;
+        let tcp = tokio::net::TcpListener::from_std(tcp)
+            .map_err(|e| OverlayError::System(format!("DNS listener: {e}")))?;
+        let mut server = ServerFuture::new(ContainerResolver {
+            networks,
+            records: self.records.clone(),
+            upstreams: self.upstreams.clone(),
+        });
+        server.register_socket(udp);
+        server.register_listener(tcp, TCP_TIMEOUT);
+        let task = task_id.to_string();
+        let handle = tokio::spawn(async move {
+            if let Err(e) = server.block_until_done().await {
+                tracing::debug!(task = %task, error = %e, "DNS server ended");
+            }
+        });
+        if let Ok(mut s) = self.servers.lock() {
+            if let Some(old) = s.insert(task_id.to_string(), handle.abort_handle()) {
+                old.abort();
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops serving the container of `task_id`.
+    pub fn stop(&self, task_id: &str) {
+        if let Some(h) = self.servers.lock().ok().and_then(|mut s| s.remove(task_id)) {
+            h.abort();
+        }
+    }
+}

@@ -64,7 +64,7 @@ fn reaches_all(c: &NsCluster, from: usize, url: &str, want: &BTreeSet<String>) -
 
 #[test]
 fn published_port_answers_on_every_host_and_follows_the_tasks() {
-    let c = NsCluster::up("swmh", "10.215.0", 4).expect("cluster up");
+    let c = NsCluster::up("swmh", "10.217.0", 4).expect("cluster up");
     c.ctl(
         1,
         &[

@@ -19,6 +19,8 @@ use swarmlet_proto::control::CreateServiceRequest;
 use swarmlet_proto::objects::{NodeStatus, RemovedNode, ServiceSpec, Task, TaskState};
 use swarmlet_tests::{form_cluster, wait_until, InProcessNode};
 
+mod lb_update;
+mod mesh;
 mod overlay;
 
 #[derive(Parser)]
@@ -72,10 +74,16 @@ enum Scenario {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
-    /// Not built yet: arrives with the routing-mesh issue.
-    Mesh,
-    /// Not built yet: arrives with the routing-mesh issue.
-    LbUpdate,
+    /// Real data plane: HTTP req/s through the routing mesh vs straight to the task.
+    Mesh {
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// One backend change applied with this many services programmed.
+    LbUpdate {
+        #[arg(long, default_value_t = 1000)]
+        services: usize,
+    },
 }
 
 async fn start_cluster(
@@ -511,9 +519,8 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Reschedule { nodes, tasks } => reschedule_bench(nodes, tasks).await?,
         Scenario::Start { replicas } => start_bench(replicas)?,
         Scenario::Overlay { seconds } => overlay::run(&bin_dir()?, seconds)?,
-        Scenario::Mesh | Scenario::LbUpdate => {
-            bail!("this scenario arrives with the routing mesh (issue 6)")
-        }
+        Scenario::Mesh { seconds } => mesh::run(&bin_dir()?, seconds)?,
+        Scenario::LbUpdate { services } => lb_update::run(services).await?,
     };
     println!("{result}");
     Ok(())

@@ -18,7 +18,7 @@ fn repo() -> PathBuf {
 }
 
 /// Builds the debug `swarmd` and `swarmctl` the clusters run.
-fn build_binaries() -> anyhow::Result<PathBuf> {
+pub fn build_binaries() -> anyhow::Result<PathBuf> {
     let status = Command::new(env!("CARGO"))
         .current_dir(repo())
         .args(["build", "-q", "-p", "swarmd", "-p", "swarmctl"])

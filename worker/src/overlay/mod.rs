@@ -467,6 +467,9 @@ impl Overlay {
             if !present || applied.as_ref() != Some(&p2) {
                 nft::apply_here(&ingress::host_ruleset(&node, &p2))?;
             }
+            if !present || check_table {
+                nft::docker_user_accept_here(&ingress::host_leg(&node));
+            }
             Ok(())
         })
         .await?;

@@ -71,6 +71,42 @@ pub fn drop_connections_here(ips: &[std::net::Ipv4Addr]) {
     }
 }
 
+/// Where `dockerd` shares the node's namespace, its iptables FORWARD policy
+/// is DROP, and an accept in our own table cannot override it: published
+/// ports routed to the ingress sandbox through `leg` need accepts in
+/// Docker's documented `DOCKER-USER` chain. Adds them (once) when that
+/// chain exists in the calling thread's namespace; does nothing otherwise.
+pub fn docker_user_accept_here(leg: &str) {
+    let iptables = |args: &[&str]| {
+        Command::new("iptables")
+            .args(["-w", "2"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !iptables(&["-S", "DOCKER-USER"]) {
+        return;
+    }
+    for dir in ["-i", "-o"] {
+        let rule = ["DOCKER-USER", dir, leg, "-j", "ACCEPT"];
+        let mut check = vec!["-C"];
+        check.extend_from_slice(&rule);
+        if !iptables(&check) {
+            let mut insert = vec!["-I"];
+            insert.extend_from_slice(&rule);
+            if !iptables(&insert) {
+                tracing::warn!(
+                    leg,
+                    "could not add the DOCKER-USER accept for the ingress leg"
+                );
+            }
+        }
+    }
+}
+
 /// Applies `commands` in the namespace at `ns`.
 pub async fn apply_in(ns: &Path, commands: Vec<Value>) -> Result<(), OverlayError> {
     if commands.is_empty() {

@@ -2,7 +2,7 @@
 //! answers on every host (also one without a task of the service, and on
 //! localhost), spread over every task; scaling down takes the removed tasks
 //! out at once; `nft flush ruleset` on a host heals within seconds; a UDP
-//! port is published too. Needs root, dockerd and the demo image
+//! port is published too; a `mode=host` port answers on its task's node only. Needs root, dockerd and the demo image
 //! (`deploy/dockerd.sh`, `deploy/image.sh`).
 
 use std::collections::BTreeSet;
@@ -218,4 +218,52 @@ fn published_port_answers_on_every_host_and_follows_the_tasks() {
         },
     );
     assert_eq!(answer, format!("{task} ping"));
+
+    // mode=host: the task's own node only, at the target port.
+    c.ctl(
+        1,
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "hostmode",
+            "--publish",
+            "mode=host,published=9080,target=80",
+            "--constraint",
+            "node.hostname==h2",
+            IMAGE,
+        ],
+    )
+    .expect("service create host mode");
+    let on_h2 = format!("http://{}:9080/", c.host_ip(2));
+    let body = wait_for_or(
+        "the host-mode port on h2",
+        CONVERGE,
+        || c.http_get(4, &on_h2).ok(),
+        || state(&c, "hostmode"),
+    );
+    assert_eq!(body.trim(), "hostmode.1");
+    assert_eq!(
+        c.http_get(2, "http://127.0.0.1:9080/")
+            .unwrap_or_default()
+            .trim(),
+        "hostmode.1",
+        "localhost on the task's node"
+    );
+    for h in [1, 3, 4] {
+        assert!(
+            c.http_get(4, &format!("http://{}:9080/", c.host_ip(h)))
+                .is_err(),
+            "h{h} has no task of the host-mode service and must not answer"
+        );
+    }
+    c.ctl(1, &["service", "rm", "hostmode"])
+        .expect("service rm");
+    wait_for_or(
+        "the host-mode port to close with its task",
+        CONVERGE,
+        || c.http_get(4, &on_h2).is_err().then_some(()),
+        || state(&c, "hostmode"),
+    );
 }

@@ -11,7 +11,7 @@
 //! ([`super::lb`]). Connections from the node itself are masqueraded to
 //! 172.18.0.1 (localhost sources need `route_localnet` on the leg).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use serde_json::{json, Value};
@@ -54,7 +54,11 @@ pub fn host_table(node_id: &str) -> String {
 /// The commands that (re)write the node's routing-mesh table so that
 /// `published` ports on local addresses go to the sandbox. Small, so it is
 /// always replaced whole, atomically.
-pub fn host_ruleset(node_id: &str, published: &BTreeSet<(Proto, u16)>) -> Vec<Value> {
+pub fn host_ruleset(
+    node_id: &str,
+    published: &BTreeSet<(Proto, u16)>,
+    host_ports: &BTreeMap<(Proto, u16), (Ipv4Addr, u16)>,
+) -> Vec<Value> {
     let table = host_table(node_id);
     let t = json!({"table": {"family": "ip", "name": table}});
     let base = |name: &str, kind: &str, hook: &str, prio: i32| {
@@ -78,7 +82,18 @@ pub fn host_ruleset(node_id: &str, published: &BTreeSet<(Proto, u16)>) -> Vec<Va
         {"dnat": {"addr": SBOX_LEG_IP.to_string()}}
     ]);
     let leg = host_leg(node_id);
-    vec![
+    let mut host_rules = Vec::new();
+    for ((proto, port), (ip, target)) in host_ports {
+        let expr = json!([
+            {"match": {"op": "==", "left": {"fib": {"result": "type", "flags": ["daddr"]}}, "right": "local"}},
+            {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": proto.name()}},
+            {"match": {"op": "==", "left": {"payload": {"protocol": "th", "field": "dport"}}, "right": port}},
+            {"dnat": {"addr": ip.to_string(), "port": target}}
+        ]);
+        host_rules.push(rule("prerouting", expr.clone()));
+        host_rules.push(rule("output", expr));
+    }
+    let mut cmds = vec![
         json!({"add": t}),
         json!({"delete": t}),
         json!({"add": t}),
@@ -96,7 +111,17 @@ pub fn host_ruleset(node_id: &str, published: &BTreeSet<(Proto, u16)>) -> Vec<Va
                 {"masquerade": null}
             ]),
         ),
-    ]
+        rule(
+            "postrouting",
+            json!([
+                {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "swh-*"}},
+                {"match": {"op": "==", "left": {"fib": {"result": "type", "flags": ["saddr"]}}, "right": "local"}},
+                {"masquerade": null}
+            ]),
+        ),
+    ];
+    cmds.extend(host_rules);
+    cmds
 }
 
 #[cfg(test)]
@@ -114,7 +139,14 @@ mod tests {
     #[test]
     fn published_ports_are_sent_to_the_sandbox() {
         let ports: BTreeSet<_> = [(Proto::Tcp, 8080), (Proto::Udp, 5353)].into();
-        let text = serde_json::to_string(&host_ruleset("abcdef0123", &ports)).unwrap_or_default();
+        let host: BTreeMap<_, _> =
+            [((Proto::Tcp, 9000), (Ipv4Addr::new(172, 19, 0, 2), 80))].into();
+        let text =
+            serde_json::to_string(&host_ruleset("abcdef0123", &ports, &host)).unwrap_or_default();
+        assert!(
+            text.contains("\"addr\":\"172.19.0.2\",\"port\":80"),
+            "{text}"
+        );
         assert!(text.contains("\"concat\":[\"tcp\",8080]"), "{text}");
         assert!(text.contains("\"concat\":[\"udp\",5353]"), "{text}");
         assert!(text.contains("172.18.0.2"));

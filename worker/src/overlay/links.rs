@@ -103,7 +103,7 @@ pub async fn delete(h: &Handle, index: u32) -> Result<(), OverlayError> {
 }
 
 /// IPv4 addresses of a link.
-async fn addresses(h: &Handle, index: u32) -> Result<Vec<Ipv4Addr>, OverlayError> {
+pub async fn addresses(h: &Handle, index: u32) -> Result<Vec<Ipv4Addr>, OverlayError> {
     let msgs: Vec<_> = h
         .address()
         .get()

@@ -25,6 +25,7 @@
 //! (nftables rules; pure), [`netns`] (namespaces and running work inside
 //! them), [`links`] (the netlink operations), [`nft`] (applying rules).
 
+pub mod hostports;
 pub mod ingress;
 pub mod lb;
 pub mod links;
@@ -80,7 +81,18 @@ struct Attachment {
 struct LocalEndpoint {
     pid: u32,
     attachments: Vec<Attachment>,
+    /// Ports published in host mode, and the slot of the container's leg
+    /// to the node ([`hostports`]).
+    host_ports: Vec<hostports::HostPort>,
+    host_slot: Option<u32>,
 }
+
+/// What the node's routing-mesh table holds: ingress-published ports, and
+/// host-mode ports with the container address and target port they go to.
+type MeshPorts = (
+    BTreeSet<(lb::Proto, u16)>,
+    BTreeMap<(lb::Proto, u16), (Ipv4Addr, u16)>,
+);
 
 #[derive(Default)]
 struct State {
@@ -90,9 +102,8 @@ struct State {
     endpoints: HashMap<String, LocalEndpoint>,
     /// The load-balancer rules last applied, by namespace name.
     lb_applied: HashMap<String, lb::LbRules>,
-    /// The published ports last sent to the ingress sandbox from the
-    /// node's namespace.
-    mesh_applied: Option<BTreeSet<(lb::Proto, u16)>>,
+    /// The node's routing-mesh table as last written.
+    mesh_applied: Option<MeshPorts>,
 }
 
 /// The node's overlay data plane.
@@ -188,7 +199,8 @@ impl Overlay {
     /// Plugs the container of `task` (main process `pid`) into the task's
     /// networks. Idempotent: an endpoint already plumbed is only recorded.
     pub async fn attach(&self, task: &Task, pid: u32) -> Result<(), OverlayError> {
-        if task.networks.is_empty() {
+        let host_ports = hostports::host_ports(task);
+        if task.networks.is_empty() && host_ports.is_empty() {
             return Ok(());
         }
         let mut attachments = Vec::new();
@@ -216,7 +228,17 @@ impl Overlay {
             };
             networks.push(net);
         }
-        let endpoint = LocalEndpoint { pid, attachments };
+        let host_slot = if host_ports.is_empty() {
+            None
+        } else {
+            Some(self.host_slot_for(&task.id).await?)
+        };
+        let endpoint = LocalEndpoint {
+            pid,
+            attachments,
+            host_ports,
+            host_slot,
+        };
         // Recorded first: whatever fails below, the reconcile loop retries
         // (a failed fresh task is detached by its controller).
         if let Ok(mut st) = self.state.lock() {
@@ -231,8 +253,75 @@ impl Overlay {
             self.sync_peers(net).await?;
             self.sync_lb(&net.id, false).await?;
         }
-        self.serve_dns(&task.id, &endpoint).await;
+        if let Some(slot) = endpoint.host_slot {
+            self.plumb_host_leg(&task.id, pid, slot).await?;
+            drop(_busy);
+            self.wake.notify_one();
+        }
+        if !endpoint.attachments.is_empty() {
+            self.serve_dns(&task.id, &endpoint).await;
+        }
         Ok(())
+    }
+
+    /// The leg slot of a task: the one its existing leg has (after a
+    /// restart), else a free one.
+    async fn host_slot_for(&self, task_id: &str) -> Result<u32, OverlayError> {
+        let leg = hostports::node_leg(task_id);
+        let existing = netns::run_in(&netns::host_ns(), move |h| async move {
+            match links::link(&h, &leg).await? {
+                Some(l) => Ok(links::addresses(&h, l.index)
+                    .await?
+                    .into_iter()
+                    .find_map(hostports::slot_of)),
+                None => Ok(None),
+            }
+        })
+        .await?;
+        if let Some(slot) = existing {
+            return Ok(slot);
+        }
+        let taken: Vec<u32> = self
+            .state
+            .lock()
+            .map(|st| st.endpoints.values().filter_map(|e| e.host_slot).collect())
+            .unwrap_or_default();
+        Ok(hostports::pick_slot(task_id, &taken))
+    }
+
+    /// The container's leg to the node for host-mode ports, unless there.
+    async fn plumb_host_leg(&self, task_id: &str, pid: u32, slot: u32) -> Result<(), OverlayError> {
+        let (node_ip, container_ip) = hostports::slot_ips(slot);
+        let leg = hostports::node_leg(task_id);
+        let temp = hostports::temp_leg(task_id);
+        let (leg2, temp2) = (leg.clone(), temp.clone());
+        let into = netns::of_pid(pid);
+        let created = netns::run_in(&netns::host_ns(), move |h| async move {
+            if links::link(&h, &leg2).await?.is_some() {
+                return Ok(false);
+            }
+            links::create_leg(&h, &leg2, &temp2, (node_ip, 30), &into).await?;
+            Ok(true)
+        })
+        .await?;
+        if !created {
+            return Ok(());
+        }
+        netns::run_blocking_in(&netns::host_ns(), move || {
+            netns::set_sysctl(&format!("ipv4/conf/{leg}/route_localnet"), "1")
+        })
+        .await?;
+        netns::run_in(&netns::of_pid(pid), move |h| async move {
+            links::configure_leg(
+                &h,
+                &temp,
+                hostports::CONTAINER_LEG,
+                (container_ip, 30),
+                node_ip,
+            )
+            .await
+        })
+        .await
     }
 
     /// The container's resolver at 127.0.0.11 (a failure is logged: the
@@ -261,6 +350,17 @@ impl Overlay {
         };
         self.dns.stop(task_id);
         let _busy = self.busy.lock().await;
+        if endpoint.host_slot.is_some() {
+            let leg = hostports::node_leg(task_id);
+            let _ = netns::run_in(&netns::host_ns(), move |h| async move {
+                if let Some(l) = links::link(&h, &leg).await? {
+                    links::delete(&h, l.index).await?;
+                }
+                Ok(())
+            })
+            .await;
+            self.wake.notify_one();
+        }
         for a in &endpoint.attachments {
             let ns = self.ns_of(&a.network_id);
             if !self.network_in_use(&a.network_id) && !self.is_ingress(&a.network_id) {
@@ -447,34 +547,46 @@ impl Overlay {
     /// view, sent to the sandbox (rewritten when they change or the table
     /// went missing).
     async fn sync_mesh(&self, check_table: bool) -> Result<(), OverlayError> {
-        let (published, applied) = {
+        let (ports, applied) = {
             let st = self
                 .state
                 .lock()
                 .map_err(|_| OverlayError::System("state lock poisoned".into()))?;
-            let Some(view) = st.networks.values().find(|n| n.ingress) else {
+            let published: BTreeSet<_> = st
+                .networks
+                .values()
+                .find(|n| n.ingress)
+                .map(|view| lb::rules_for(view).published.keys().copied().collect())
+                .unwrap_or_default();
+            let mut host = BTreeMap::new();
+            for e in st.endpoints.values() {
+                let Some(slot) = e.host_slot else { continue };
+                let (_, container_ip) = hostports::slot_ips(slot);
+                for (proto, published, target) in &e.host_ports {
+                    host.insert((*proto, *published), (container_ip, *target));
+                }
+            }
+            if published.is_empty() && host.is_empty() && st.mesh_applied.is_none() {
                 return Ok(());
-            };
-            let rules = lb::rules_for(view);
-            let published: BTreeSet<_> = rules.published.keys().copied().collect();
-            (published, st.mesh_applied.clone())
+            }
+            ((published, host), st.mesh_applied.clone())
         };
         let node = self.node_id.clone();
         let table = ingress::host_table(&node);
-        let p2 = published.clone();
+        let p2 = ports.clone();
         netns::run_blocking_in(&netns::host_ns(), move || {
             let present = applied.is_some() && (!check_table || nft::has_table_here(&table)?);
             if !present || applied.as_ref() != Some(&p2) {
-                nft::apply_here(&ingress::host_ruleset(&node, &p2))?;
+                nft::apply_here(&ingress::host_ruleset(&node, &p2.0, &p2.1))?;
             }
             if !present || check_table {
-                nft::docker_user_accept_here(&ingress::host_leg(&node));
+                nft::docker_user_accept_here(&[&ingress::host_leg(&node), "swh-+"]);
             }
             Ok(())
         })
         .await?;
         if let Ok(mut st) = self.state.lock() {
-            st.mesh_applied = Some(published);
+            st.mesh_applied = Some(ports);
         }
         Ok(())
     }
@@ -609,6 +721,15 @@ impl Overlay {
             }
             if let Err(e) = self.sync_lb(&net.id, periodic).await {
                 tracing::warn!(error = %e, "programming the load balancer");
+            }
+        }
+        for (task, e) in &endpoints {
+            let Some(slot) = e.host_slot else { continue };
+            if !std::path::Path::new(&format!("/proc/{}", e.pid)).exists() {
+                continue;
+            }
+            if let Err(err) = self.plumb_host_leg(task, e.pid, slot).await {
+                tracing::warn!(task = %task, error = %err, "restoring a host-mode port's leg");
             }
         }
         if let Err(e) = self.sync_mesh(periodic).await {

@@ -73,10 +73,11 @@ pub fn drop_connections_here(ips: &[std::net::Ipv4Addr]) {
 
 /// Where `dockerd` shares the node's namespace, its iptables FORWARD policy
 /// is DROP, and an accept in our own table cannot override it: published
-/// ports routed to the ingress sandbox through `leg` need accepts in
+/// ports routed to the ingress sandbox or a host-mode leg through `legs`
+/// (iptables interface patterns: `swh-+`) need accepts in
 /// Docker's documented `DOCKER-USER` chain. Adds them (once) when that
 /// chain exists in the calling thread's namespace; does nothing otherwise.
-pub fn docker_user_accept_here(leg: &str) {
+pub fn docker_user_accept_here(legs: &[&str]) {
     let iptables = |args: &[&str]| {
         Command::new("iptables")
             .args(["-w", "2"])
@@ -90,7 +91,7 @@ pub fn docker_user_accept_here(leg: &str) {
     if !iptables(&["-S", "DOCKER-USER"]) {
         return;
     }
-    for dir in ["-i", "-o"] {
+    for (leg, dir) in legs.iter().flat_map(|l| [(*l, "-i"), (*l, "-o")]) {
         let rule = ["DOCKER-USER", dir, leg, "-j", "ACCEPT"];
         let mut check = vec!["-C"];
         check.extend_from_slice(&rule);

@@ -66,6 +66,24 @@ struct NetworkServices {
     containers: Vec<NamedEndpoint>,
 }
 
+/// The entry of service `id` (named `name`) on network `network`.
+fn service_entry<'a>(
+    out: &'a mut HashMap<String, NetworkServices>,
+    network: &str,
+    id: &str,
+    name: &str,
+) -> &'a mut ServiceBackends {
+    let entry = out
+        .entry(network.to_string())
+        .or_default()
+        .services
+        .entry(id.to_string())
+        .or_default();
+    entry.service_id = id.to_string();
+    entry.name = name.to_string();
+    entry
+}
+
 /// Services (VIP, backends, ingress ports) and named containers by network.
 fn services_by_network(
     tasks: &[(u64, Task)],
@@ -85,15 +103,8 @@ fn services_by_network(
             .unwrap_or_default();
         let endpoint = s.endpoint.clone().unwrap_or_default();
         for vip in &endpoint.vips {
-            let entry = out
-                .entry(vip.network_id.clone())
-                .or_default()
-                .services
-                .entry(s.id.clone())
-                .or_default();
-            entry.service_id = s.id.clone();
-            entry.name = name.clone();
-            entry.vip = ip_of(&vip.address).to_string();
+            service_entry(&mut out, &vip.network_id, &s.id, &name).vip =
+                ip_of(&vip.address).to_string();
         }
         if let Some(ingress) = ingress_id {
             let ports: Vec<_> = endpoint
@@ -103,15 +114,7 @@ fn services_by_network(
                 .cloned()
                 .collect();
             if !ports.is_empty() {
-                let entry = out
-                    .entry(ingress.to_string())
-                    .or_default()
-                    .services
-                    .entry(s.id.clone())
-                    .or_default();
-                entry.service_id = s.id.clone();
-                entry.name = name.clone();
-                entry.ports = ports;
+                service_entry(&mut out, ingress, &s.id, &name).ports = ports;
             }
         }
     }

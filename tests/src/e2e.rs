@@ -128,6 +128,18 @@ impl NsCluster {
         serde_json::from_str(&out).with_context(|| format!("not JSON: {out}"))
     }
 
+    /// The tasks of `service` that run and are meant to (`service ps
+    /// --format json` objects).
+    pub fn running_tasks(&self, service: &str) -> Vec<serde_json::Value> {
+        let Ok(serde_json::Value::Array(tasks)) = self.json(1, &["service", "ps", service]) else {
+            return Vec::new();
+        };
+        tasks
+            .into_iter()
+            .filter(|t| t["desired_state"] == "running" && t["current_state"] == "running")
+            .collect()
+    }
+
     /// The network namespace of host `h`.
     pub fn host_ns(&self, h: usize) -> String {
         format!("{}-h{h}", self.env[0].1)

@@ -8,7 +8,6 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use serde_json::Value;
 use swarmlet_tests::e2e::{docker, wait_for_or, FakeUpstream, NsCluster};
 
 const CONVERGE: Duration = Duration::from_secs(60);
@@ -17,12 +16,8 @@ const IMAGE: &str = "swarmlet-demo:latest";
 
 /// Running tasks of a service: (name, container ID, IP on its first network).
 fn running(c: &NsCluster, service: &str) -> Vec<(String, String, String)> {
-    let Ok(Value::Array(tasks)) = c.json(1, &["service", "ps", service]) else {
-        return Vec::new();
-    };
-    tasks
+    c.running_tasks(service)
         .iter()
-        .filter(|t| t["desired_state"] == "running" && t["current_state"] == "running")
         .filter_map(|t| {
             Some((
                 t["name"].as_str()?.to_string(),

@@ -8,7 +8,6 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use serde_json::Value;
 use swarmlet_tests::e2e::{wait_for_or, NsCluster};
 
 const CONVERGE: Duration = Duration::from_secs(60);
@@ -17,12 +16,8 @@ const IMAGE: &str = "swarmlet-demo:latest";
 
 /// Names of the running tasks of a service.
 fn running(c: &NsCluster, service: &str) -> BTreeSet<String> {
-    let Ok(Value::Array(tasks)) = c.json(1, &["service", "ps", service]) else {
-        return BTreeSet::new();
-    };
-    tasks
+    c.running_tasks(service)
         .iter()
-        .filter(|t| t["desired_state"] == "running" && t["current_state"] == "running")
         .filter_map(|t| Some(t["name"].as_str()?.to_string()))
         .collect()
 }

@@ -102,8 +102,11 @@ pub async fn delete(h: &Handle, index: u32) -> Result<(), OverlayError> {
         .map_err(|e| nl("deleting a link", e))
 }
 
-/// IPv4 addresses of a link.
-pub async fn addresses(h: &Handle, index: u32) -> Result<Vec<Ipv4Addr>, OverlayError> {
+/// The address messages of a link, each with its IPv4 address.
+async fn address_messages(
+    h: &Handle,
+    index: u32,
+) -> Result<Vec<(Ipv4Addr, rtnetlink::packet_route::address::AddressMessage)>, OverlayError> {
     let msgs: Vec<_> = h
         .address()
         .get()
@@ -113,12 +116,23 @@ pub async fn addresses(h: &Handle, index: u32) -> Result<Vec<Ipv4Addr>, OverlayE
         .await
         .map_err(|e| nl("listing addresses", e))?;
     Ok(msgs
-        .iter()
-        .flat_map(|m| m.attributes.iter())
-        .filter_map(|a| match a {
-            AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
-            _ => None,
+        .into_iter()
+        .filter_map(|m| {
+            let ip = m.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
+                _ => None,
+            })?;
+            Some((ip, m))
         })
+        .collect())
+}
+
+/// IPv4 addresses of a link.
+pub async fn addresses(h: &Handle, index: u32) -> Result<Vec<Ipv4Addr>, OverlayError> {
+    Ok(address_messages(h, index)
+        .await?
+        .into_iter()
+        .map(|(ip, _)| ip)
         .collect())
 }
 
@@ -147,21 +161,8 @@ async fn sync_addresses(
     index: u32,
     wanted: &[(Ipv4Addr, u8)],
 ) -> Result<(), OverlayError> {
-    let msgs: Vec<_> = h
-        .address()
-        .get()
-        .set_link_index_filter(index)
-        .execute()
-        .try_collect()
-        .await
-        .map_err(|e| nl("listing addresses", e))?;
     let mut have = Vec::new();
-    for m in msgs {
-        let ip = m.attributes.iter().find_map(|a| match a {
-            AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
-            _ => None,
-        });
-        let Some(ip) = ip else { continue };
+    for (ip, m) in address_messages(h, index).await? {
         if wanted.contains(&(ip, m.header.prefix_len)) {
             have.push(ip);
         } else {

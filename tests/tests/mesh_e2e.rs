@@ -1,7 +1,8 @@
 //! The routing mesh on namespace hosts with real Docker: a published port
 //! answers on every host (also one without a task of the service, and on
 //! localhost), spread over every task; scaling down takes the removed tasks
-//! out at once; `nft flush ruleset` on a host heals within seconds; a UDP
+//! out at once; `nft flush ruleset` on a host, or deleting its ingress
+//! sandbox, heals within seconds; a UDP
 //! port is published too; a `mode=host` port answers on its task's node only. Needs root, dockerd and the demo image
 //! (`deploy/dockerd.sh`, `deploy/image.sh`).
 
@@ -108,6 +109,24 @@ fn published_port_answers_on_every_host_and_follows_the_tasks() {
         .expect("nft flush");
     wait_for_or(
         "h4 to serve 8080 again after nft flush ruleset",
+        HEAL,
+        || {
+            c.http_get(4, &format!("http://{}:8080/", c.host_ip(4)))
+                .ok()
+        },
+        || state(&c, "web"),
+    );
+
+    // A deleted ingress sandbox comes back (with its leg and rules).
+    let h4 = c.json(1, &["node", "inspect", "h4"]).expect("node inspect");
+    let h4_id = h4["id"].as_str().expect("node id").to_string();
+    swarmlet_tests::e2e::run(
+        "ip",
+        &["netns", "del", &format!("ingress_sbox-{}", &h4_id[..8])],
+    )
+    .expect("delete the sandbox");
+    wait_for_or(
+        "h4 to serve 8080 again after its sandbox was deleted",
         HEAL,
         || {
             c.http_get(4, &format!("http://{}:8080/", c.host_ip(4)))

@@ -228,20 +228,28 @@ impl Overlay {
             };
             networks.push(net);
         }
-        let host_slot = if host_ports.is_empty() {
+        let existing_slot = if host_ports.is_empty() {
             None
         } else {
-            Some(self.host_slot_for(&task.id).await?)
+            self.existing_host_slot(&task.id).await?
         };
-        let endpoint = LocalEndpoint {
+        let mut endpoint = LocalEndpoint {
             pid,
             attachments,
+            host_slot: None,
             host_ports,
-            host_slot,
         };
         // Recorded first: whatever fails below, the reconcile loop retries
-        // (a failed fresh task is detached by its controller).
+        // (a failed fresh task is detached by its controller). A new leg's
+        // slot is picked under the same lock, so two tasks never share one.
         if let Ok(mut st) = self.state.lock() {
+            if !endpoint.host_ports.is_empty() {
+                endpoint.host_slot = Some(existing_slot.unwrap_or_else(|| {
+                    let taken: Vec<u32> =
+                        st.endpoints.values().filter_map(|e| e.host_slot).collect();
+                    hostports::pick_slot(&task.id, &taken)
+                }));
+            }
             st.endpoints.insert(task.id.clone(), endpoint.clone());
         }
         let _busy = self.busy.lock().await;
@@ -264,11 +272,10 @@ impl Overlay {
         Ok(())
     }
 
-    /// The leg slot of a task: the one its existing leg has (after a
-    /// restart), else a free one.
-    async fn host_slot_for(&self, task_id: &str) -> Result<u32, OverlayError> {
+    /// The slot of the task's existing leg (after a `swarmd` restart).
+    async fn existing_host_slot(&self, task_id: &str) -> Result<Option<u32>, OverlayError> {
         let leg = hostports::node_leg(task_id);
-        let existing = netns::run_in(&netns::host_ns(), move |h| async move {
+        netns::run_in(&netns::host_ns(), move |h| async move {
             match links::link(&h, &leg).await? {
                 Some(l) => Ok(links::addresses(&h, l.index)
                     .await?
@@ -277,16 +284,7 @@ impl Overlay {
                 None => Ok(None),
             }
         })
-        .await?;
-        if let Some(slot) = existing {
-            return Ok(slot);
-        }
-        let taken: Vec<u32> = self
-            .state
-            .lock()
-            .map(|st| st.endpoints.values().filter_map(|e| e.host_slot).collect())
-            .unwrap_or_default();
-        Ok(hostports::pick_slot(task_id, &taken))
+        .await
     }
 
     /// The container's leg to the node for host-mode ports, unless there.

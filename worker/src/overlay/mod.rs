@@ -541,6 +541,19 @@ impl Overlay {
         Ok(())
     }
 
+    /// Removes the ingress sandbox (nothing published, no local task on
+    /// ingress): a node that publishes nothing keeps no namespace, leg or
+    /// VXLAN device for the mesh.
+    fn remove_sandbox(&self) {
+        let name = ingress::sbox_name(&self.node_id);
+        if netns::exists(&name) {
+            netns::delete(&name);
+        }
+        if let Ok(mut st) = self.state.lock() {
+            st.lb_applied.remove(&name);
+        }
+    }
+
     /// The node's routing-mesh table: the published ports of the ingress
     /// view, sent to the sandbox (rewritten when they change or the table
     /// went missing).
@@ -693,8 +706,16 @@ impl Overlay {
                 .as_ref()
                 .map(|n| n.id.as_str())
                 .unwrap_or_default();
+            // The sandbox exists while a port is published in the cluster
+            // (or a local task is on ingress); otherwise it goes, with the
+            // VNI it holds.
+            let publishing = ingress.services.iter().any(|s| !s.ports.is_empty());
             if !id.is_empty() && !in_use.contains_key(id) {
-                to_serve.push(id);
+                if publishing {
+                    to_serve.push(id);
+                } else {
+                    self.remove_sandbox();
+                }
             }
         }
         for net_id in to_serve {

@@ -263,7 +263,6 @@ impl Overlay {
         }
         if let Some(slot) = endpoint.host_slot {
             self.plumb_host_leg(&task.id, pid, slot).await?;
-            drop(_busy);
             self.wake.notify_one();
         }
         if !endpoint.attachments.is_empty() {
@@ -287,37 +286,16 @@ impl Overlay {
         .await
     }
 
-    /// The container's leg to the node for host-mode ports, unless there.
+    /// The container's leg to the node for host-mode ports.
     async fn plumb_host_leg(&self, task_id: &str, pid: u32, slot: u32) -> Result<(), OverlayError> {
         let (node_ip, container_ip) = hostports::slot_ips(slot);
-        let leg = hostports::node_leg(task_id);
-        let temp = hostports::temp_leg(task_id);
-        let (leg2, temp2) = (leg.clone(), temp.clone());
-        let into = netns::of_pid(pid);
-        let created = netns::run_in(&netns::host_ns(), move |h| async move {
-            if links::link(&h, &leg2).await?.is_some() {
-                return Ok(false);
-            }
-            links::create_leg(&h, &leg2, &temp2, (node_ip, 30), &into).await?;
-            Ok(true)
-        })
-        .await?;
-        if !created {
-            return Ok(());
-        }
-        netns::run_blocking_in(&netns::host_ns(), move || {
-            netns::set_sysctl(&format!("ipv4/conf/{leg}/route_localnet"), "1")
-        })
-        .await?;
-        netns::run_in(&netns::of_pid(pid), move |h| async move {
-            links::configure_leg(
-                &h,
-                &temp,
-                hostports::CONTAINER_LEG,
-                (container_ip, 30),
-                node_ip,
-            )
-            .await
+        ensure_leg(Leg {
+            node_side: hostports::node_leg(task_id),
+            temp: hostports::temp_leg(task_id),
+            node_ip: (node_ip, 30),
+            inner_ns: netns::of_pid(pid),
+            inner_name: hostports::CONTAINER_LEG,
+            inner_ip: (container_ip, 30),
         })
         .await
     }
@@ -455,44 +433,13 @@ impl Overlay {
 
     /// The ingress sandbox's leg to the node's namespace (see [`ingress`]).
     async fn ensure_ingress_leg(&self, sbox: &std::path::Path) -> Result<(), OverlayError> {
-        let host = ingress::host_leg(&self.node_id);
-        let temp = ingress::temp_leg(&self.node_id);
-        let (host2, temp2) = (host.clone(), temp.clone());
-        let has_leg = netns::run_in(sbox, move |h| async move {
-            Ok(links::link(&h, ingress::SBOX_LEG).await?.is_some()
-                || links::link(&h, &temp2).await?.is_some())
-        })
-        .await?;
-        if !has_leg {
-            let into = sbox.to_path_buf();
-            let temp2 = temp.clone();
-            netns::run_in(&netns::host_ns(), move |h| async move {
-                links::create_leg(
-                    &h,
-                    &host2,
-                    &temp2,
-                    (ingress::HOST_LEG_IP, ingress::LEG_PREFIX),
-                    &into,
-                )
-                .await
-            })
-            .await?;
-        }
-        let host2 = host.clone();
-        netns::run_blocking_in(&netns::host_ns(), move || {
-            netns::set_sysctl("ipv4/ip_forward", "1")?;
-            netns::set_sysctl(&format!("ipv4/conf/{host2}/route_localnet"), "1")
-        })
-        .await?;
-        netns::run_in(sbox, move |h| async move {
-            links::configure_leg(
-                &h,
-                &temp,
-                ingress::SBOX_LEG,
-                (ingress::SBOX_LEG_IP, ingress::LEG_PREFIX),
-                ingress::HOST_LEG_IP,
-            )
-            .await
+        ensure_leg(Leg {
+            node_side: ingress::host_leg(&self.node_id),
+            temp: ingress::temp_leg(&self.node_id),
+            node_ip: (ingress::HOST_LEG_IP, ingress::LEG_PREFIX),
+            inner_ns: sbox.to_path_buf(),
+            inner_name: ingress::SBOX_LEG,
+            inner_ip: (ingress::SBOX_LEG_IP, ingress::LEG_PREFIX),
         })
         .await
     }
@@ -783,4 +730,46 @@ impl Overlay {
             self.reconcile(periodic).await;
         }
     }
+}
+
+/// A veth between the node's namespace and another one: the ingress
+/// sandbox ([`ingress`]) or a container with host-mode ports
+/// ([`hostports`]).
+struct Leg {
+    /// Its name in the node's namespace.
+    node_side: String,
+    /// The other end's name until it is moved and renamed.
+    temp: String,
+    node_ip: (Ipv4Addr, u8),
+    /// The other namespace.
+    inner_ns: std::path::PathBuf,
+    inner_name: &'static str,
+    inner_ip: (Ipv4Addr, u8),
+}
+
+/// Makes the leg exist and be configured on both sides: routed (and
+/// localhost, `route_localnet`) traffic from the node reaches the other
+/// side, whose default route leads back through the leg.
+async fn ensure_leg(leg: Leg) -> Result<(), OverlayError> {
+    let Leg {
+        node_side,
+        temp,
+        node_ip,
+        inner_ns,
+        inner_name,
+        inner_ip,
+    } = leg;
+    let (temp2, into) = (temp.clone(), inner_ns.clone());
+    netns::run_in(&netns::host_ns(), move |h| async move {
+        if links::link(&h, &node_side).await?.is_none() {
+            links::create_leg(&h, &node_side, &temp2, node_ip, &into).await?;
+        }
+        netns::set_sysctl("ipv4/ip_forward", "1")?;
+        netns::set_sysctl(&format!("ipv4/conf/{node_side}/route_localnet"), "1")
+    })
+    .await?;
+    netns::run_in(&inner_ns, move |h| async move {
+        links::configure_leg(&h, &temp, inner_name, inner_ip, node_ip.0).await
+    })
+    .await
 }

@@ -32,24 +32,22 @@ pub fn apply_here(commands: &[Value]) -> Result<(), OverlayError> {
 
 /// Whether table `ip <name>` exists in the calling thread's namespace.
 pub fn has_table_here(name: &str) -> Result<bool, OverlayError> {
+    // `list tables` names the tables only: listing the table itself would
+    // print every rule of it, on every periodic check.
     let out = Command::new("nft")
-        .args(["list", "table", "ip", name])
+        .args(["list", "tables", "ip"])
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
         .output()
         .map_err(|e| OverlayError::System(format!("running nft: {e}")))?;
-    if out.status.success() {
-        return Ok(true);
+    if !out.status.success() {
+        return Err(OverlayError::System(format!(
+            "nft list tables: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
     }
-    let err = String::from_utf8_lossy(&out.stderr);
-    if err.contains("No such file or directory") {
-        return Ok(false);
-    }
-    Err(OverlayError::System(format!(
-        "nft list table {name}: {}",
-        err.trim()
-    )))
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.trim() == format!("table ip {name}")))
 }
 
 /// Deletes the connections whose replies come from `ips` (backends that

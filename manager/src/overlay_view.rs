@@ -84,16 +84,13 @@ fn service_entry<'a>(
     entry
 }
 
-/// Services (VIP, backends, ingress ports) and named containers by network.
+/// Services (VIP, backends, ingress ports) and named containers by
+/// network; `ingress_id` is the ingress network's ID.
 fn services_by_network(
     tasks: &[(u64, Task)],
     services: &[Service],
-    networks: &[Network],
+    ingress_id: Option<&str>,
 ) -> HashMap<String, NetworkServices> {
-    let ingress_id = networks
-        .iter()
-        .find(|n| n.spec.as_ref().is_some_and(|s| s.ingress))
-        .map(|n| n.id.as_str());
     let mut out: HashMap<String, NetworkServices> = HashMap::new();
     for s in services {
         let name = s
@@ -221,7 +218,7 @@ pub fn overlay_views(
             }
         }
     }
-    let mut services = services_by_network(tasks, services, networks);
+    let mut services = services_by_network(tasks, services, ingress_id);
     let networks: HashMap<&str, &Network> = networks.iter().map(|n| (n.id.as_str(), n)).collect();
     let nodes_by_id: HashMap<&str, &Node> = nodes.iter().map(|n| (n.id.as_str(), n)).collect();
     let mut views: HashMap<String, Vec<OverlayNetwork>> = HashMap::new();

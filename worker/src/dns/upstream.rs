@@ -49,7 +49,7 @@ pub fn system_upstreams() -> Vec<SocketAddr> {
 /// Asks the upstreams `query` (recursion desired); the first answer.
 pub async fn forward(upstreams: &[SocketAddr], query: Query) -> Option<Message> {
     let mut msg = Message::new();
-    msg.set_id(rand_id())
+    msg.set_id(rand::random())
         .set_message_type(MessageType::Query)
         .set_op_code(OpCode::Query)
         .set_recursion_desired(true)
@@ -82,18 +82,6 @@ pub async fn forward(upstreams: &[SocketAddr], query: Query) -> Option<Message> 
         }
     }
     None
-}
-
-fn rand_id() -> u16 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    h.finish() as u16
 }
 
 #[cfg(test)]

@@ -45,12 +45,12 @@ pub fn host_ports(task: &Task) -> Vec<HostPort> {
 
 /// The node side of a task's leg.
 pub fn node_leg(task_id: &str) -> String {
-    format!("swh-{}", task_id.get(..10).unwrap_or(task_id))
+    format!("swh-{}", super::plan::short(task_id, 10))
 }
 
 /// The container side before it is moved and renamed.
 pub fn temp_leg(task_id: &str) -> String {
-    format!("swk-{}", task_id.get(..10).unwrap_or(task_id))
+    format!("swk-{}", super::plan::short(task_id, 10))
 }
 
 /// The (node side, container side) addresses of slot `slot` (/30).

@@ -28,7 +28,7 @@ pub const LEG_PREFIX: u8 = 30;
 pub const SBOX_LEG: &str = "gw0";
 
 fn short(node_id: &str) -> &str {
-    node_id.get(..8).unwrap_or(node_id)
+    super::plan::short(node_id, 8)
 }
 
 /// The ingress sandbox's namespace name.

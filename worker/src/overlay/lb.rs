@@ -79,10 +79,6 @@ pub struct LbRules {
     pub chains: BTreeMap<String, Backends>,
 }
 
-fn short(s: &str) -> &str {
-    s.get(..12).unwrap_or(s)
-}
-
 /// The rules a network's view asks for.
 pub fn rules_for(view: &OverlayNetwork) -> LbRules {
     let mut rules = LbRules {
@@ -92,7 +88,7 @@ pub fn rules_for(view: &OverlayNetwork) -> LbRules {
     for s in &view.services {
         let ips: Vec<Ipv4Addr> = s.backends.iter().filter_map(|b| b.parse().ok()).collect();
         if let Ok(vip) = s.vip.parse::<Ipv4Addr>() {
-            let chain = format!("svc-{}", short(&s.service_id));
+            let chain = format!("svc-{}", super::plan::short(&s.service_id, 12));
             rules.vips.insert(vip, chain.clone());
             rules.chains.insert(
                 chain,

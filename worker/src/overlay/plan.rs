@@ -51,7 +51,9 @@ pub fn container_ifname(index: usize) -> String {
     format!("eth{index}")
 }
 
-fn short(s: &str, n: usize) -> &str {
+/// The first `n` characters of an ID (all of it when shorter): IDs in
+/// interface, namespace, chain and table names.
+pub fn short(s: &str, n: usize) -> &str {
     s.get(..n).unwrap_or(s)
 }
 

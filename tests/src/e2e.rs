@@ -172,21 +172,28 @@ impl NsCluster {
         payload: &str,
         timeout: Duration,
     ) -> anyhow::Result<String> {
+        let sock = self.udp_socket(h, "0.0.0.0:0")?;
+        sock.set_read_timeout(Some(timeout))?;
+        sock.send_to(payload.as_bytes(), to)?;
+        let mut buf = [0u8; 1500];
+        let (n, _) = sock.recv_from(&mut buf)?;
+        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    /// A UDP socket bound to `bind` inside host `h`'s namespace (opened on
+    /// a thread that entered it; the socket keeps that namespace wherever
+    /// it is used).
+    pub fn udp_socket(&self, h: usize, bind: &str) -> anyhow::Result<std::net::UdpSocket> {
         let ns = std::path::Path::new("/run/netns").join(self.host_ns(h));
-        let (to, payload) = (to.to_string(), payload.to_string());
-        std::thread::spawn(move || -> anyhow::Result<String> {
+        let bind = bind.to_string();
+        std::thread::spawn(move || -> anyhow::Result<std::net::UdpSocket> {
             let file = std::fs::File::open(&ns).context("opening the host namespace")?;
             nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
                 .context("entering the host namespace")?;
-            let sock = std::net::UdpSocket::bind("0.0.0.0:0")?;
-            sock.set_read_timeout(Some(timeout))?;
-            sock.send_to(payload.as_bytes(), &to)?;
-            let mut buf = [0u8; 1500];
-            let (n, _) = sock.recv_from(&mut buf)?;
-            Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+            Ok(std::net::UdpSocket::bind(&bind)?)
         })
         .join()
-        .map_err(|_| anyhow::anyhow!("the UDP thread panicked"))?
+        .map_err(|_| anyhow::anyhow!("the namespace thread panicked"))?
     }
 
     /// The log of host `h`'s swarmd.
@@ -222,27 +229,11 @@ impl FakeUpstream {
         listen: &str,
         answer: std::net::Ipv4Addr,
     ) -> anyhow::Result<Self> {
-        let ns = std::path::Path::new("/run/netns").join(c.host_ns(h));
+        let sock = c.udp_socket(h, listen)?;
+        sock.set_read_timeout(Some(Duration::from_millis(200)))?;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stop2 = stop.clone();
-        let file = std::fs::File::open(&ns).context("opening the host namespace")?;
-        let listen = listen.to_string();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
-            let sock = nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(anyhow::Error::from)
-                .and_then(|_| Ok(std::net::UdpSocket::bind(&listen)?));
-            let sock = match sock {
-                Ok(s) => {
-                    let _ = ready_tx.send(Ok(()));
-                    s
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    return;
-                }
-            };
-            let _ = sock.set_read_timeout(Some(Duration::from_millis(200)));
             let mut buf = [0u8; 1500];
             while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
                 let Ok((n, from)) = sock.recv_from(&mut buf) else {
@@ -253,9 +244,6 @@ impl FakeUpstream {
                 }
             }
         });
-        ready_rx
-            .recv()
-            .map_err(|_| anyhow::anyhow!("the fake upstream thread died"))??;
         Ok(FakeUpstream {
             stop,
             thread: Some(thread),

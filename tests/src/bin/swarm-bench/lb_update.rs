@@ -59,13 +59,6 @@ fn rules(services: usize) -> LbRules {
     r
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[(((sorted.len() - 1) as f64) * p).round() as usize]
-}
-
 /// Programs `services` services, then times `ROUNDS` single-backend
 /// changes; (p50, p99, full programming) in milliseconds.
 async fn measure(services: usize) -> anyhow::Result<(f64, f64, f64)> {
@@ -99,7 +92,11 @@ async fn measure(services: usize) -> anyhow::Result<(f64, f64, f64)> {
         current = next;
     }
     times.sort_by(|a, b| a.total_cmp(b));
-    Ok((percentile(&times, 0.5), percentile(&times, 0.99), full_ms))
+    Ok((
+        crate::percentile(&times, 0.5),
+        crate::percentile(&times, 0.99),
+        full_ms,
+    ))
 }
 
 fn round3(x: f64) -> f64 {

@@ -45,11 +45,6 @@ fn wrk(ns: &str, url: &str, seconds: u64) -> anyhow::Result<f64> {
     Ok(rps)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
-
 /// Runs the scenario.
 pub fn run(bin: &std::path::Path, seconds: u64) -> anyhow::Result<Value> {
     let c = NsCluster::up_with(bin, "swbms", "10.218.0", 2)?;
@@ -99,6 +94,7 @@ pub fn run(bin: &std::path::Path, seconds: u64) -> anyhow::Result<Value> {
         mesh.push(wrk(&h2, &with_task, seconds)?);
         mesh_no_task.push(wrk(&h2, &without_task, seconds)?);
     }
+    let median = crate::median;
     let (mesh, mesh_no_task, direct) = (median(mesh), median(mesh_no_task), median(straight));
     drop(c);
     let ratio = |x: f64| {

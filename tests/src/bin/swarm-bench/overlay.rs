@@ -119,13 +119,9 @@ const ROUNDS: usize = 3;
 
 /// Medians of (Mbit/s, CPU %) pairs, each taken on its own.
 fn medians(v: &[(f64, f64)]) -> (f64, f64) {
-    let median = |mut x: Vec<f64>| {
-        x.sort_by(|a, b| a.total_cmp(b));
-        x.get(x.len() / 2).copied().unwrap_or(0.0)
-    };
     (
-        median(v.iter().map(|p| p.0).collect()),
-        median(v.iter().map(|p| p.1).collect()),
+        crate::median(v.iter().map(|p| p.0).collect()),
+        crate::median(v.iter().map(|p| p.1).collect()),
     )
 }
 

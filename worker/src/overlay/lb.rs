@@ -6,10 +6,10 @@
 //!   the service VIPs of the network (endpoint mode `vip`);
 //! - map `published` (protocol . port → `goto` a chain) for packets to a
 //!   local address: the routing mesh's published ports (ingress only);
-//! - one chain per service or published port with a single rule,
-//!   `dnat to numgen random mod N map { 0 : ip, … }` over the running
-//!   backends (no rule without backends: the packet then ends locally and
-//!   is refused at once);
+//! - one chain per service or published port: `meta mark set numgen random
+//!   mod N`, then per running backend `meta mark == i dnat to ip` (no rule
+//!   without backends: the packet then ends locally and is refused at
+//!   once);
 //! - postrouting: what was DNATed and leaves on `br0` is SNATed to this
 //!   node's load-balancer IP on the network, so replies from a backend on
 //!   another node come back here (every node has the same gateway IP).
@@ -160,28 +160,40 @@ fn goto(chain: &str) -> Value {
     json!({"goto": {"target": chain}})
 }
 
-/// The one rule of a backend chain, if it has backends.
-fn balance_rule(chain: &str, b: &Backends) -> Option<Value> {
+/// The rules of a backend chain: none without backends; else one rule
+/// that draws a number below N into the packet mark, and per backend one
+/// rule that DNATs the packets of that number to it.
+///
+/// Written without an anonymous map (`dnat to numgen random mod N map
+/// {…}`) on purpose: `nft` loads every set of the table, anonymous ones
+/// included, before it applies any change, so one anonymous map per
+/// service made every change slower as services were added. Plain rules
+/// are not loaded for a chain flush or a rule add. The mark is only set on
+/// the first packet of a connection (NAT chains see no other) and is
+/// cleared when the packet crosses into another namespace.
+fn balance_rules(chain: &str, b: &Backends) -> Vec<Value> {
     if b.ips.is_empty() {
-        return None;
+        return Vec::new();
     }
-    let choices: Vec<Value> = b
-        .ips
-        .iter()
-        .enumerate()
-        .map(|(i, ip)| json!([i, ip.to_string()]))
-        .collect();
-    let addr = json!({"map": {
-        "key": {"numgen": {"mode": "random", "mod": b.ips.len(), "offset": 0}},
-        "data": {"set": choices}}});
-    let expr = match b.to_port {
-        Some((proto, port)) => json!([
-            {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": proto.name()}},
-            {"dnat": {"addr": addr, "port": port}}
-        ]),
-        None => json!([{"dnat": {"addr": addr}}]),
-    };
-    Some(rule(chain, expr))
+    let mark = json!({"meta": {"key": "mark"}});
+    let mut rules = vec![rule(
+        chain,
+        json!([{"mangle": {"key": mark,
+            "value": {"numgen": {"mode": "random", "mod": b.ips.len(), "offset": 0}}}}]),
+    )];
+    for (i, ip) in b.ips.iter().enumerate() {
+        let pick = json!({"match": {"op": "==", "left": mark, "right": i}});
+        let expr = match b.to_port {
+            Some((proto, port)) => json!([
+                pick,
+                {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": proto.name()}},
+                {"dnat": {"addr": ip.to_string(), "port": port}}
+            ]),
+            None => json!([pick, {"dnat": {"addr": ip.to_string()}}]),
+        };
+        rules.push(rule(chain, expr));
+    }
+    rules
 }
 
 fn snat_rule(ip: Ipv4Addr) -> Value {
@@ -240,7 +252,7 @@ pub fn full(rules: &LbRules) -> Vec<Value> {
     }
     for (name, b) in &rules.chains {
         cmds.push(obj("add", chain(name)));
-        cmds.extend(balance_rule(name, b).map(|r| obj("add", r)));
+        cmds.extend(balance_rules(name, b).into_iter().map(|r| obj("add", r)));
     }
     for (vip, c) in &rules.vips {
         cmds.push(obj(
@@ -314,11 +326,11 @@ pub fn update(old: &LbRules, new: &LbRules) -> Vec<Value> {
             Some(ob) if ob == b => {}
             Some(_) => {
                 cmds.push(obj("flush", chain(name)));
-                cmds.extend(balance_rule(name, b).map(|r| obj("add", r)));
+                cmds.extend(balance_rules(name, b).into_iter().map(|r| obj("add", r)));
             }
             None => {
                 cmds.push(obj("add", chain(name)));
-                cmds.extend(balance_rule(name, b).map(|r| obj("add", r)));
+                cmds.extend(balance_rules(name, b).into_iter().map(|r| obj("add", r)));
             }
         }
     }
@@ -436,6 +448,32 @@ mod tests {
         let r = rules_for(&view(&[], true));
         let text = serde_json::to_string(&full(&r)).unwrap_or_default();
         assert!(!text.contains("numgen"), "{text}");
+        assert!(!text.contains("{\"dnat\":"), "{text}");
         assert!(text.contains("svc-abcdef012345"));
+    }
+
+    #[test]
+    fn each_backend_gets_one_numbered_dnat() {
+        let b = Backends {
+            ips: vec![
+                Ipv4Addr::new(10, 0, 0, 5),
+                Ipv4Addr::new(10, 0, 0, 6),
+                Ipv4Addr::new(10, 0, 0, 7),
+            ],
+            to_port: Some((Proto::Udp, 53)),
+        };
+        let rules = balance_rules("pub-udp-53", &b);
+        assert_eq!(rules.len(), 4);
+        let draw = serde_json::to_string(&rules[0]).unwrap_or_default();
+        assert!(draw.contains("\"mod\":3"), "{draw}");
+        for (i, ip) in b.ips.iter().enumerate() {
+            let text = serde_json::to_string(&rules[i + 1]).unwrap_or_default();
+            assert!(text.contains(&format!("\"right\":{i}")), "{text}");
+            assert!(
+                text.contains(&format!("\"addr\":\"{ip}\",\"port\":53")),
+                "{text}"
+            );
+            assert!(text.contains("\"udp\""), "{text}");
+        }
     }
 }

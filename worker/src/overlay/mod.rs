@@ -464,7 +464,7 @@ impl Overlay {
         let path = netns::path_of(&ns);
         netns::run_blocking_in(&path, move || {
             let present = match &applied {
-                Some(_) if check_table => nft::has_table_here(lb::TABLE)?,
+                Some(_) if check_table => nft::has_chain_here(lb::TABLE, "postrouting")?,
                 Some(_) => true,
                 None => false,
             };
@@ -533,7 +533,8 @@ impl Overlay {
         let table = ingress::host_table(&node);
         let p2 = ports.clone();
         netns::run_blocking_in(&netns::host_ns(), move || {
-            let present = applied.is_some() && (!check_table || nft::has_table_here(&table)?);
+            let present =
+                applied.is_some() && (!check_table || nft::has_chain_here(&table, "postrouting")?);
             if !present || applied.as_ref() != Some(&p2) {
                 nft::apply_here(&ingress::host_ruleset(&node, &p2.0, &p2.1))?;
             }

@@ -30,24 +30,31 @@ pub fn apply_here(commands: &[Value]) -> Result<(), OverlayError> {
     .map_err(nft_error)
 }
 
-/// Whether table `ip <name>` exists in the calling thread's namespace.
-pub fn has_table_here(name: &str) -> Result<bool, OverlayError> {
-    // `list tables` names the tables only: listing the table itself would
-    // print every rule of it, on every periodic check.
+/// Whether table `ip <table>` with its chain `chain` exists in the calling
+/// thread's namespace (a firewall reload or `nft flush ruleset` deletes
+/// them).
+///
+/// Asks for that one chain: `nft list tables` loads every table whole
+/// (54 ms with 1,000 services programmed, against 14 ms for one chain),
+/// and this runs every few seconds.
+pub fn has_chain_here(table: &str, chain: &str) -> Result<bool, OverlayError> {
     let out = Command::new("nft")
-        .args(["list", "tables", "ip"])
+        .args(["list", "chain", "ip", table, chain])
         .stdin(Stdio::null())
+        .stdout(Stdio::null())
         .output()
         .map_err(|e| OverlayError::System(format!("running nft: {e}")))?;
-    if !out.status.success() {
-        return Err(OverlayError::System(format!(
-            "nft list tables: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+    if out.status.success() {
+        return Ok(true);
     }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .any(|l| l.trim() == format!("table ip {name}")))
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.contains("No such file or directory") {
+        return Ok(false);
+    }
+    Err(OverlayError::System(format!(
+        "nft list chain ip {table} {chain}: {}",
+        err.trim()
+    )))
 }
 
 /// Deletes the connections whose replies come from `ips` (backends that

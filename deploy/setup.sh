@@ -14,6 +14,7 @@ PACKAGES=(
   busybox-static    # the demo image is built from it
   docker.io         # dockerd 20.10 for the Docker executor
   ca-certificates
+  bash-completion   # swarmctl's tab completion (deploy/install.sh installs the script)
 )
 
 missing=()

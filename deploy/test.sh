@@ -12,3 +12,12 @@ bash deploy/vagrant-validate.sh
 bash deploy/dockerd.sh
 bash deploy/image.sh
 cargo test --workspace 2>&1
+# The install script, staged in a scratch directory with the debug binaries.
+STAGE="$(mktemp -d)"
+trap 'rm -rf "$STAGE"' EXIT
+DESTDIR="$STAGE" bash deploy/install.sh --bin-dir target/debug
+for f in usr/local/bin/swarmd usr/local/bin/swarmctl etc/systemd/system/swarmd.service \
+         usr/share/bash-completion/completions/swarmctl; do
+  [ -s "$STAGE/$f" ] || { echo "install.sh did not install $f" >&2; exit 1; }
+done
+bash -n "$STAGE/usr/share/bash-completion/completions/swarmctl"

@@ -30,18 +30,23 @@ async fn main() {
             println!("swarmctl {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Command::Completion { shell } => {
-            clap_complete::generate(
-                *shell,
-                &mut Cli::command(),
-                "swarmctl",
-                &mut std::io::stdout(),
-            );
-            Ok(())
-        }
+        Command::Completion { shell } => print_completion(*shell),
     };
     if let Err(e) = result {
         eprintln!("Error: {}", output::one_line(&format!("{e:#}")));
         std::process::exit(1);
+    }
+}
+
+/// Writes the completion script for `shell` to stdout. Generated into a
+/// buffer first: clap_complete panics on a write error, and a reader that
+/// stops early (`| head`) is not an error.
+fn print_completion(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "swarmctl", &mut script);
+    match std::io::stdout().write_all(&script) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
 }

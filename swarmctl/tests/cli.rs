@@ -306,3 +306,69 @@ async fn service_commands() {
     assert_eq!(stdout(&ls).trim(), "[]");
     a.stop().await;
 }
+
+/// What bash completes for the words of `line` (the last one being typed),
+/// with the script `swarmctl completion bash` prints loaded.
+fn bash_completes(script: &std::path::Path, line: &str) -> Vec<String> {
+    let words: Vec<&str> = line.split(' ').collect();
+    let program = format!(
+        "source {script}\nCOMP_WORDS=({words})\nCOMP_CWORD={cword}\n\
+         COMP_LINE='{line}'\nCOMP_POINT={point}\n\
+         _swarmctl swarmctl '{cur}' '{prev}'\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"\n",
+        script = script.display(),
+        words = words.join(" "),
+        cword = words.len() - 1,
+        point = line.len(),
+        cur = words[words.len() - 1],
+        prev = words[words.len().saturating_sub(2)],
+    );
+    let out = std::process::Command::new("bash")
+        .args(["--norc", "-c", &program])
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "bash: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn bash_completion_completes_subcommands_and_flags() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("swarmctl.bash");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_swarmctl"))
+        .args(["completion", "bash"])
+        .output()
+        .expect("swarmctl runs");
+    assert!(out.status.success());
+    std::fs::write(&script, &out.stdout).expect("write script");
+    // The script parses.
+    let parse = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .status()
+        .expect("bash runs");
+    assert!(parse.success());
+
+    assert_eq!(bash_completes(&script, "swarmctl serv"), vec!["service"]);
+    let service = bash_completes(&script, "swarmctl service ");
+    for sub in ["create", "ls", "ps", "rm", "scale", "update", "inspect"] {
+        assert!(service.contains(&sub.to_string()), "{sub} in {service:?}");
+    }
+    assert!(bash_completes(&script, "swarmctl service create --repl")
+        .contains(&"--replicas".to_string()));
+
+    // zsh and fish scripts are produced too.
+    for shell in ["zsh", "fish"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_swarmctl"))
+            .args(["completion", shell])
+            .output()
+            .expect("swarmctl runs");
+        assert!(out.status.success() && out.stdout.len() > 1000, "{shell}");
+    }
+}

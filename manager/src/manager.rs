@@ -55,6 +55,9 @@ pub struct ManagerConfig {
     pub db_dir: std::path::PathBuf,
     /// Client TLS configuration (this node's certificate).
     pub client_tls: Arc<ClientConfig>,
+    /// Disaster recovery: make this member the only one of its Raft group
+    /// before starting (see [`SledStorage::force_new_cluster`]).
+    pub force_new_cluster: bool,
 }
 
 /// A running manager.
@@ -99,6 +102,14 @@ impl Manager {
         let storage = SledStorage::open(db.clone(), store.clone())?;
         if bootstrap && storage.is_empty()? {
             storage.bootstrap(cfg.raft.raft_id)?;
+        }
+        if cfg.force_new_cluster {
+            let removed = storage.force_new_cluster(cfg.raft.raft_id)?;
+            tracing::warn!(
+                removed = ?removed,
+                "--force-new-cluster: this manager now forms a one-manager cluster; \
+                 the other managers must leave and join again"
+            );
         }
         let transport = GrpcTransport::new(
             cfg.raft.raft_id,

@@ -34,6 +34,8 @@ pub struct DaemonConfig {
     pub pull_missing: bool,
     /// CPUs and memory offered to tasks; `None`: this host's.
     pub resources: Option<swarmlet_proto::objects::Resources>,
+    /// `--force-new-cluster`: restart this manager as a one-manager cluster.
+    pub force_new_cluster: bool,
 }
 
 impl DaemonConfig {
@@ -59,6 +61,7 @@ impl DaemonConfig {
             resources: None,
             docker_host: "unix:///var/run/docker.sock".into(),
             pull_missing: true,
+            force_new_cluster: false,
         }
     }
 

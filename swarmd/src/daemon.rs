@@ -45,7 +45,14 @@ impl Daemon {
             shutdown,
             server: std::sync::Mutex::new(None),
         });
-        if let Some(state) = NodeState::load(&cfg.state_dir)? {
+        let state = NodeState::load(&cfg.state_dir)?;
+        if cfg.force_new_cluster && state.as_ref().is_none_or(|s| s.role != "manager") {
+            anyhow::bail!(
+                "--force-new-cluster needs the state dir of a manager ({} holds none)",
+                cfg.state_dir.display()
+            );
+        }
+        if let Some(state) = state {
             let identity = NodeIdentity::load(&cfg.certs_dir())?
                 .context("state dir has node.json but no certificates")?;
             tracing::info!(node = %state.node_id, role = %state.role, "resuming node");

@@ -313,6 +313,7 @@ impl Joined {
             advertise_addr: st.addr.clone(),
             db_dir: self.cfg.raft_dir(),
             client_tls: self.client_tls.clone(),
+            force_new_cluster: self.cfg.force_new_cluster && !bootstrap,
         };
         let manager = if bootstrap {
             Manager::bootstrap(mcfg)?

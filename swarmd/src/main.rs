@@ -60,8 +60,17 @@ fn system_hostname() -> String {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
     let args = Args::parse();
+    // One line, whatever RUST_BACKTRACE says: a start-up failure is the
+    // operator's to fix, not a crash to debug.
+    if let Err(e) = run(args).await {
+        eprintln!("Error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let filter = args
         .log_level
         .clone()
@@ -72,9 +81,6 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    if args.force_new_cluster {
-        anyhow::bail!("--force-new-cluster is not implemented yet");
-    }
     if args.metrics_addr.is_some() {
         tracing::warn!("--metrics-addr is accepted but metrics are not served yet");
     }
@@ -88,6 +94,7 @@ async fn main() -> anyhow::Result<()> {
     cfg.advertise_addr = args.advertise_addr;
     cfg.executor = args.executor;
     cfg.docker_host = args.docker_host;
+    cfg.force_new_cluster = args.force_new_cluster;
     // No registry is reachable on some hosts (and tests must not try one).
     cfg.pull_missing = std::env::var("SWARMD_NO_PULL").map_or(true, |v| v.is_empty() || v == "0");
     let daemon = Daemon::start(cfg).await.context("swarmd failed to start")?;

@@ -108,8 +108,25 @@ impl InProcessNode {
         );
         cfg.advertise_addr = Some(self.addr.clone());
         (self.tune)(&mut cfg);
-        self.daemon = Some(Daemon::start(cfg).await?);
-        Ok(())
+        // The last handle of the stopped manager may still be dropping (sled
+        // flushes on drop, on whichever thread let go last): its database
+        // lock goes a moment after the handle count reaches zero.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match Daemon::start(cfg.clone()).await {
+                Ok(d) => {
+                    self.daemon = Some(d);
+                    return Ok(());
+                }
+                Err(e)
+                    if format!("{e:#}").contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Stops the daemon as a crash would look to the others.

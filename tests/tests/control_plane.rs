@@ -466,3 +466,47 @@ async fn a_manager_leaving_with_force_leaves_raft() {
         n.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn force_new_cluster_from_the_last_manager_restores_service() {
+    let (_dir, mut nodes) = cluster(3, 0).await;
+    wait_leader(&nodes, None).await;
+    assert!(write_label(&nodes[0], "node1", "before-the-loss").await);
+    // Two of three managers are lost for good: no quorum is left.
+    nodes[1].stop().await;
+    nodes[2].stop().await;
+    nodes[0].stop().await;
+    nodes[0].start().await.expect("restart without the flag");
+    assert!(
+        !write_label(&nodes[0], "node1", "no-quorum").await,
+        "a lone manager of three must not commit"
+    );
+    nodes[0].stop().await;
+
+    nodes[0].tune = |c| c.force_new_cluster = true;
+    nodes[0]
+        .start()
+        .await
+        .expect("restart with --force-new-cluster");
+    wait_until("the survivor leads alone", ELECTION, || async {
+        nodes[0]
+            .manager()
+            .filter(|m| m.is_leader() && m.raft.status().voters.len() == 1)
+            .map(|_| ())
+    })
+    .await;
+    // Committed state survived, and new changes commit.
+    assert!(labels(&nodes[0], "node1")
+        .await
+        .contains_key("before-the-loss"));
+    assert!(write_label(&nodes[0], "node1", "after-the-recovery").await);
+    // A second restart (flag gone) keeps the one-manager group.
+    nodes[0].stop().await;
+    nodes[0].tune = |_| {};
+    nodes[0].start().await.expect("restart");
+    wait_leader(&nodes[..1], None).await;
+    assert!(labels(&nodes[0], "node1")
+        .await
+        .contains_key("after-the-recovery"));
+    nodes[0].stop().await;
+}

@@ -13,7 +13,9 @@ use std::sync::Mutex;
 
 use prost::Message as _;
 use protobuf::Message as PbMessage;
-use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+use raft::eraftpb::{
+    ConfChange, ConfChangeType, ConfState, Entry, HardState, Snapshot, SnapshotMetadata,
+};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 use swarmlet_proto::store::{KeyValue, SnapshotData};
 
@@ -84,6 +86,79 @@ impl SledStorage {
         batch.insert(CONF_STATE_KEY, pb_bytes(meta.get_conf_state()));
         self.store.state.apply_batch(batch)?;
         self.persist()
+    }
+
+    /// Disaster recovery of a lost quorum (`swarmd --force-new-cluster`):
+    /// turns this member's copy into a one-voter group of `raft_id` without
+    /// losing anything that was committed. Entries past the commit index
+    /// (never acknowledged) are dropped; one committed `RemoveNode` entry
+    /// per other member is appended, so the Ready loop applies them like
+    /// any membership change (the members' rows go, the voters shrink to
+    /// this node), after which it elects itself. Returns the removed Raft
+    /// IDs (empty: already alone, nothing written).
+    pub fn force_new_cluster(&self, raft_id: u64) -> Result<Vec<u64>, RaftStorageError> {
+        let mut hs = self.hard_state()?;
+        let compacted = self.compacted()?;
+        let commit = hs.commit.max(compacted.index);
+        // Members: the applied configuration plus any committed, not yet
+        // applied addition still in the log.
+        let cs = self.conf_state()?;
+        let mut members: std::collections::BTreeSet<u64> = cs
+            .voters
+            .iter()
+            .chain(cs.learners.iter())
+            .copied()
+            .collect();
+        let mut last_term = compacted.term;
+        for row in self.log.range(..=commit.to_be_bytes()) {
+            let (_, v) = row?;
+            let e = Entry::parse_from_bytes(&v).map_err(|_| RaftStorageError::Corrupt("log"))?;
+            last_term = e.term;
+            if e.get_entry_type() == raft::eraftpb::EntryType::EntryConfChange {
+                let cc = ConfChange::parse_from_bytes(&e.data)
+                    .map_err(|_| RaftStorageError::Corrupt("conf change"))?;
+                match cc.get_change_type() {
+                    ConfChangeType::RemoveNode => members.remove(&cc.node_id),
+                    _ => members.insert(cc.node_id),
+                };
+            }
+        }
+        members.remove(&raft_id);
+        if members.is_empty() {
+            return Ok(Vec::new());
+        }
+        let term = hs.term.max(last_term);
+        let mut entries = Vec::new();
+        for (i, id) in members.iter().enumerate() {
+            let cc = ConfChange {
+                change_type: ConfChangeType::RemoveNode,
+                node_id: *id,
+                ..Default::default()
+            };
+            let mut e = Entry {
+                term,
+                index: commit + 1 + i as u64,
+                ..Default::default()
+            };
+            e.set_entry_type(raft::eraftpb::EntryType::EntryConfChange);
+            e.data = pb_bytes(&cc).into();
+            entries.push(e);
+        }
+        // `append` also drops the uncommitted suffix the new entries replace.
+        let mut batch = sled::Batch::default();
+        for old in self.log.range((commit + 1).to_be_bytes()..) {
+            let (k, _) = old?;
+            batch.remove(k);
+        }
+        self.log.apply_batch(batch)?;
+        self.append(&entries)?;
+        hs.term = term;
+        hs.commit = commit + entries.len() as u64;
+        // A vote cast in the old group means nothing in the new one.
+        hs.vote = 0;
+        self.set_hard_state(&hs)?;
+        self.persist()?;
+        Ok(members.into_iter().collect())
     }
 
     /// fsync everything written so far.
@@ -435,5 +510,53 @@ mod tests {
             .is_some());
         assert_eq!(b.first_index().expect("f"), 3);
         assert_eq!(b.initial_state().expect("s").conf_state.voters, vec![1]);
+    }
+
+    #[test]
+    fn force_new_cluster_keeps_committed_entries_and_removes_the_others() {
+        let s = open();
+        s.bootstrap(1).expect("bootstrap");
+        s.set_conf_state(&ConfState {
+            voters: vec![1, 2, 3],
+            ..Default::default()
+        })
+        .expect("conf state");
+        s.append(&[entry(2, 2), entry(3, 2), entry(4, 2), entry(5, 2)])
+            .expect("append");
+        s.set_hard_state(&HardState {
+            term: 3,
+            vote: 2,
+            commit: 4,
+            ..Default::default()
+        })
+        .expect("hard state");
+
+        assert_eq!(s.force_new_cluster(1).expect("force"), vec![2, 3]);
+        // Entry 5 was never committed: replaced by the two removals.
+        assert_eq!(s.last_index().expect("l"), 6);
+        let hs = s.hard_state().expect("hs");
+        assert_eq!((hs.commit, hs.term, hs.vote), (6, 3, 0));
+        let got = s
+            .entries(5, 7, None, GetEntriesContext::empty(false))
+            .expect("e");
+        let removed: Vec<u64> = got
+            .iter()
+            .map(|e| {
+                assert_eq!(
+                    e.get_entry_type(),
+                    raft::eraftpb::EntryType::EntryConfChange
+                );
+                let cc = ConfChange::parse_from_bytes(&e.data).expect("cc");
+                assert_eq!(cc.get_change_type(), ConfChangeType::RemoveNode);
+                cc.node_id
+            })
+            .collect();
+        assert_eq!(removed, vec![2, 3]);
+        // Entries up to the commit index are untouched.
+        assert_eq!(s.term(4).expect("t"), 2);
+        // Alone already: nothing to do.
+        let alone = open();
+        alone.bootstrap(9).expect("bootstrap");
+        assert!(alone.force_new_cluster(9).expect("force").is_empty());
     }
 }

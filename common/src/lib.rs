@@ -10,12 +10,14 @@
 //! - [`names`]: enum ↔ string conversions used in the API and CLI.
 //! - [`task_state`]: the task state machine.
 //! - [`clock`]: wall-clock helpers.
+//! - [`metrics`]: process-wide metrics, Prometheus text.
 
 pub mod ca;
 pub mod clock;
 pub mod grpc;
 pub mod identity;
 pub mod ids;
+pub mod metrics;
 pub mod names;
 pub mod task_state;
 pub mod tls;

@@ -16,12 +16,14 @@
 //! - [`assignments`]: each node's assigned tasks, for the worker sessions.
 //! - [`overlay_view`]: each node's overlay peers (neighbour and FDB entries to program).
 //! - [`status_batcher`]: worker task status updates → few proposals.
+//! - [`metrics`]: the manager's gauges on `/metrics` (nodes, tasks, Raft).
 
 pub mod allocator;
 pub mod assignments;
 pub mod ipam;
 pub mod liveness;
 pub mod manager;
+pub mod metrics;
 pub mod orchestrator;
 pub mod overlay_view;
 pub mod ports;

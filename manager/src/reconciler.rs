@@ -109,7 +109,12 @@ async fn pass(m: &Manager) -> Result<(), crate::store::StoreError> {
         status.timestamp_ms = now;
         txs.push(Tx::new().put(&t, Some(*version)));
     }
-    for (task_id, decision) in schedule(&nodes, &plain, now) {
+    let started = std::time::Instant::now();
+    let decisions = schedule(&nodes, &plain, now);
+    swarmlet_common::metrics::global()
+        .scheduler_pass_seconds
+        .observe(started.elapsed());
+    for (task_id, decision) in decisions {
         let Some((version, task)) = by_id.get(task_id.as_str()).map(|&i| &tasks[i]) else {
             continue;
         };

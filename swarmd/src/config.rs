@@ -36,6 +36,8 @@ pub struct DaemonConfig {
     pub resources: Option<swarmlet_proto::objects::Resources>,
     /// `--force-new-cluster`: restart this manager as a one-manager cluster.
     pub force_new_cluster: bool,
+    /// `--metrics-addr`: where Prometheus text is served; off when `None`.
+    pub metrics_addr: Option<String>,
 }
 
 impl DaemonConfig {
@@ -62,6 +64,7 @@ impl DaemonConfig {
             docker_host: "unix:///var/run/docker.sock".into(),
             pull_missing: true,
             force_new_cluster: false,
+            metrics_addr: None,
         }
     }
 

@@ -28,6 +28,9 @@ pub struct Daemon {
     pub joined: Mutex<Option<Arc<Joined>>>,
     shutdown: watch::Sender<bool>,
     server: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    metrics: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Where `/metrics` is served (`--metrics-addr`, port resolved).
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl Daemon {
@@ -38,13 +41,6 @@ impl Daemon {
             .with_context(|| format!("cannot create state dir {}", cfg.state_dir.display()))?;
         let managers = ManagerSlot::default();
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let daemon = Arc::new(Daemon {
-            cfg: cfg.clone(),
-            managers: managers.clone(),
-            joined: Mutex::new(None),
-            shutdown,
-            server: std::sync::Mutex::new(None),
-        });
         let state = NodeState::load(&cfg.state_dir)?;
         if cfg.force_new_cluster && state.as_ref().is_none_or(|s| s.role != "manager") {
             anyhow::bail!(
@@ -52,13 +48,33 @@ impl Daemon {
                 cfg.state_dir.display()
             );
         }
+        // Bound before the node resumes: a taken address fails the start
+        // before anything runs.
+        let (metrics_addr, metrics) = match &cfg.metrics_addr {
+            Some(addr) => {
+                let (bound, task) =
+                    crate::metrics_http::start(addr, managers.clone(), shutdown_rx.clone()).await?;
+                (Some(bound), Some(task))
+            }
+            None => (None, None),
+        };
+        let daemon = Arc::new(Daemon {
+            cfg: cfg.clone(),
+            managers: managers.clone(),
+            joined: Mutex::new(None),
+            shutdown,
+            server: std::sync::Mutex::new(None),
+            metrics: std::sync::Mutex::new(metrics),
+            metrics_addr,
+        });
         if let Some(state) = state {
-            let identity = NodeIdentity::load(&cfg.certs_dir())?
-                .context("state dir has node.json but no certificates")?;
-            tracing::info!(node = %state.node_id, role = %state.role, "resuming node");
-            let joined =
-                Joined::start(cfg.clone(), state, identity, managers.clone(), false).await?;
-            *daemon.joined.lock().await = Some(joined);
+            match Self::resume(&cfg, state, managers.clone()).await {
+                Ok(joined) => *daemon.joined.lock().await = Some(joined),
+                Err(e) => {
+                    let _ = daemon.shutdown.send(true); // the metrics listener
+                    return Err(e);
+                }
+            }
         }
         let socket = &cfg.control_socket;
         if let Some(dir) = socket.parent() {
@@ -88,6 +104,18 @@ impl Daemon {
         Ok(daemon)
     }
 
+    /// Resumes the cluster membership a populated state dir records.
+    async fn resume(
+        cfg: &DaemonConfig,
+        state: NodeState,
+        managers: ManagerSlot,
+    ) -> anyhow::Result<Arc<Joined>> {
+        let identity = NodeIdentity::load(&cfg.certs_dir())?
+            .context("state dir has node.json but no certificates")?;
+        tracing::info!(node = %state.node_id, role = %state.role, "resuming node");
+        Joined::start(cfg.clone(), state, identity, managers, false).await
+    }
+
     /// Stops the node's parts and the control socket.
     pub async fn shutdown(&self) {
         if let Some(j) = self.joined.lock().await.take() {
@@ -97,6 +125,10 @@ impl Daemon {
         let server = self.server.lock().ok().and_then(|mut s| s.take());
         if let Some(s) = server {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(3), s).await;
+        }
+        let metrics = self.metrics.lock().ok().and_then(|mut m| m.take());
+        if let Some(m) = metrics {
+            m.abort();
         }
         let _ = std::fs::remove_file(&self.cfg.control_socket);
     }

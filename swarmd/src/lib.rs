@@ -8,10 +8,12 @@
 //!   manager when its role says so, and following role changes live.
 //! - [`bootstrap`]: `cluster init` and `node join`.
 //! - [`local`]: the local-only gRPC service (init, join, leave, info).
+//! - [`metrics_http`]: `--metrics-addr`, Prometheus text on `/metrics`.
 
 pub mod bootstrap;
 pub mod config;
 pub mod daemon;
 pub mod joined;
 pub mod local;
+pub mod metrics_http;
 pub mod state;

@@ -81,9 +81,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    if args.metrics_addr.is_some() {
-        tracing::warn!("--metrics-addr is accepted but metrics are not served yet");
-    }
     let _ = &args.data_path_addr;
     let mut cfg = DaemonConfig::new(
         args.state_dir,
@@ -95,6 +92,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     cfg.executor = args.executor;
     cfg.docker_host = args.docker_host;
     cfg.force_new_cluster = args.force_new_cluster;
+    cfg.metrics_addr = args.metrics_addr;
     // No registry is reachable on some hosts (and tests must not try one).
     cfg.pull_missing = std::env::var("SWARMD_NO_PULL").map_or(true, |v| v.is_empty() || v == "0");
     let daemon = Daemon::start(cfg).await.context("swarmd failed to start")?;

@@ -686,3 +686,134 @@ async fn networks_ipam_and_addresses() {
     })
     .await;
 }
+
+/// One scrape of `/metrics` at `addr`: (HTTP status line, body).
+async fn scrape(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the metrics endpoint");
+    conn.write_all(format!("GET {path} HTTP/1.1\r\nHost: swarmlet\r\n\r\n").as_bytes())
+        .await
+        .expect("send");
+    let mut raw = String::new();
+    conn.read_to_string(&mut raw).await.expect("read");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP response");
+    (
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    )
+}
+
+/// Parses Prometheus text exposition, failing on any malformed line:
+/// series (`name{labels}`) → value.
+fn parse_prometheus(text: &str) -> HashMap<String, f64> {
+    let mut series = HashMap::new();
+    for line in text.lines() {
+        if line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
+            assert!(line.split_whitespace().count() >= 3, "comment: {line}");
+            continue;
+        }
+        let (name, value) = line.rsplit_once(' ').expect("a sample line");
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            v => v.parse().unwrap_or_else(|_| panic!("value in {line}")),
+        };
+        let bare = name.split('{').next().unwrap_or_default();
+        assert!(
+            !bare.is_empty()
+                && bare
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+                && !bare.starts_with(|c: char| c.is_ascii_digit()),
+            "metric name in {line}"
+        );
+        if let Some(labels) = name.strip_prefix(bare) {
+            if !labels.is_empty() {
+                let inner = labels
+                    .strip_prefix('{')
+                    .and_then(|l| l.strip_suffix('}'))
+                    .unwrap_or_else(|| panic!("labels in {line}"));
+                for pair in inner.split(',') {
+                    let (k, v) = pair.split_once('=').expect("label=value");
+                    assert!(
+                        !k.is_empty() && v.starts_with('"') && v.ends_with('"'),
+                        "{line}"
+                    );
+                }
+            }
+        }
+        series.insert(name.to_string(), value);
+    }
+    series
+}
+
+fn sim_with_metrics(c: &mut swarmd::config::DaemonConfig) {
+    sim(c);
+    c.metrics_addr = Some("127.0.0.1:0".into());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_endpoint_parses_and_follows_the_tasks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes = form_cluster(dir.path(), 1, 2, |i| format!("m{i:02}"), sim_with_metrics)
+        .await
+        .unwrap_or_else(|e| panic!("cluster forms: {e:#}"));
+    let addr = nodes[0]
+        .daemon
+        .as_ref()
+        .and_then(|d| d.metrics_addr)
+        .expect("metrics served");
+    let metric = |name: &'static str| async move {
+        let (status, body) = scrape(addr, "/metrics").await;
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        parse_prometheus(&body).get(name).copied()
+    };
+
+    let id = create(&nodes[0], spec("metered", 3)).await;
+    wait_until("3 running tasks in the metrics", CONVERGE, || async {
+        (metric("swarmlet_tasks{state=\"running\"}").await == Some(3.0)).then_some(())
+    })
+    .await;
+    let (_, body) = scrape(addr, "/metrics").await;
+    let all = parse_prometheus(&body);
+    assert_eq!(all.get("swarmlet_nodes{state=\"ready\"}"), Some(&3.0));
+    assert_eq!(all.get("swarmlet_raft_leader"), Some(&1.0));
+    assert!(all.get("swarmlet_raft_term").is_some_and(|t| *t >= 1.0));
+    assert!(all
+        .get("swarmlet_raft_commit_index")
+        .is_some_and(|c| *c > 1.0));
+    assert!(all
+        .get("swarmlet_raft_proposal_seconds_count")
+        .is_some_and(|c| *c > 0.0));
+    assert!(all
+        .get("swarmlet_scheduler_pass_seconds_count")
+        .is_some_and(|c| *c > 0.0));
+    assert!(all
+        .get("swarmlet_dispatcher_sessions")
+        .is_some_and(|s| *s >= 3.0));
+    assert!(all.contains_key("swarmlet_raft_leader_changes_total"));
+    assert!(all.contains_key("swarmlet_nftables_apply_seconds_bucket{le=\"+Inf\"}"));
+
+    // Scale down: the gauge moves.
+    let scaled = spec("metered", 1);
+    nodes[0]
+        .control()
+        .update_service(UpdateServiceRequest {
+            service: id,
+            spec: Some(scaled),
+            expect_spec_version: 0,
+            rollback: false,
+        })
+        .await
+        .expect("scale");
+    wait_until("1 running task in the metrics", CONVERGE, || async {
+        (metric("swarmlet_tasks{state=\"running\"}").await == Some(1.0)).then_some(())
+    })
+    .await;
+    let (status, _) = scrape(addr, "/nothing").await;
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+    for n in nodes.iter_mut() {
+        n.stop().await;
+    }
+}

@@ -101,7 +101,14 @@ impl RaftHandle {
 
     /// Proposes a transaction; returns its log index once applied here.
     pub async fn propose(&self, tx: Tx) -> Result<u64, ProposeError> {
-        self.call(|r| Command::Propose(tx, r)).await
+        let started = std::time::Instant::now();
+        let res = self.call(|r| Command::Propose(tx, r)).await;
+        if res.is_ok() {
+            swarmlet_common::metrics::global()
+                .raft_proposal_seconds
+                .observe(started.elapsed());
+        }
+        res
     }
 
     /// Waits until this manager (the leader) has applied everything committed

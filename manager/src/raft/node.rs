@@ -534,6 +534,9 @@ impl Loop {
             reachable,
         };
         self.status_tx.send_if_modified(|old| {
+            if status.leader_id != 0 && status.leader_id != old.leader_id {
+                swarmlet_common::metrics::global().raft_leader_changes.inc();
+            }
             if *old != status {
                 *old = status;
                 true

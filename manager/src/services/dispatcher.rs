@@ -36,6 +36,22 @@ impl DispatcherService {
     }
 }
 
+/// Counts a session in `swarmlet_dispatcher_sessions` while it lives.
+struct SessionCount;
+
+impl SessionCount {
+    fn open() -> Self {
+        swarmlet_common::metrics::global().dispatcher_sessions.inc();
+        SessionCount
+    }
+}
+
+impl Drop for SessionCount {
+    fn drop(&mut self) {
+        swarmlet_common::metrics::global().dispatcher_sessions.dec();
+    }
+}
+
 /// One worker's session: the full set first, then diffs whenever the
 /// node's assignments change. Ends when this manager stops leading (the
 /// worker reconnects).
@@ -50,6 +66,7 @@ async fn session(
     else {
         return;
     };
+    let _counted = SessionCount::open();
     let mut sent: HashMap<String, u64> = HashMap::new();
     let mut sent_networks = None;
     let mut full = true;

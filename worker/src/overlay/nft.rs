@@ -21,13 +21,16 @@ pub fn apply_here(commands: &[Value]) -> Result<(), OverlayError> {
         return Ok(());
     }
     let payload = json!({ "nftables": commands }).to_string();
-    nftables::helper::apply_ruleset_raw(
+    let started = std::time::Instant::now();
+    let res = nftables::helper::apply_ruleset_raw(
         &payload,
         nftables::helper::DEFAULT_NFT,
         nftables::helper::DEFAULT_ARGS,
-    )
-    .map(|_| ())
-    .map_err(nft_error)
+    );
+    swarmlet_common::metrics::global()
+        .nftables_apply_seconds
+        .observe(started.elapsed());
+    res.map(|_| ()).map_err(nft_error)
 }
 
 /// Whether table `ip <table>` with its chain `chain` exists in the calling

@@ -16,10 +16,12 @@
 //! - [`assignments`]: each node's assigned tasks, for the worker sessions.
 //! - [`overlay_view`]: each node's overlay peers (neighbour and FDB entries to program).
 //! - [`status_batcher`]: worker task status updates → few proposals.
+//! - [`events`]: the cluster events kept in memory and fed live (`swarmctl events`).
 //! - [`metrics`]: the manager's gauges on `/metrics` (nodes, tasks, Raft).
 
 pub mod allocator;
 pub mod assignments;
+pub mod events;
 pub mod ipam;
 pub mod liveness;
 pub mod manager;

@@ -53,6 +53,8 @@ pub enum Command {
     Network(crate::network::NetworkCmd),
     /// Run a standalone container on this node, on attachable overlay networks.
     Run(crate::run::RunArgs),
+    /// Stream cluster events (node, service, task, network, secret, config).
+    Events(crate::events::EventsArgs),
     /// Print the version.
     Version,
     /// Print a shell completion script.

@@ -3,6 +3,7 @@
 
 mod cli;
 mod cluster;
+mod events;
 mod network;
 mod node;
 mod output;
@@ -26,6 +27,7 @@ async fn main() {
         Command::Task(c) => task::run(&cli, c).await,
         Command::Network(c) => network::run(&cli, c).await,
         Command::Run(a) => run::run(&cli, a).await,
+        Command::Events(a) => events::run(&cli, a).await,
         Command::Version => {
             println!("swarmctl {}", env!("CARGO_PKG_VERSION"));
             Ok(())

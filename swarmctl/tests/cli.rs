@@ -372,3 +372,150 @@ fn bash_completion_completes_subcommands_and_flags() {
         assert!(out.status.success() && out.stdout.len() > 1000, "{shell}");
     }
 }
+
+/// Reads JSON event lines from a running `swarmctl events` until `want`
+/// (type, action, attribute name) were all seen, or the deadline passes.
+fn wait_for_events(
+    lines: &std::sync::mpsc::Receiver<String>,
+    want: &[(&str, &str, &str)],
+) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut seen = Vec::new();
+    let missing = |seen: &[serde_json::Value]| {
+        want.iter()
+            .filter(|(t, a, name)| {
+                !seen.iter().any(|e| {
+                    e["type"] == *t
+                        && e["action"] == *a
+                        && (name.is_empty() || e["attributes"]["name"] == *name)
+                })
+            })
+            .count()
+    };
+    while missing(&seen) > 0 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(l) => seen.push(serde_json::from_str(&l).expect("one JSON object per line")),
+            Err(_) => panic!("events {want:?} not all seen; got {seen:?}"),
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_follow_a_service_create_scale_and_rm() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut a = InProcessNode::new(dir.path(), "alpha");
+    a.tune = |c| c.executor = "sim".into();
+    a.start().await.expect("start");
+    assert!(swarmctl(&a, &["cluster", "init"]).status.success());
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_swarmctl"))
+        .arg("-H")
+        .arg(format!("unix://{}", a.socket.display()))
+        .args(["events", "--format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("swarmctl events runs");
+    let out = child.stdout.take().expect("stdout");
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+
+    // The stream is live once a change made after it started shows up.
+    wait_until_events_flow(&a, &lines);
+    let create = swarmctl(
+        &a,
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "evt",
+            "--replicas",
+            "1",
+            "sim/app",
+        ],
+    );
+    assert!(create.status.success(), "{}", stderr(&create));
+    let seen = wait_for_events(
+        &lines,
+        &[("service", "create", "evt"), ("task", "create", "")],
+    );
+    assert!(seen
+        .iter()
+        .all(|e| e["time"].as_str().is_some_and(|t| t.ends_with('Z'))));
+    assert!(swarmctl(&a, &["service", "scale", "-d", "evt=3"])
+        .status
+        .success());
+    let seen = wait_for_events(&lines, &[("service", "update", "evt")]);
+    assert!(!seen.is_empty());
+    assert!(swarmctl(&a, &["service", "rm", "evt"]).status.success());
+    wait_for_events(&lines, &[("service", "remove", "")]);
+
+    // --since replays what was kept: the create shows up again at once.
+    let replay = swarmctl_until_line(&a, &["events", "--since", "5m"], "service create");
+    assert!(replay.contains("(name=evt)"), "{replay}");
+
+    let _ = child.kill();
+    let _ = child.wait();
+    a.stop().await;
+}
+
+/// Labels this node until `swarmctl events` reports a node update.
+fn wait_until_events_flow(a: &InProcessNode, lines: &std::sync::mpsc::Receiver<String>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        assert!(
+            swarmctl(a, &["node", "update", "--label-add", "probe=1", "alpha"])
+                .status
+                .success()
+        );
+        if let Ok(l) = lines.recv_timeout(std::time::Duration::from_millis(500)) {
+            if l.contains("\"node\"") {
+                return;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no events at all");
+    }
+}
+
+/// Runs `swarmctl args` until a stdout line contains `needle`; that line.
+fn swarmctl_until_line(a: &InProcessNode, args: &[&str], needle: &str) -> String {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_swarmctl"))
+        .arg("-H")
+        .arg(format!("unix://{}", a.socket.display()))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("swarmctl runs");
+    let out = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let found = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) if l.contains(needle) => break l,
+            Ok(_) => {}
+            Err(_) => break String::new(),
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(!found.is_empty(), "{args:?}: no line with {needle:?}");
+    found
+}

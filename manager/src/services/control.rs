@@ -204,6 +204,20 @@ impl ControlService {
 #[tonic::async_trait]
 impl Control for ControlService {
     type ServiceLogsStream = super::logs::Lines;
+    type EventsStream = futures::stream::BoxStream<'static, Result<Event, Status>>;
+
+    async fn events(
+        &self,
+        request: Request<EventsRequest>,
+    ) -> Result<Response<Self::EventsStream>, Status> {
+        // Every manager applies every change: no need for the leader.
+        let m = self.manager(&request)?;
+        let since_ms = request.get_ref().since_ms;
+        Ok(Response::new(crate::events::stream(
+            &m.store.events,
+            since_ms,
+        )))
+    }
 
     async fn create_network(
         &self,

@@ -6,6 +6,7 @@ use prost::Message;
 use swarmlet_proto::store::{Mutation, Record};
 
 use super::{encode_applied, row_key, Store, StoreError, APPLIED_KEY};
+use crate::events::{event_type, Action};
 
 /// Why an entry's mutations were not applied (the same on every manager).
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -60,11 +61,29 @@ impl Store {
         // Versions written earlier in this batch: None = deleted.
         let mut written: HashMap<Vec<u8>, Option<u64>> = HashMap::new();
         let mut outcomes = Vec::with_capacity(proposals.len());
+        // What the event log is told once the batch is applied.
+        let mut changes = Vec::new();
         for mutations in proposals {
             let outcome = self.check(mutations, &written)?;
             if outcome.is_ok() {
                 for m in mutations.iter() {
                     let key = row_key(&m.table, &m.key);
+                    if event_type(&m.table).is_some() {
+                        let action = if m.delete {
+                            Action::Remove
+                        } else {
+                            let existed = match written.get(&key) {
+                                Some(v) => v.is_some(),
+                                None => self.state.contains_key(&key)?,
+                            };
+                            if existed {
+                                Action::Update
+                            } else {
+                                Action::Create
+                            }
+                        };
+                        changes.push((m, action));
+                    }
                     if m.delete {
                         batch.remove(key.clone());
                         written.insert(key, None);
@@ -85,6 +104,10 @@ impl Store {
         }
         batch.insert(APPLIED_KEY, &encode_applied(index, term)[..]);
         self.state.apply_batch(batch)?;
+        for (m, action) in changes {
+            let value = if m.delete { &[][..] } else { &m.value[..] };
+            self.events.record(&m.table, &m.key, action, value);
+        }
         Ok(outcomes)
     }
 

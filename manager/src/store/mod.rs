@@ -36,6 +36,8 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct Store {
     pub(crate) state: sled::Tree,
+    /// The changes applied to rows that have events (`swarmctl events`).
+    pub events: std::sync::Arc<crate::events::EventLog>,
 }
 
 fn row_key(table: &str, key: &str) -> Vec<u8> {
@@ -51,6 +53,7 @@ impl Store {
     pub fn open(db: &sled::Db) -> Result<Self, StoreError> {
         Ok(Store {
             state: db.open_tree("state")?,
+            events: Default::default(),
         })
     }
 

@@ -94,7 +94,8 @@ up() {
   local n="${1:-3}"
   bash "$ROOT/deploy/setup.sh"
   [ "${NO_BUILD:-0}" = 1 ] || (cd "$ROOT" && cargo build --release --quiet -p swarmd -p swarmctl)
-  bash "$ROOT/deploy/install.sh" --completion-only   # tab completion for swarmctl
+  # Tab completion for swarmctl (not for the test suite's clusters).
+  [ "${NO_BUILD:-0}" = 1 ] || bash "$ROOT/deploy/install.sh" --completion-only --bin-dir "$BIN"
   bash "$ROOT/deploy/dockerd.sh"
   bash "$ROOT/deploy/image.sh"
   down quiet

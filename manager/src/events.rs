@@ -16,7 +16,9 @@ use prost::Message;
 use swarmlet_common::names::{role_name, status_name};
 use swarmlet_common::task_state::state_name;
 use swarmlet_proto::control::Event;
-use swarmlet_proto::objects::{Network, Node, NodeRole, NodeStatus, Service, Task, TaskState};
+use swarmlet_proto::objects::{
+    Network, Node, NodeRole, NodeStatus, Secret, Service, Task, TaskState,
+};
 use tokio::sync::broadcast;
 
 /// Events kept for `--since`.
@@ -216,6 +218,12 @@ pub fn to_event(c: &RowChange) -> Event {
             "networks" => {
                 if let Ok(n) = Network::decode(c.value.as_slice()) {
                     put("name", n.spec.map(|s| s.name).unwrap_or_default());
+                }
+            }
+            // A config row has a secret row's layout; the bytes stay sealed.
+            "secrets" | "configs" => {
+                if let Ok(s) = Secret::decode(c.value.as_slice()) {
+                    put("name", s.name);
                 }
             }
             _ => {}

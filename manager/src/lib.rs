@@ -17,6 +17,7 @@
 //! - [`overlay_view`]: each node's overlay peers (neighbour and FDB entries to program).
 //! - [`status_batcher`]: worker task status updates → few proposals.
 //! - [`events`]: the cluster events kept in memory and fed live (`swarmctl events`).
+//! - [`secrets`]: secrets and configs: sealed rows, their keys, handing them to nodes.
 //! - [`metrics`]: the manager's gauges on `/metrics` (nodes, tasks, Raft).
 
 pub mod allocator;
@@ -33,6 +34,7 @@ pub mod raft;
 pub mod reconciler;
 pub mod resolve;
 pub mod scheduler;
+pub mod secrets;
 pub mod services;
 pub mod status_batcher;
 pub mod store;

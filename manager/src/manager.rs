@@ -55,6 +55,8 @@ pub struct ManagerConfig {
     pub db_dir: std::path::PathBuf,
     /// Client TLS configuration (this node's certificate).
     pub client_tls: Arc<ClientConfig>,
+    /// Where this manager keeps the key-encryption key of secrets.
+    pub secrets_key_path: std::path::PathBuf,
     /// Disaster recovery: make this member the only one of its Raft group
     /// before starting (see [`SledStorage::force_new_cluster`]).
     pub force_new_cluster: bool,
@@ -82,6 +84,8 @@ pub struct Manager {
     status_tx: crate::status_batcher::StatusSender,
     /// Each node's assigned tasks, for the dispatcher's sessions.
     pub assignments: Arc<crate::assignments::AssignmentHub>,
+    /// The keys of secrets and configs.
+    pub keys: crate::secrets::keys::KeyRing,
 }
 
 impl Manager {
@@ -134,13 +138,15 @@ impl Manager {
             background: Mutex::new(Vec::new()),
             status_tx,
             assignments: Arc::default(),
+            keys: crate::secrets::keys::KeyRing::new(cfg.secrets_key_path),
         });
         let weak = Arc::downgrade(&manager);
         let tasks = [
             tokio::spawn(crate::liveness::run_monitor(weak.clone())),
             tokio::spawn(crate::reconciler::run(weak.clone())),
             tokio::spawn(crate::status_batcher::run(weak.clone(), status_rx)),
-            tokio::spawn(crate::assignments::run(weak)),
+            tokio::spawn(crate::assignments::run(weak.clone())),
+            tokio::spawn(crate::secrets::keys::run_fetcher(weak)),
         ];
         if let Ok(mut bg) = manager.background.lock() {
             bg.extend(tasks);

@@ -53,6 +53,12 @@ pub enum Command {
     Network(crate::network::NetworkCmd),
     /// Run a standalone container on this node, on attachable overlay networks.
     Run(crate::run::RunArgs),
+    /// Manage secrets (sealed in the managers, files on tmpfs in tasks).
+    #[command(subcommand)]
+    Secret(crate::secret::SecretCmd),
+    /// Manage configs (files in tasks).
+    #[command(subcommand)]
+    Config(crate::secret::SecretCmd),
     /// Stream cluster events (node, service, task, network, secret, config).
     Events(crate::events::EventsArgs),
     /// Print the version.

@@ -9,6 +9,7 @@ mod node;
 mod output;
 mod progress;
 mod run;
+mod secret;
 mod service;
 mod service_spec;
 mod task;
@@ -28,6 +29,8 @@ async fn main() {
         Command::Network(c) => network::run(&cli, c).await,
         Command::Run(a) => run::run(&cli, a).await,
         Command::Events(a) => events::run(&cli, a).await,
+        Command::Secret(c) => secret::run(&cli, c, false).await,
+        Command::Config(c) => secret::run(&cli, c, true).await,
         Command::Version => {
             println!("swarmctl {}", env!("CARGO_PKG_VERSION"));
             Ok(())

@@ -133,6 +133,12 @@ fn service_inspect_json(i: &ServiceInfo) -> serde_json::Value {
         "limit_memory_bytes": spec.limit_memory_bytes,
         "placement_preferences": spec.placement_spread,
         "networks": spec.networks,
+        "secrets": spec.secrets.iter().map(|r| json!({
+            "id": r.id, "name": r.name, "target": r.target,
+        })).collect::<Vec<_>>(),
+        "configs": spec.configs.iter().map(|r| json!({
+            "id": r.id, "name": r.name, "target": r.target,
+        })).collect::<Vec<_>>(),
         "endpoint_mode": if spec.endpoint_mode.is_empty() { "vip" } else { spec.endpoint_mode.as_str() },
         "ports": spec.ports.iter().map(|p| json!({
             "published": p.published, "target": p.target, "protocol": p.protocol, "mode": p.mode,

@@ -4,7 +4,7 @@
 
 use anyhow::{anyhow, bail};
 use clap::Args;
-use swarmlet_proto::objects::{HealthConfig, PortConfig, ServiceMode, ServiceSpec};
+use swarmlet_proto::objects::{FileReference, HealthConfig, PortConfig, ServiceMode, ServiceSpec};
 
 /// Options of `service create`.
 #[derive(Args, Debug)]
@@ -49,6 +49,14 @@ pub struct CreateArgs {
     /// Attach the tasks to a network (repeatable).
     #[arg(long = "network")]
     network: Vec<String>,
+    /// Give the tasks a secret: NAME[,target=PATH] (default
+    /// /run/secrets/NAME; repeatable).
+    #[arg(long = "secret")]
+    secret: Vec<String>,
+    /// Give the tasks a config: NAME[,target=PATH] (default /NAME;
+    /// repeatable).
+    #[arg(long = "config")]
+    config: Vec<String>,
     /// Spread tasks over a node label's values: spread=node.labels.KEY.
     #[arg(long = "placement-pref")]
     placement_pref: Vec<String>,
@@ -291,6 +299,23 @@ fn kv(items: &[String], what: &str) -> anyhow::Result<Vec<(String, String)>> {
         .collect()
 }
 
+/// `NAME[,target=PATH]` (also `source=NAME`, as Docker accepts).
+fn file_reference(arg: &str, kind: &str) -> anyhow::Result<FileReference> {
+    let mut r = FileReference::default();
+    for (i, part) in arg.split(',').enumerate() {
+        match part.split_once('=') {
+            None if i == 0 => r.name = part.to_string(),
+            Some(("source" | "src", v)) => r.name = v.to_string(),
+            Some(("target" | "dst", v)) => r.target = v.to_string(),
+            _ => bail!("invalid --{kind} {arg:?}: expected NAME[,target=PATH]"),
+        }
+    }
+    if r.name.is_empty() {
+        bail!("invalid --{kind} {arg:?}: the name is missing");
+    }
+    Ok(r)
+}
+
 /// The spec `service create` asks for.
 pub fn spec_from(args: &CreateArgs) -> anyhow::Result<ServiceSpec> {
     let (image, command) = args
@@ -327,6 +352,16 @@ pub fn spec_from(args: &CreateArgs) -> anyhow::Result<ServiceSpec> {
         .map(|p| parse_publish(p))
         .collect::<anyhow::Result<_>>()?;
     spec.networks = args.network.clone();
+    spec.secrets = args
+        .secret
+        .iter()
+        .map(|s| file_reference(s, "secret"))
+        .collect::<anyhow::Result<_>>()?;
+    spec.configs = args
+        .config
+        .iter()
+        .map(|s| file_reference(s, "config"))
+        .collect::<anyhow::Result<_>>()?;
     spec.placement_spread = args.placement_pref.clone();
     args.endpoint.apply(&mut spec)?;
     spec.labels = kv(&args.label, "label")?.into_iter().collect();

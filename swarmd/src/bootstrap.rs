@@ -132,6 +132,8 @@ pub async fn init(
         created_at_ms: now,
         updated_at_ms: now,
         node_cert_expiry_ms: 0,
+        // Made with the first secret or config.
+        wrapped_data_key: Vec::new(),
     };
     let mut node = Node {
         id: node_id.clone(),

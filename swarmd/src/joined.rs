@@ -27,7 +27,7 @@ use swarmlet_proto::raft::raft_transport_server::RaftTransportServer;
 use swarmlet_proto::raft::JoinRaftRequest;
 use swarmlet_worker::agent::{self, AgentConfig, AgentEvent};
 use swarmlet_worker::docker::{DockerConfig, DockerExecutor};
-use swarmlet_worker::executor::NodeExecutor;
+use swarmlet_worker::executor::{Executor as _, NodeExecutor};
 use swarmlet_worker::logs::LogsService;
 use swarmlet_worker::overlay::Overlay;
 use swarmlet_worker::session;
@@ -314,6 +314,7 @@ impl Joined {
             db_dir: self.cfg.raft_dir(),
             client_tls: self.client_tls.clone(),
             force_new_cluster: self.cfg.force_new_cluster && !bootstrap,
+            secrets_key_path: self.cfg.state_dir.join("secrets.kek"),
         };
         let manager = if bootstrap {
             Manager::bootstrap(mcfg)?
@@ -351,6 +352,23 @@ impl Joined {
         for t in tasks {
             t.abort();
         }
+    }
+}
+
+impl Joined {
+    /// After [`stop`](Self::stop), when the node leaves the cluster: removes
+    /// its containers, its namespaces and nftables table, and its secret
+    /// files, as `docker swarm leave` does.
+    pub async fn clean(&self) {
+        let tasks = &self.task_manager;
+        tasks
+            .executor()
+            .remove_others(std::collections::HashSet::new())
+            .await;
+        if matches!(*tasks.executor(), NodeExecutor::Docker(_)) {
+            tasks.overlay().teardown().await;
+        }
+        tasks.files().forget_all();
     }
 }
 

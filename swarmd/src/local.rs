@@ -177,6 +177,7 @@ impl Local for LocalService {
             }
         }
         j.stop().await;
+        j.clean().await;
         *joined = None;
         wipe_state(&d);
         Ok(Response::new(Empty {}))

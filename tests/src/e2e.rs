@@ -94,6 +94,11 @@ impl NsCluster {
         Ok(cluster)
     }
 
+    /// The cluster's directory: every host's state dir, sockets and logs.
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     /// Runs `deploy/cluster.sh ARGS`; its stdout, or an error with stderr.
     pub fn script(&self, args: &[&str]) -> anyhow::Result<String> {
         let out = Command::new("bash")

@@ -251,6 +251,8 @@ fn docker_cluster_end_to_end() {
     assert!(inspect["spec"].get("healthcheck").is_none(), "{inspect}");
     wait_running(&c, "web", 3);
 
+    secrets_and_configs(&c);
+
     // A host killed: its tasks run on the others.
     c.script(&["kill", "3"]).expect("kill h3");
     wait_for("web off h3", CONVERGE, || {
@@ -279,4 +281,118 @@ fn docker_cluster_end_to_end() {
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
     assert!(!netns.contains("swe2e-"), "namespaces left: {netns}");
+}
+
+/// Files under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file() {
+                let hit = std::fs::read(e.path())
+                    .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle));
+                if hit {
+                    found.push(e.path());
+                }
+            }
+        }
+    }
+    found
+}
+
+/// A secret and a config reach the task as files (the secret on tmpfs),
+/// and the secret's bytes are nowhere else: not in inspect output, not in
+/// any node's state dir (Raft data included), not in Docker's files.
+fn secrets_and_configs(c: &NsCluster) {
+    let value = format!("s3cr3t-{}", std::process::id());
+    let src = std::path::PathBuf::from(format!("/dev/shm/swe2e-secret-{}", std::process::id()));
+    std::fs::write(&src, &value).expect("write the secret's source");
+    let created = c.ctl(1, &["secret", "create", "db-pass", &src.to_string_lossy()]);
+    let _ = std::fs::remove_file(&src);
+    created.expect("secret create");
+    let conf = c.dir().join("app.conf");
+    std::fs::write(&conf, "level=debug\n").expect("write the config's source");
+    c.ctl(
+        1,
+        &["config", "create", "app-conf", &conf.to_string_lossy()],
+    )
+    .expect("config create");
+    let _ = std::fs::remove_file(&conf);
+
+    c.ctl(
+        1,
+        &[
+            "service",
+            "create",
+            "--name",
+            "vault",
+            "--secret",
+            "db-pass",
+            "--config",
+            "app-conf,target=/etc/app.conf",
+            IMAGE,
+        ],
+    )
+    .expect("create vault");
+    let tasks = wait_running(c, "vault", 1);
+    let container = &tasks[0].2;
+    let read = docker(&["exec", container, "cat", "/run/secrets/db-pass"]).expect("cat secret");
+    assert_eq!(read, value);
+    let read = docker(&["exec", container, "cat", "/etc/app.conf"]).expect("cat config");
+    assert_eq!(read.trim(), "level=debug");
+    let mounts = docker(&["exec", container, "cat", "/proc/mounts"]).expect("mounts");
+    assert!(
+        mounts
+            .lines()
+            .any(|l| l.contains(" /run/secrets/db-pass tmpfs ") && l.contains("ro,")),
+        "{mounts}"
+    );
+
+    // Nowhere else.
+    for args in [
+        vec!["secret", "inspect", "db-pass"],
+        vec!["secret", "ls"],
+        vec!["service", "inspect", "vault"],
+        vec!["cluster", "inspect"],
+    ] {
+        let out = c.ctl(1, &args).expect("inspect");
+        assert!(!out.contains(&value), "{args:?} shows the secret: {out}");
+    }
+    let docker_inspect = docker(&["inspect", container]).expect("docker inspect");
+    assert!(!docker_inspect.contains(&value));
+    let on_disk = files_containing(c.dir(), value.as_bytes());
+    assert!(on_disk.is_empty(), "the secret is on disk: {on_disk:?}");
+    let full_id = docker(&["inspect", "-f", "{{.Id}}", container]).expect("id");
+    let docker_dir = std::path::Path::new("/var/lib/docker/containers").join(full_id.trim());
+    let on_disk = files_containing(&docker_dir, value.as_bytes());
+    assert!(
+        on_disk.is_empty(),
+        "the secret is in Docker's files: {on_disk:?}"
+    );
+
+    // In use: refused; after the service goes: removed, and its files too.
+    let refused = c.ctl(1, &["secret", "rm", "db-pass"]).expect_err("in use");
+    assert!(
+        refused.to_string().contains("in use by service vault"),
+        "{refused}"
+    );
+    let shm_before = files_containing(std::path::Path::new("/dev/shm"), value.as_bytes());
+    assert_eq!(shm_before.len(), 1, "{shm_before:?}");
+    c.ctl(1, &["service", "rm", "vault"]).expect("rm vault");
+    wait_for("the secret's tmpfs file removed", CONVERGE, || {
+        files_containing(std::path::Path::new("/dev/shm"), value.as_bytes())
+            .is_empty()
+            .then_some(())
+    });
+    c.ctl(1, &["secret", "rm", "db-pass"]).expect("secret rm");
+    c.ctl(1, &["config", "rm", "app-conf"]).expect("config rm");
+    let left = c.json(1, &["secret", "ls"]).expect("secret ls");
+    assert_eq!(left.as_array().map(Vec::len), Some(0), "{left}");
 }

@@ -280,4 +280,15 @@ fn published_port_answers_on_every_host_and_follows_the_tasks() {
         || c.http_get(4, &on_h2).is_err().then_some(()),
         || state(&c, "hostmode"),
     );
+
+    // `node leave` on h4 cleans the node: its ingress sandbox and its
+    // routing-mesh table go with it.
+    let sbox = format!("ingress_sbox-{}", &h4_id[..8]);
+    let table = format!("swarmlet-mesh-{}", &h4_id[..8]);
+    let netns_ls = || swarmlet_tests::e2e::run("ip", &["netns", "ls"]).unwrap_or_default();
+    assert!(netns_ls().contains(&sbox));
+    c.ctl(4, &["node", "leave"]).expect("node leave");
+    assert!(!netns_ls().contains(&sbox), "the sandbox stayed");
+    let tables = c.on_host(4, "nft", &["list", "tables"]).unwrap_or_default();
+    assert!(!tables.contains(&table), "the mesh table stayed: {tables}");
 }

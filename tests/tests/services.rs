@@ -817,3 +817,45 @@ async fn metrics_endpoint_parses_and_follows_the_tasks() {
         n.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn secrets_survive_the_loss_of_the_manager_that_sealed_them() {
+    use swarmlet_proto::control::CreateSecretRequest;
+    use swarmlet_proto::objects::FileReference;
+    let (_dir, mut nodes) = cluster(3, 1).await;
+    nodes[0]
+        .control()
+        .create_secret(CreateSecretRequest {
+            config: false,
+            name: "token".into(),
+            data: b"abc123".to_vec(),
+            labels: Default::default(),
+        })
+        .await
+        .expect("secret create");
+    // Every manager gets the key-encryption key.
+    wait_until("every manager holds the secrets key", CONVERGE, || async {
+        nodes[..3]
+            .iter()
+            .all(|n| n.state_dir.join("secrets.kek").exists())
+            .then_some(())
+    })
+    .await;
+    nodes[0].stop().await;
+    let via = wait_until("a new leader", CONVERGE, || async {
+        (1..3).find(|i| nodes[*i].is_leader())
+    })
+    .await;
+    let mut s = spec("uses-token", 2);
+    s.secrets = vec![FileReference {
+        name: "token".into(),
+        ..Default::default()
+    }];
+    create(&nodes[via], s).await;
+    // Running means the node received the secret and wrote its file.
+    let ts = wait_running(&nodes[via], "uses-token", 2).await;
+    assert_eq!(ts.len(), 2);
+    for n in nodes.iter_mut() {
+        n.stop().await;
+    }
+}

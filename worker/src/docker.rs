@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
-use bollard::models::{ContainerCreateBody, HealthConfig, HealthStatusEnum, HostConfig};
+use bollard::models::{
+    ContainerCreateBody, HealthConfig, HealthStatusEnum, HostConfig, Mount, MountType,
+};
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, InspectContainerOptions, ListContainersOptions,
     LogsOptions, RemoveContainerOptions, StartContainerOptions, StopContainerOptions,
@@ -25,7 +27,7 @@ use futures::StreamExt;
 use std::sync::Mutex;
 use swarmlet_proto::objects::Task;
 
-use crate::executor::{ExecError, Executor, LogStream, Sandbox};
+use crate::executor::{ExecError, Executor, FileMount, LogStream, Sandbox};
 
 /// Label keys on every container Swarmlet creates.
 pub mod labels {
@@ -173,7 +175,7 @@ impl DockerExecutor {
         Ok(())
     }
 
-    fn container_body(&self, task: &Task) -> ContainerCreateBody {
+    fn container_body(&self, task: &Task, files: &[FileMount]) -> ContainerCreateBody {
         let spec = task.spec.clone().unwrap_or_default();
         let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
         labels.insert(labels::NODE.into(), self.cfg.node_id.clone());
@@ -213,6 +215,19 @@ impl DockerExecutor {
                 // hostname's domain (a task's hostname is its name, `web.1`).
                 dns_search: (!task.networks.is_empty())
                     .then(|| vec![crate::dns::records::SEARCH_DOMAIN.to_string()]),
+                // Secrets and configs: tmpfs files, read-only.
+                mounts: (!files.is_empty()).then(|| {
+                    files
+                        .iter()
+                        .map(|f| Mount {
+                            target: Some(f.target.clone()),
+                            source: Some(f.source.to_string_lossy().to_string()),
+                            typ: Some(MountType::BIND),
+                            read_only: Some(true),
+                            ..Default::default()
+                        })
+                        .collect()
+                }),
                 ..Default::default()
             }),
             ..Default::default()
@@ -303,7 +318,7 @@ pub fn task_name(task: &Task) -> String {
 }
 
 impl Executor for DockerExecutor {
-    async fn prepare(&self, task: &Task) -> Result<String, ExecError> {
+    async fn prepare(&self, task: &Task, files: &[FileMount]) -> Result<String, ExecError> {
         let d = self.docker().await?;
         let image = task
             .spec
@@ -323,7 +338,7 @@ impl Executor for DockerExecutor {
                     name: Some(name),
                     ..Default::default()
                 }),
-                self.container_body(task),
+                self.container_body(task, files),
             )
             .await;
         match created {
@@ -537,7 +552,7 @@ mod tests {
             node_id: "node1".into(),
             pull_missing: false,
         });
-        let body = exec.container_body(&task());
+        let body = exec.container_body(&task(), &[]);
         assert_eq!(body.hostname.as_deref(), Some("web.2"));
         assert_eq!(body.cmd, Some(vec!["httpd".to_string(), "-f".to_string()]));
         let labels = body.labels.expect("labels");
@@ -560,7 +575,7 @@ mod tests {
             node_id: "node1".into(),
             pull_missing: false,
         });
-        let err = exec.prepare(&task()).await.expect_err("no daemon");
+        let err = exec.prepare(&task(), &[]).await.expect_err("no daemon");
         assert!(
             err.to_string()
                 .starts_with("cannot reach the Docker daemon at unix:///nonexistent/docker.sock"),

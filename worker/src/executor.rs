@@ -32,10 +32,24 @@ pub enum ExecError {
     Runtime(String),
 }
 
+/// A file bind-mounted read-only into a container (a secret or config).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMount {
+    /// The file on the node (on tmpfs).
+    pub source: std::path::PathBuf,
+    /// Where the container sees it.
+    pub target: String,
+}
+
 /// Runs containers for tasks.
 pub trait Executor: Send + Sync + 'static {
-    /// Checks the image and creates the task's container; returns its ID.
-    fn prepare(&self, task: &Task) -> impl Future<Output = Result<String, ExecError>> + Send;
+    /// Checks the image and creates the task's container, with `files`
+    /// mounted into it; returns its ID.
+    fn prepare(
+        &self,
+        task: &Task,
+        files: &[FileMount],
+    ) -> impl Future<Output = Result<String, ExecError>> + Send;
     /// Starts the container; returns once its process runs.
     fn start(&self, container_id: &str) -> impl Future<Output = Result<(), ExecError>> + Send;
     /// Waits until the started container is ready: healthy when it has a
@@ -57,6 +71,11 @@ pub trait Executor: Send + Sync + 'static {
     fn find(&self, task_id: &str) -> impl Future<Output = Option<String>> + Send;
     /// Removes this node's containers of tasks not in `keep`.
     fn remove_others(&self, keep: HashSet<String>) -> impl Future<Output = ()> + Send;
+    /// Whether containers get secrets and configs as files (the simulated
+    /// executor only checks that they were received).
+    fn mounts_files(&self) -> bool {
+        true
+    }
     /// The container's output: (from stderr, bytes) chunks; the last `tail`
     /// lines (negative: all), then new output while `follow`.
     fn logs(&self, container_id: &str, follow: bool, tail: i64) -> LogStream;
@@ -84,10 +103,14 @@ pub enum NodeExecutor {
 }
 
 impl Executor for NodeExecutor {
-    async fn prepare(&self, task: &Task) -> Result<String, ExecError> {
+    fn mounts_files(&self) -> bool {
+        matches!(self, NodeExecutor::Docker(_))
+    }
+
+    async fn prepare(&self, task: &Task, files: &[FileMount]) -> Result<String, ExecError> {
         match self {
-            NodeExecutor::Sim(s) => s.prepare(task).await,
-            NodeExecutor::Docker(d) => d.prepare(task).await,
+            NodeExecutor::Sim(s) => s.prepare(task, files).await,
+            NodeExecutor::Docker(d) => d.prepare(task, files).await,
         }
     }
 

@@ -10,6 +10,7 @@
 //! - [`overlay`]: the VXLAN overlay data plane (namespaces, bridge, veths,
 //!   neighbour and FDB entries), reconciled with the managers' view.
 //! - [`resources`]: the CPUs and memory this host offers.
+//! - [`secret_files`]: the tasks' secrets and configs, as files on tmpfs.
 //! - [`session`]: the assignments stream and batched status reports.
 //! - [`tasks`]: one controller per assigned task, driving it through the
 //!   task state machine.
@@ -21,6 +22,7 @@ pub mod executor;
 pub mod logs;
 pub mod overlay;
 pub mod resources;
+pub mod secret_files;
 pub mod session;
 pub mod sim;
 pub mod tasks;

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use futures::StreamExt;
 
-use crate::executor::{ExecError, Executor, LogStream, Sandbox};
+use crate::executor::{ExecError, Executor, FileMount, LogStream, Sandbox};
 
 /// Settings of the simulated executor.
 #[derive(Debug, Clone, Default)]
@@ -52,7 +52,11 @@ impl SimExecutor {
 }
 
 impl Executor for SimExecutor {
-    async fn prepare(&self, task: &Task) -> Result<String, ExecError> {
+    fn mounts_files(&self) -> bool {
+        false
+    }
+
+    async fn prepare(&self, task: &Task, _files: &[FileMount]) -> Result<String, ExecError> {
         let image = task.spec.as_ref().map(|s| s.image.as_str()).unwrap_or("");
         if image.starts_with("sim/reject") {
             return Err(ExecError::Start(format!(

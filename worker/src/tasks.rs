@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::executor::{ExecError, Executor, Sandbox};
 use crate::overlay::Overlay;
+use crate::secret_files::SecretFiles;
 
 /// Where controllers send status changes: (task ID, status).
 pub type StatusTx = mpsc::UnboundedSender<(String, TaskStatus)>;
@@ -28,6 +29,7 @@ struct Controller {
 /// Runs the tasks assigned to this node.
 pub struct TaskManager<E: Executor> {
     exec: Arc<E>,
+    files: Arc<SecretFiles>,
     overlay: Arc<Overlay>,
     controllers: Mutex<HashMap<String, Controller>>,
     status: StatusTx,
@@ -55,6 +57,7 @@ impl<E: Executor> TaskManager<E> {
     /// reporting to `status`.
     pub fn new(exec: Arc<E>, overlay: Arc<Overlay>, status: StatusTx) -> Self {
         TaskManager {
+            files: Arc::new(SecretFiles::new(overlay.node_id())),
             exec,
             overlay,
             attachments: Arc::new(Mutex::new(HashMap::new())),
@@ -69,6 +72,7 @@ impl<E: Executor> TaskManager<E> {
         if msg.networks_changed {
             self.overlay.set_networks(msg.networks);
         }
+        self.files.remember(msg.files);
         let Ok(mut controllers) = self.controllers.lock() else {
             return;
         };
@@ -77,6 +81,7 @@ impl<E: Executor> TaskManager<E> {
             let all: HashSet<String> = msg.updated.iter().map(|t| t.id.clone()).collect();
             let exec = self.exec.clone();
             tokio::spawn(async move { exec.remove_others(all).await });
+            self.files.retain(&msg.updated);
             let keep: HashSet<&str> = msg.updated.iter().map(|t| t.id.as_str()).collect();
             let gone: Vec<String> = controllers
                 .keys()
@@ -119,15 +124,23 @@ impl<E: Executor> TaskManager<E> {
                 Begin::Fresh
             };
             let (desired, rx) = watch::channel(task.desired_state);
-            let handle = tokio::spawn(run(
+            let files = self.files.clone();
+            let task_id = task.id.clone();
+            let controller = run(
                 self.exec.clone(),
+                files.clone(),
                 self.overlay.clone(),
                 task.clone(),
                 begin,
                 rx,
                 self.status.clone(),
                 task.attachment.then(|| self.attachments.clone()),
-            ));
+            );
+            let handle = tokio::spawn(async move {
+                controller.await;
+                // The task is over: its secrets go from the node.
+                files.forget_task(&task_id);
+            });
             controllers.insert(task.id, Controller { desired, handle });
         }
     }
@@ -135,6 +148,11 @@ impl<E: Executor> TaskManager<E> {
     /// The last status of attachment task `task_id` (`swarmctl run`).
     pub fn attachment_status(&self, task_id: &str) -> Option<TaskStatus> {
         self.attachments.lock().ok()?.get(task_id).cloned()
+    }
+
+    /// The node's secret and config files.
+    pub fn files(&self) -> Arc<SecretFiles> {
+        self.files.clone()
     }
 
     /// The node's overlay data plane.
@@ -194,8 +212,10 @@ fn with_sandbox(mut st: TaskStatus, container: &str, sandbox: &Option<Sandbox>) 
     st
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run<E: Executor>(
     exec: Arc<E>,
+    files: Arc<SecretFiles>,
     overlay: Arc<Overlay>,
     task: Task,
     begin: Begin,
@@ -245,7 +265,21 @@ async fn run<E: Executor>(
             }
             report(status(TaskState::Accepted, "accepted"));
             report(status(TaskState::Preparing, "preparing"));
-            let container = match exec.prepare(&task).await {
+            let mounts = if exec.mounts_files() {
+                files.materialize(&task)
+            } else {
+                files.check_received(&task).map(|()| Vec::new())
+            };
+            let mounts = match mounts {
+                Ok(m) => m,
+                Err(e) => {
+                    let mut st = status(TaskState::Rejected, "secrets and configs unavailable");
+                    st.err = e;
+                    report(st);
+                    return;
+                }
+            };
+            let container = match exec.prepare(&task, &mounts).await {
                 Ok(c) => c,
                 Err(e) => {
                     let mut st = status(TaskState::Rejected, "failed to prepare");

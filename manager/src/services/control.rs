@@ -206,6 +206,55 @@ impl Control for ControlService {
     type ServiceLogsStream = super::logs::Lines;
     type EventsStream = futures::stream::BoxStream<'static, Result<Event, Status>>;
 
+    async fn create_secret(
+        &self,
+        request: Request<CreateSecretRequest>,
+    ) -> Result<Response<SecretInfo>, Status> {
+        let m = self.manager(&request)?;
+        forward_to_leader!(m, request, create_secret);
+        Ok(Response::new(
+            crate::secrets::ops::create(&m, request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_secrets(
+        &self,
+        request: Request<ListSecretsRequest>,
+    ) -> Result<Response<SecretList>, Status> {
+        let m = self.manager(&request)?;
+        forward_to_leader!(m, request, list_secrets);
+        m.read_barrier().await?;
+        let kind = crate::secrets::ops::Kind::from_flag(request.get_ref().config);
+        let mut secrets = Vec::new();
+        for (_, s) in crate::secrets::ops::list_rows(&m, kind)? {
+            secrets.push(crate::secrets::ops::info(&m, kind, &s)?);
+        }
+        secrets.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Response::new(SecretList { secrets }))
+    }
+
+    async fn inspect_secret(
+        &self,
+        request: Request<SecretRef>,
+    ) -> Result<Response<SecretInfo>, Status> {
+        let m = self.manager(&request)?;
+        forward_to_leader!(m, request, inspect_secret);
+        m.read_barrier().await?;
+        let r = request.get_ref();
+        let kind = crate::secrets::ops::Kind::from_flag(r.config);
+        let (_, s) = crate::secrets::ops::resolve(&m, kind, &r.secret)?;
+        Ok(Response::new(crate::secrets::ops::info(&m, kind, &s)?))
+    }
+
+    async fn remove_secret(&self, request: Request<SecretRef>) -> Result<Response<Empty>, Status> {
+        let m = self.manager(&request)?;
+        forward_to_leader!(m, request, remove_secret);
+        let r = request.get_ref();
+        let kind = crate::secrets::ops::Kind::from_flag(r.config);
+        crate::secrets::ops::remove(&m, kind, &r.secret).await?;
+        Ok(Response::new(Empty {}))
+    }
+
     async fn events(
         &self,
         request: Request<EventsRequest>,

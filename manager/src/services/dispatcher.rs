@@ -100,7 +100,17 @@ async fn session(
             .collect();
         let networks_changed = full || sent_networks.as_ref() != Some(&now.networks);
         if full || !updated.is_empty() || !removed.is_empty() || networks_changed {
+            // The secrets and configs of these tasks, opened only now and
+            // only for this node.
+            let files = match manager.upgrade() {
+                Some(m) => {
+                    let refs: Vec<&Task> = updated.iter().collect();
+                    crate::secrets::ops::payloads(&m, &refs).await
+                }
+                None => return,
+            };
             let msg = AssignmentsMessage {
+                files,
                 full,
                 updated,
                 removed,

@@ -9,7 +9,9 @@ use swarmlet_proto::common::Empty;
 use swarmlet_proto::objects::{Node, NodeRole};
 use swarmlet_proto::raft::raft_transport_client::RaftTransportClient;
 use swarmlet_proto::raft::raft_transport_server::RaftTransport;
-use swarmlet_proto::raft::{JoinRaftRequest, JoinRaftResponse, RaftChunk, RaftMemberInfo};
+use swarmlet_proto::raft::{
+    JoinRaftRequest, JoinRaftResponse, RaftChunk, RaftMemberInfo, SecretsKey,
+};
 use swarmlet_proto::store::ConfChangeContext;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -61,6 +63,19 @@ impl RaftTransport for RaftService {
             m.raft.step(msg);
         }
         Ok(Response::new(Empty {}))
+    }
+
+    async fn fetch_secrets_key(
+        &self,
+        request: Request<Empty>,
+    ) -> Result<Response<SecretsKey>, Status> {
+        // Managers only: the key opens every secret of the cluster.
+        require_manager(&request)?;
+        let m = self.slot.get()?;
+        let key = m.keys.local_kek()?;
+        Ok(Response::new(SecretsKey {
+            key: key.map(|k| k.as_bytes().to_vec()).unwrap_or_default(),
+        }))
     }
 
     async fn join_raft(

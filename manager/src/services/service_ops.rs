@@ -159,6 +159,7 @@ pub async fn create(m: &Manager, mut spec: ServiceSpec) -> Result<ServiceInfo, S
     validate_spec(&mut spec)?;
     m.read_barrier().await?;
     super::network_ops::check_service_networks(m, &spec.networks)?;
+    crate::secrets::ops::resolve_references(m, &mut spec)?;
     if name_taken(m, &spec.name, "")? {
         return Err(Status::already_exists(format!(
             "a service named {} already exists",
@@ -192,6 +193,7 @@ pub async fn update(
     validate_spec(&mut spec)?;
     m.read_barrier().await?;
     super::network_ops::check_service_networks(m, &spec.networks)?;
+    crate::secrets::ops::resolve_references(m, &mut spec)?;
     let services = m.store.list::<Service>().map_err(store_status)?;
     let (version, mut s) = resolve_service(&services, reference)?;
     if expect != 0 && s.spec_version != expect {

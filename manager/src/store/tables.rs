@@ -2,7 +2,9 @@
 //! into a Raft proposal's mutations.
 
 use prost::Message;
-use swarmlet_proto::objects::{Cluster, Network, Node, RaftMember, RemovedNode, Service, Task};
+use swarmlet_proto::objects::{
+    Cluster, Config, Network, Node, RaftMember, RemovedNode, Secret, Service, Task,
+};
 use swarmlet_proto::store::Mutation;
 
 /// A row type of the store.
@@ -51,6 +53,20 @@ impl Object for Service {
 
 impl Object for Network {
     const TABLE: &'static str = "networks";
+    fn key(&self) -> String {
+        self.id.clone()
+    }
+}
+
+impl Object for Secret {
+    const TABLE: &'static str = "secrets";
+    fn key(&self) -> String {
+        self.id.clone()
+    }
+}
+
+impl Object for Config {
+    const TABLE: &'static str = "configs";
     fn key(&self) -> String {
         self.id.clone()
     }

@@ -121,6 +121,42 @@ pub struct Overlay {
 }
 
 impl Overlay {
+    /// Removes what this node's data plane made (`node leave`): its overlay
+    /// namespaces (with their bridges, VXLAN devices and legs), the ingress
+    /// sandbox and the routing-mesh table. The reconcile loop must be
+    /// stopped first, or it makes them again.
+    pub async fn teardown(&self) {
+        let _busy = self.busy.lock().await;
+        for ns in netns::list(&plan::ns_prefix(&self.node_id)) {
+            netns::delete(&ns);
+        }
+        let sbox = ingress::sbox_name(&self.node_id);
+        if netns::exists(&sbox) {
+            netns::delete(&sbox);
+        }
+        let table = ingress::host_table(&self.node_id);
+        let removed = netns::run_blocking_in(&netns::host_ns(), move || {
+            if nft::has_chain_here(&table, "postrouting")? {
+                nft::apply_here(&[serde_json::json!(
+                    {"delete": {"table": {"family": "ip", "name": table}}}
+                )])?;
+            }
+            Ok(())
+        })
+        .await;
+        if let Err(e) = removed {
+            tracing::warn!("removing the routing-mesh table: {e}");
+        }
+        if let Ok(mut st) = self.state.lock() {
+            *st = State::default();
+        }
+    }
+
+    /// The node this data plane belongs to.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
     /// The data plane of node `node_id`, whose VXLAN traffic leaves from
     /// `data_ip`.
     pub fn new(node_id: &str, data_ip: Option<Ipv4Addr>) -> Arc<Self> {

@@ -1,0 +1,205 @@
+//! The two keys behind sealed secrets.
+//!
+//! The data key seals every secret and config; it lives in the replicated
+//! cluster object, itself sealed with the key-encryption key (KEK). The KEK
+//! never enters the Raft log: each manager keeps it in `secrets.kek` (mode
+//! 0600) in its state dir, and a manager without one (a new or promoted
+//! manager) asks the other managers for it over mutual TLS. So a copy of
+//! the Raft data alone does not reveal any secret. Both keys are made by
+//! the leader the first time a secret or config is created.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use swarmlet_proto::common::Empty;
+use swarmlet_proto::objects::Cluster;
+use swarmlet_proto::raft::raft_transport_client::RaftTransportClient;
+use tonic::Status;
+
+use super::crypto::Key;
+use crate::manager::Manager;
+use crate::store::Tx;
+
+/// What the data key is sealed with (authenticated with it).
+const DATA_KEY_CONTEXT: &[u8] = b"swarmlet data key";
+
+/// This manager's copies of the keys.
+pub struct KeyRing {
+    kek_path: PathBuf,
+    kek: Mutex<Option<Key>>,
+    data_key: Mutex<Option<Key>>,
+}
+
+fn internal(what: &str, e: impl std::fmt::Display) -> Status {
+    Status::internal(format!("{what}: {e}"))
+}
+
+impl KeyRing {
+    /// Keys kept in `kek_path` (read when first needed).
+    pub fn new(kek_path: PathBuf) -> Self {
+        KeyRing {
+            kek_path,
+            kek: Mutex::new(None),
+            data_key: Mutex::new(None),
+        }
+    }
+
+    /// The KEK this manager holds (memory or file), if any.
+    pub fn local_kek(&self) -> Result<Option<Key>, Status> {
+        let mut guard = self
+            .kek
+            .lock()
+            .map_err(|_| Status::internal("key lock poisoned"))?;
+        if guard.is_none() {
+            match std::fs::read(&self.kek_path) {
+                Ok(b) => {
+                    *guard = Some(Key::from_bytes(&b).ok_or_else(|| {
+                        Status::internal(format!("{} is not a key", self.kek_path.display()))
+                    })?)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(internal("reading the secrets key", e)),
+            }
+        }
+        Ok(guard.clone())
+    }
+
+    /// Keeps `kek` in memory and in the file (0600, written atomically).
+    fn store_kek(&self, kek: &Key) -> Result<(), Status> {
+        let tmp = self.kek_path.with_extension("tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| internal("writing the secrets key", e))?;
+        f.write_all(kek.as_bytes())
+            .and_then(|_| f.sync_all())
+            .map_err(|e| internal("writing the secrets key", e))?;
+        std::fs::rename(&tmp, &self.kek_path)
+            .map_err(|e| internal("writing the secrets key", e))?;
+        if let Ok(mut g) = self.kek.lock() {
+            *g = Some(kek.clone());
+        }
+        Ok(())
+    }
+}
+
+/// The KEK: this manager's, else another manager's (then kept here).
+async fn fetch_kek(m: &Manager) -> Result<Option<Key>, Status> {
+    if let Some(k) = m.keys.local_kek()? {
+        return Ok(Some(k));
+    }
+    let me = m.raft.status().raft_id;
+    for member in m.members()?.into_iter().filter(|x| x.raft_id != me) {
+        let Ok(channel) = m.channel_to(&member.addr) else {
+            continue;
+        };
+        let answer = tokio::time::timeout(
+            std::time::Duration::from_secs(3),
+            RaftTransportClient::new(channel).fetch_secrets_key(Empty {}),
+        )
+        .await;
+        match answer {
+            Ok(Ok(r)) => {
+                if let Some(k) = Key::from_bytes(&r.into_inner().key) {
+                    m.keys.store_kek(&k)?;
+                    return Ok(Some(k));
+                }
+            }
+            Ok(Err(e)) => tracing::debug!(peer = %member.addr, "secrets key: {}", e.message()),
+            Err(_) => tracing::debug!(peer = %member.addr, "secrets key: no answer"),
+        }
+    }
+    Ok(None)
+}
+
+/// The cluster's data key. With `create` (the leader, creating a secret)
+/// the keys are made when the cluster has none yet.
+pub async fn data_key(m: &Manager, create: bool) -> Result<Key, Status> {
+    if let Some(k) = m.keys.data_key.lock().ok().and_then(|g| g.clone()) {
+        return Ok(k);
+    }
+    let (_, cluster) = m.cluster()?;
+    let key = if cluster.wrapped_data_key.is_empty() {
+        if !create {
+            return Err(Status::failed_precondition(
+                "the cluster has no secrets key yet",
+            ));
+        }
+        create_data_key(m).await?
+    } else {
+        let kek = fetch_kek(m).await?.ok_or_else(|| {
+            Status::unavailable(
+                "this manager lacks the secrets key and no other manager gave it; \
+                 restore secrets.kek from a manager's state dir",
+            )
+        })?;
+        let bytes = kek
+            .open(&cluster.wrapped_data_key, DATA_KEY_CONTEXT)
+            .map_err(|_| {
+                Status::internal("the secrets key does not open the cluster's data key")
+            })?;
+        Key::from_bytes(&bytes).ok_or_else(|| Status::internal("the data key is malformed"))?
+    };
+    if let Ok(mut g) = m.keys.data_key.lock() {
+        *g = Some(key.clone());
+    }
+    Ok(key)
+}
+
+/// Makes the data key (and the KEK, unless a manager has one) and stores
+/// it sealed in the cluster object; if another proposal got there first,
+/// that one is used.
+async fn create_data_key(m: &Manager) -> Result<Key, Status> {
+    let kek = match fetch_kek(m).await? {
+        Some(k) => k,
+        None => {
+            let k = Key::generate().map_err(|e| internal("making the secrets key", e))?;
+            m.keys.store_kek(&k)?;
+            k
+        }
+    };
+    let fresh = Key::generate().map_err(|e| internal("making the data key", e))?;
+    let wrapped = kek
+        .seal(fresh.as_bytes(), DATA_KEY_CONTEXT)
+        .map_err(|e| internal("sealing the data key", e))?;
+    let stored = m
+        .update(|m| {
+            let (version, mut c): (u64, Cluster) = m.cluster()?;
+            if !c.wrapped_data_key.is_empty() {
+                return Ok((Tx::new(), c.wrapped_data_key));
+            }
+            c.wrapped_data_key = wrapped.clone();
+            Ok((Tx::new().put(&c, Some(version)), wrapped.clone()))
+        })
+        .await?;
+    let bytes = kek
+        .open(&stored, DATA_KEY_CONTEXT)
+        .map_err(|_| Status::internal("the secrets key does not open the cluster's data key"))?;
+    Key::from_bytes(&bytes).ok_or_else(|| Status::internal("the data key is malformed"))
+}
+
+/// Keeps every manager holding the KEK once the cluster has a data key: a
+/// manager without it asks the others every second, so that the key
+/// survives the loss of the manager that made it.
+pub async fn run_fetcher(manager: std::sync::Weak<Manager>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let Some(m) = manager.upgrade() else { return };
+        let needed = m
+            .cluster()
+            .map(|(_, c)| !c.wrapped_data_key.is_empty())
+            .unwrap_or(false);
+        if needed && matches!(m.keys.local_kek(), Ok(None)) {
+            match fetch_kek(&m).await {
+                Ok(Some(_)) => tracing::info!("received the secrets key from another manager"),
+                Ok(None) => tracing::debug!("no manager gave the secrets key yet"),
+                Err(e) => tracing::warn!("fetching the secrets key: {}", e.message()),
+            }
+        }
+    }
+}

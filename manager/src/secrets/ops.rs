@@ -1,0 +1,344 @@
+//! Secret and config rows: create, list, inspect, remove; the references
+//! services make to them; the plaintext handed to a node for its tasks.
+//!
+//! Both kinds share this code: a config is a [`Secret`] row in the
+//! `configs` table ([`Kind`] picks), with `/<name>` as its default target.
+
+use std::collections::{BTreeMap, HashMap};
+
+use swarmlet_proto::control::{CreateSecretRequest, SecretInfo};
+use swarmlet_proto::dispatcher::FilePayload;
+use swarmlet_proto::objects::{Config, FileReference, Secret, Service, ServiceSpec, Task};
+use tonic::Status;
+
+use super::keys::data_key;
+use crate::manager::{store_status, Manager};
+use crate::store::Tx;
+
+/// Largest secret or config (as Docker: 500 KiB).
+pub const MAX_SIZE: usize = 500 * 1024;
+
+/// Secret or config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `swarmctl secret`, mounted under `/run/secrets`.
+    Secret,
+    /// `swarmctl config`, mounted at `/<name>` by default.
+    Config,
+}
+
+impl Kind {
+    /// From the API's `config` flag.
+    pub fn from_flag(config: bool) -> Kind {
+        if config {
+            Kind::Config
+        } else {
+            Kind::Secret
+        }
+    }
+
+    /// `secret` or `config`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Secret => "secret",
+            Kind::Config => "config",
+        }
+    }
+
+    /// Authenticated with the sealed bytes: they open only in their row.
+    fn context(self, id: &str) -> Vec<u8> {
+        format!("{}/{id}", self.name()).into_bytes()
+    }
+
+    /// Where a reference without a target puts the file.
+    fn default_target(self, name: &str) -> String {
+        match self {
+            Kind::Secret => format!("/run/secrets/{name}"),
+            Kind::Config => format!("/{name}"),
+        }
+    }
+}
+
+fn to_config(s: &Secret) -> Config {
+    Config {
+        id: s.id.clone(),
+        name: s.name.clone(),
+        labels: s.labels.clone(),
+        sealed_data: s.sealed_data.clone(),
+        size: s.size,
+        created_at_ms: s.created_at_ms,
+        updated_at_ms: s.updated_at_ms,
+    }
+}
+
+fn from_config(c: Config) -> Secret {
+    Secret {
+        id: c.id,
+        name: c.name,
+        labels: c.labels,
+        sealed_data: c.sealed_data,
+        size: c.size,
+        created_at_ms: c.created_at_ms,
+        updated_at_ms: c.updated_at_ms,
+    }
+}
+
+/// Every row of `kind`.
+pub fn list_rows(m: &Manager, kind: Kind) -> Result<Vec<(u64, Secret)>, Status> {
+    Ok(match kind {
+        Kind::Secret => m.store.list::<Secret>().map_err(store_status)?,
+        Kind::Config => m
+            .store
+            .list::<Config>()
+            .map_err(store_status)?
+            .into_iter()
+            .map(|(v, c)| (v, from_config(c)))
+            .collect(),
+    })
+}
+
+/// The row `reference` names: ID, name, or unique ID prefix.
+pub fn resolve(m: &Manager, kind: Kind, reference: &str) -> Result<(u64, Secret), Status> {
+    if reference.is_empty() {
+        return Err(Status::invalid_argument(format!(
+            "{} name is empty",
+            kind.name()
+        )));
+    }
+    let rows = list_rows(m, kind)?;
+    if let Some(r) = rows
+        .iter()
+        .find(|(_, s)| s.id == reference || s.name == reference)
+    {
+        return Ok(r.clone());
+    }
+    let by_prefix: Vec<_> = rows
+        .iter()
+        .filter(|(_, s)| s.id.starts_with(reference))
+        .collect();
+    match by_prefix.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(Status::not_found(format!(
+            "{} {reference} not found",
+            kind.name()
+        ))),
+        _ => Err(Status::invalid_argument(format!(
+            "{} {reference} is ambiguous",
+            kind.name()
+        ))),
+    }
+}
+
+/// Names as Docker allows them: letters, digits, `-`, `_`, `.`; up to 64.
+fn check_name(kind: Kind, name: &str) -> Result<(), Status> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Status::invalid_argument(format!(
+            "invalid {} name {name:?}: use letters, digits, '-', '_' and '.', at most 64",
+            kind.name()
+        )))
+    }
+}
+
+fn services_using(services: &[(u64, Service)], kind: Kind, id: &str) -> Vec<String> {
+    let mut names: Vec<String> = services
+        .iter()
+        .filter_map(|(_, s)| s.spec.as_ref())
+        .filter(|spec| references(spec, kind).iter().any(|r| r.id == id))
+        .map(|spec| spec.name.clone())
+        .collect();
+    names.sort();
+    names
+}
+
+fn references(spec: &ServiceSpec, kind: Kind) -> &[FileReference] {
+    match kind {
+        Kind::Secret => &spec.secrets,
+        Kind::Config => &spec.configs,
+    }
+}
+
+/// The API view of a row (never its bytes).
+pub fn info(m: &Manager, kind: Kind, s: &Secret) -> Result<SecretInfo, Status> {
+    let services = m.store.list::<Service>().map_err(store_status)?;
+    Ok(SecretInfo {
+        id: s.id.clone(),
+        name: s.name.clone(),
+        labels: s.labels.clone(),
+        size: s.size,
+        created_at_ms: s.created_at_ms,
+        updated_at_ms: s.updated_at_ms,
+        services: services_using(&services, kind, &s.id),
+    })
+}
+
+/// Creates a secret or config (leader).
+pub async fn create(m: &Manager, req: CreateSecretRequest) -> Result<SecretInfo, Status> {
+    let kind = Kind::from_flag(req.config);
+    check_name(kind, &req.name)?;
+    if req.data.is_empty() {
+        return Err(Status::invalid_argument(format!(
+            "{} {} is empty",
+            kind.name(),
+            req.name
+        )));
+    }
+    if req.data.len() > MAX_SIZE {
+        return Err(Status::invalid_argument(format!(
+            "{} {} is {} bytes; at most {MAX_SIZE} are allowed",
+            kind.name(),
+            req.name,
+            req.data.len()
+        )));
+    }
+    m.read_barrier().await?;
+    if list_rows(m, kind)?.iter().any(|(_, s)| s.name == req.name) {
+        return Err(Status::already_exists(format!(
+            "a {} named {} already exists",
+            kind.name(),
+            req.name
+        )));
+    }
+    let key = data_key(m, true).await?;
+    let id = swarmlet_common::ids::new_id();
+    let now = swarmlet_common::clock::now_ms();
+    let row = Secret {
+        sealed_data: key
+            .seal(&req.data, &kind.context(&id))
+            .map_err(|e| Status::internal(format!("sealing: {e}")))?,
+        id,
+        name: req.name,
+        labels: req.labels,
+        size: req.data.len() as u64,
+        created_at_ms: now,
+        updated_at_ms: now,
+    };
+    let tx = match kind {
+        Kind::Secret => Tx::new().create(&row),
+        Kind::Config => Tx::new().create(&to_config(&row)),
+    };
+    m.propose(tx).await?;
+    info(m, kind, &row)
+}
+
+/// Removes one, unless a service uses it (leader).
+pub async fn remove(m: &Manager, kind: Kind, reference: &str) -> Result<(), Status> {
+    m.read_barrier().await?;
+    let (version, row) = resolve(m, kind, reference)?;
+    let services = m.store.list::<Service>().map_err(store_status)?;
+    let users = services_using(&services, kind, &row.id);
+    if !users.is_empty() {
+        return Err(Status::failed_precondition(format!(
+            "{} {} is in use by service {}",
+            kind.name(),
+            row.name,
+            users.join(", ")
+        )));
+    }
+    let tx = match kind {
+        Kind::Secret => Tx::new().delete::<Secret>(&row.id, Some(version)),
+        Kind::Config => Tx::new().delete::<Config>(&row.id, Some(version)),
+    };
+    m.propose(tx).await.map(|_| ())
+}
+
+/// Resolves a service spec's secret and config names to IDs and fills in
+/// default targets; unknown names and two files at one target are refused.
+pub fn resolve_references(m: &Manager, spec: &mut ServiceSpec) -> Result<(), Status> {
+    let mut targets: HashMap<String, String> = HashMap::new();
+    for kind in [Kind::Secret, Kind::Config] {
+        let refs = match kind {
+            Kind::Secret => &mut spec.secrets,
+            Kind::Config => &mut spec.configs,
+        };
+        if refs.is_empty() {
+            continue;
+        }
+        let rows = list_rows(m, kind)?;
+        for r in refs.iter_mut() {
+            let wanted = if r.name.is_empty() { &r.id } else { &r.name };
+            let row = rows
+                .iter()
+                .map(|(_, s)| s)
+                .find(|s| &s.name == wanted || &s.id == wanted)
+                .ok_or_else(|| Status::not_found(format!("{} {wanted} not found", kind.name())))?;
+            r.id = row.id.clone();
+            r.name = row.name.clone();
+            r.target = if r.target.is_empty() {
+                kind.default_target(&row.name)
+            } else if kind == Kind::Secret && !r.target.starts_with('/') {
+                format!("/run/secrets/{}", r.target)
+            } else {
+                r.target.clone()
+            };
+            if !r.target.starts_with('/') || r.target.split('/').any(|p| p == "..") {
+                return Err(Status::invalid_argument(format!(
+                    "{} {}: target {:?} must be an absolute path without '..'",
+                    kind.name(),
+                    r.name,
+                    r.target
+                )));
+            }
+            if let Some(other) = targets.insert(r.target.clone(), r.name.clone()) {
+                return Err(Status::invalid_argument(format!(
+                    "{} and {} both target {}",
+                    other, r.name, r.target
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The plaintext of every secret and config `tasks` use (for the node
+/// that runs them). One that cannot be opened is left out and logged: the
+/// task then fails on the worker with a clear message.
+pub async fn payloads(m: &Manager, tasks: &[&Task]) -> Vec<FilePayload> {
+    let mut wanted: BTreeMap<(String, bool), ()> = BTreeMap::new();
+    for t in tasks {
+        if let Some(spec) = &t.spec {
+            for r in &spec.secrets {
+                wanted.insert((r.id.clone(), false), ());
+            }
+            for r in &spec.configs {
+                wanted.insert((r.id.clone(), true), ());
+            }
+        }
+    }
+    if wanted.is_empty() {
+        return Vec::new();
+    }
+    let key = match data_key(m, false).await {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::warn!("secrets for a node: {}", e.message());
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for (id, config) in wanted.into_keys() {
+        let kind = Kind::from_flag(config);
+        let row = match kind {
+            Kind::Secret => m.store.get::<Secret>(&id).ok().flatten(),
+            Kind::Config => m
+                .store
+                .get::<Config>(&id)
+                .ok()
+                .flatten()
+                .map(|(v, c)| (v, from_config(c))),
+        };
+        let Some((_, row)) = row else { continue };
+        match key.open(&row.sealed_data, &kind.context(&id)) {
+            Ok(data) => out.push(FilePayload { id, data }),
+            Err(e) => tracing::warn!(id = %id, "cannot open {} {}: {e}", kind.name(), row.name),
+        }
+    }
+    out
+}

@@ -39,3 +39,15 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
   fi
 fi
+
+# swarmctl's bash completion, once a swarmctl is built (deploy/install.sh
+# installs it with the binaries; this covers a machine that runs them from
+# the build tree).
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+for b in "$ROOT/target/release/swarmctl" "$ROOT/target/debug/swarmctl"; do
+  if [ -x "$b" ]; then
+    mkdir -p /usr/share/bash-completion/completions
+    "$b" completion bash > /usr/share/bash-completion/completions/swarmctl
+    break
+  fi
+done

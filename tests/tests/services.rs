@@ -859,3 +859,43 @@ async fn secrets_survive_the_loss_of_the_manager_that_sealed_them() {
         n.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn force_new_cluster_restores_service() {
+    let (_dir, mut nodes) = cluster(3, 1).await;
+    let id = create(&nodes[0], spec("survivor", 2)).await;
+    wait_running(&nodes[0], "survivor", 2).await;
+    // Two managers of three are lost for good; the last one restarts as a
+    // one-manager cluster.
+    nodes[1].stop().await;
+    nodes[2].stop().await;
+    nodes[0].stop().await;
+    nodes[0].tune = |c| {
+        sim(c);
+        c.force_new_cluster = true;
+    };
+    nodes[0].start().await.expect("--force-new-cluster");
+    wait_until("the survivor leads alone", CONVERGE, || async {
+        nodes[0]
+            .manager()
+            .filter(|m| m.is_leader() && m.raft.status().voters.len() == 1)
+            .map(|_| ())
+    })
+    .await;
+    // The worker reports to it, the service runs and can be changed.
+    wait_running(&nodes[0], "survivor", 2).await;
+    nodes[0]
+        .control()
+        .update_service(UpdateServiceRequest {
+            service: id,
+            spec: Some(spec("survivor", 3)),
+            expect_spec_version: 0,
+            rollback: false,
+        })
+        .await
+        .expect("scale after the recovery");
+    wait_running(&nodes[0], "survivor", 3).await;
+    for n in nodes.iter_mut() {
+        n.stop().await;
+    }
+}

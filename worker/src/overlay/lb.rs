@@ -1,24 +1,33 @@
 //! The load balancer of one overlay namespace as nftables rules (pure: no
 //! kernel access; [`super::nft`] applies what this module writes).
 //!
-//! One table `swarmlet-lb` per namespace:
-//! - map `vips` (VIP → `goto` the service's chain) looked up in prerouting:
-//!   the service VIPs of the network (endpoint mode `vip`);
-//! - map `published` (protocol . port → `goto` a chain) for packets to a
-//!   local address: the routing mesh's published ports (ingress only);
-//! - one chain per service or published port: `meta mark set numgen random
-//!   mod N`, then per running backend `meta mark == i dnat to ip` (no rule
-//!   without backends: the packet then ends locally and is refused at
-//!   once);
+//! One table `swarmlet-lb` per namespace, where every service is a few map
+//! elements and no service has a chain or rule of its own:
+//! - map `vips` (VIP → `goto pick-N`, N its number of running backends)
+//!   and map `backends` (VIP . i → the i-th backend), for endpoint mode
+//!   `vip`;
+//! - map `published` (protocol . port → `goto pub-pick-N`), map `pub_addr`
+//!   (protocol . port . i → backend) and map `pub_port` (protocol . port →
+//!   target port), for the routing mesh's published ports (ingress only,
+//!   packets to a local address);
+//! - one chain per backend count in use: `pick-N` is `meta mark set numgen
+//!   random mod N` then `dnat to ip daddr . meta mark map @backends`
+//!   (`pub-pick-N` likewise, to `pub_addr` : `pub_port`). A service without
+//!   backends has no `vips` element: its VIP ends locally and is refused at
+//!   once;
 //! - postrouting: what was DNATed and leaves on `br0` is SNATed to this
 //!   node's load-balancer IP on the network, so replies from a backend on
 //!   another node come back here (every node has the same gateway IP).
 //!
-//! A change rewrites only the chains and map elements that differ
-//! ([`update`]), so applying one backend change costs the same with 10 or
-//! 1,000 services.
+//! A backend change is element deletes and adds only ([`update`]). `nft`
+//! loads the table's chains and sets before any change, so a chain or an
+//! anonymous map per service made every change slower as services were
+//! added; map elements are not loaded, so a change costs the same with 10
+//! or 1,000 services. The mark is set on the first packet of a connection
+//! only (NAT chains see no other) and is cleared when the packet crosses
+//! into another namespace.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use serde_json::{json, Value};
@@ -57,13 +66,13 @@ impl Proto {
     }
 }
 
-/// Where one chain sends packets.
+/// Where a published port sends packets.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Backends {
+pub struct Published {
+    /// The tasks' port.
+    pub target: u16,
     /// Backend IPs (sorted).
     pub ips: Vec<Ipv4Addr>,
-    /// For a published port: the protocol and the target port.
-    pub to_port: Option<(Proto, u16)>,
 }
 
 /// Everything the table of one namespace holds.
@@ -71,12 +80,30 @@ pub struct Backends {
 pub struct LbRules {
     /// This node's load-balancer IP on the network (the SNAT source).
     pub snat: Option<Ipv4Addr>,
-    /// VIP → chain.
-    pub vips: BTreeMap<Ipv4Addr, String>,
-    /// Published port → chain.
-    pub published: BTreeMap<(Proto, u16), String>,
-    /// Chain → its backends.
-    pub chains: BTreeMap<String, Backends>,
+    /// VIP → its backends (sorted).
+    pub vips: BTreeMap<Ipv4Addr, Vec<Ipv4Addr>>,
+    /// Published port → its target and backends.
+    pub published: BTreeMap<(Proto, u16), Published>,
+}
+
+impl LbRules {
+    /// The backend counts the `pick-N` chains serve.
+    fn vip_counts(&self) -> BTreeSet<usize> {
+        self.vips
+            .values()
+            .map(Vec::len)
+            .filter(|n| *n > 0)
+            .collect()
+    }
+
+    /// The backend counts the `pub-pick-N` chains serve.
+    fn published_counts(&self) -> BTreeSet<usize> {
+        self.published
+            .values()
+            .map(|p| p.ips.len())
+            .filter(|n| *n > 0)
+            .collect()
+    }
 }
 
 /// The rules a network's view asks for.
@@ -86,17 +113,11 @@ pub fn rules_for(view: &OverlayNetwork) -> LbRules {
         ..Default::default()
     };
     for s in &view.services {
-        let ips: Vec<Ipv4Addr> = s.backends.iter().filter_map(|b| b.parse().ok()).collect();
+        let mut ips: Vec<Ipv4Addr> = s.backends.iter().filter_map(|b| b.parse().ok()).collect();
+        ips.sort();
+        ips.dedup();
         if let Ok(vip) = s.vip.parse::<Ipv4Addr>() {
-            let chain = format!("svc-{}", super::plan::short(&s.service_id, 12));
-            rules.vips.insert(vip, chain.clone());
-            rules.chains.insert(
-                chain,
-                Backends {
-                    ips: ips.clone(),
-                    to_port: None,
-                },
-            );
+            rules.vips.insert(vip, ips.clone());
         }
         if !view.ingress {
             continue;
@@ -109,13 +130,11 @@ pub fn rules_for(view: &OverlayNetwork) -> LbRules {
             ) else {
                 continue;
             };
-            let chain = format!("pub-{}-{published}", proto.name());
-            rules.published.insert((proto, published), chain.clone());
-            rules.chains.insert(
-                chain,
-                Backends {
+            rules.published.insert(
+                (proto, published),
+                Published {
+                    target,
                     ips: ips.clone(),
-                    to_port: Some((proto, target)),
                 },
             );
         }
@@ -140,60 +159,77 @@ fn base_chain(name: &str, hook: &str, prio: i32) -> Value {
         "type": "nat", "hook": hook, "prio": prio, "policy": "accept"}})
 }
 
+fn map(name: &str, key: Value, data: &str) -> Value {
+    json!({"map": {"family": "ip", "table": TABLE, "name": name, "type": key, "map": data}})
+}
+
 fn rule(chain: &str, expr: Value) -> Value {
     json!({"rule": {"family": "ip", "table": TABLE, "chain": chain, "expr": expr}})
 }
 
-fn element(map: &str, elem: Value) -> Value {
+fn elements(map: &str, elem: Vec<Value>) -> Value {
     json!({"element": {"family": "ip", "table": TABLE, "name": map, "elem": elem}})
 }
 
-fn vip_key(vip: Ipv4Addr) -> Value {
-    json!(vip.to_string())
-}
-
-fn port_key((proto, port): (Proto, u16)) -> Value {
-    json!({"concat": [proto.name(), port]})
-}
-
-fn goto(chain: &str) -> Value {
+fn goto(chain: String) -> Value {
     json!({"goto": {"target": chain}})
 }
 
-/// The rules of a backend chain: none without backends; else one rule
-/// that draws a number below N into the packet mark, and per backend one
-/// rule that DNATs the packets of that number to it.
-///
-/// Written without an anonymous map (`dnat to numgen random mod N map
-/// {…}`) on purpose: `nft` loads every set of the table, anonymous ones
-/// included, before it applies any change, so one anonymous map per
-/// service made every change slower as services were added. Plain rules
-/// are not loaded for a chain flush or a rule add. The mark is only set on
-/// the first packet of a connection (NAT chains see no other) and is
-/// cleared when the packet crosses into another namespace.
-fn balance_rules(chain: &str, b: &Backends) -> Vec<Value> {
-    if b.ips.is_empty() {
-        return Vec::new();
-    }
-    let mark = json!({"meta": {"key": "mark"}});
-    let mut rules = vec![rule(
+fn pick_chain(n: usize) -> String {
+    format!("pick-{n}")
+}
+
+fn pub_pick_chain(n: usize) -> String {
+    format!("pub-pick-{n}")
+}
+
+fn mark() -> Value {
+    json!({"meta": {"key": "mark"}})
+}
+
+fn proto_port() -> [Value; 2] {
+    [
+        json!({"meta": {"key": "l4proto"}}),
+        json!({"payload": {"protocol": "th", "field": "dport"}}),
+    ]
+}
+
+/// Draws a number below `n` into the packet mark.
+fn draw(chain: &str, n: usize) -> Value {
+    rule(
         chain,
-        json!([{"mangle": {"key": mark,
-            "value": {"numgen": {"mode": "random", "mod": b.ips.len(), "offset": 0}}}}]),
-    )];
-    for (i, ip) in b.ips.iter().enumerate() {
-        let pick = json!({"match": {"op": "==", "left": mark, "right": i}});
-        let expr = match b.to_port {
-            Some((proto, port)) => json!([
-                pick,
-                {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": proto.name()}},
-                {"dnat": {"addr": ip.to_string(), "port": port}}
-            ]),
-            None => json!([pick, {"dnat": {"addr": ip.to_string()}}]),
-        };
-        rules.push(rule(chain, expr));
-    }
-    rules
+        json!([{"mangle": {"key": mark(),
+            "value": {"numgen": {"mode": "random", "mod": n, "offset": 0}}}}]),
+    )
+}
+
+/// `pick-N`: the drawn backend of the VIP.
+fn pick_rules(n: usize) -> Vec<Value> {
+    let c = pick_chain(n);
+    vec![
+        draw(&c, n),
+        rule(
+            &c,
+            json!([{"dnat": {"addr": {"map": {
+                "key": {"concat": [{"payload": {"protocol": "ip", "field": "daddr"}}, mark()]},
+                "data": "@backends"}}}}]),
+        ),
+    ]
+}
+
+/// `pub-pick-N`: the drawn backend of the published port, at its target.
+fn pub_pick_rules(n: usize) -> Vec<Value> {
+    let c = pub_pick_chain(n);
+    let [proto, port] = proto_port();
+    vec![
+        draw(&c, n),
+        rule(
+            &c,
+            json!([{"dnat": {
+                "addr": {"map": {"key": {"concat": [proto, port, mark()]}, "data": "@pub_addr"}},
+                "port": {"map": {"key": {"concat": proto_port()}, "data": "@pub_port"}}}}]),
+        ),
+    ]
 }
 
 fn snat_rule(ip: Ipv4Addr) -> Value {
@@ -207,6 +243,108 @@ fn snat_rule(ip: Ipv4Addr) -> Value {
     )
 }
 
+fn port_key((proto, port): (Proto, u16)) -> Value {
+    json!({"concat": [proto.name(), port]})
+}
+
+/// The elements of one VIP: (its `vips` element, its `backends` elements).
+fn vip_elements(vip: Ipv4Addr, ips: &[Ipv4Addr]) -> (Value, Vec<Value>) {
+    let backends = ips
+        .iter()
+        .enumerate()
+        .map(|(i, ip)| json!([{"concat": [vip.to_string(), i]}, ip.to_string()]))
+        .collect();
+    (
+        json!([vip.to_string(), goto(pick_chain(ips.len()))]),
+        backends,
+    )
+}
+
+fn vip_keys(vip: Ipv4Addr, n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| json!({"concat": [vip.to_string(), i]}))
+        .collect()
+}
+
+/// The elements of one published port: `published`, `pub_port`, `pub_addr`.
+fn published_elements(key: (Proto, u16), p: &Published) -> (Value, Value, Vec<Value>) {
+    let addrs = p
+        .ips
+        .iter()
+        .enumerate()
+        .map(|(i, ip)| json!([{"concat": [key.0.name(), key.1, i]}, ip.to_string()]))
+        .collect();
+    (
+        json!([port_key(key), goto(pub_pick_chain(p.ips.len()))]),
+        json!([port_key(key), p.target]),
+        addrs,
+    )
+}
+
+fn published_keys(key: (Proto, u16), n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| json!({"concat": [key.0.name(), key.1, i]}))
+        .collect()
+}
+
+/// Commands that add `rules`' elements (the maps and chains exist).
+fn add_vip(cmds: &mut Vec<Value>, vip: Ipv4Addr, ips: &[Ipv4Addr]) {
+    if ips.is_empty() {
+        return;
+    }
+    let (entry, backends) = vip_elements(vip, ips);
+    cmds.push(obj("add", elements("backends", backends)));
+    cmds.push(obj("add", elements("vips", vec![entry])));
+}
+
+fn delete_vip(cmds: &mut Vec<Value>, vip: Ipv4Addr, ips: &[Ipv4Addr]) {
+    if ips.is_empty() {
+        return;
+    }
+    cmds.push(obj(
+        "delete",
+        elements("vips", vec![json!(vip.to_string())]),
+    ));
+    cmds.push(obj(
+        "delete",
+        elements("backends", vip_keys(vip, ips.len())),
+    ));
+}
+
+fn add_published(cmds: &mut Vec<Value>, key: (Proto, u16), p: &Published) {
+    if p.ips.is_empty() {
+        return;
+    }
+    let (entry, port, addrs) = published_elements(key, p);
+    cmds.push(obj("add", elements("pub_addr", addrs)));
+    cmds.push(obj("add", elements("pub_port", vec![port])));
+    cmds.push(obj("add", elements("published", vec![entry])));
+}
+
+fn delete_published(cmds: &mut Vec<Value>, key: (Proto, u16), p: &Published) {
+    if p.ips.is_empty() {
+        return;
+    }
+    cmds.push(obj("delete", elements("published", vec![port_key(key)])));
+    cmds.push(obj("delete", elements("pub_port", vec![port_key(key)])));
+    cmds.push(obj(
+        "delete",
+        elements("pub_addr", published_keys(key, p.ips.len())),
+    ));
+}
+
+fn add_pick_chains(cmds: &mut Vec<Value>, counts: &BTreeSet<usize>, published: bool) {
+    for n in counts {
+        let (name, rules) = if published {
+            (pub_pick_chain(*n), pub_pick_rules(*n))
+        } else {
+            (pick_chain(*n), pick_rules(*n))
+        };
+        cmds.push(obj("add", chain(&name)));
+        cmds.extend(rules.into_iter().map(|r| obj("add", r)));
+    }
+}
+
 /// The commands that replace the table with `rules` atomically (first
 /// programming, and after the table was deleted behind the node's back).
 pub fn full(rules: &LbRules) -> Vec<Value> {
@@ -214,15 +352,34 @@ pub fn full(rules: &LbRules) -> Vec<Value> {
         obj("add", table()),
         obj("delete", table()),
         obj("add", table()),
+        obj("add", map("vips", json!("ipv4_addr"), "verdict")),
         obj(
             "add",
-            json!({"map": {"family": "ip", "table": TABLE, "name": "vips",
-                "type": "ipv4_addr", "map": "verdict"}}),
+            map("backends", json!(["ipv4_addr", "mark"]), "ipv4_addr"),
         ),
         obj(
             "add",
-            json!({"map": {"family": "ip", "table": TABLE, "name": "published",
-                "type": ["inet_proto", "inet_service"], "map": "verdict"}}),
+            map(
+                "published",
+                json!(["inet_proto", "inet_service"]),
+                "verdict",
+            ),
+        ),
+        obj(
+            "add",
+            map(
+                "pub_addr",
+                json!(["inet_proto", "inet_service", "mark"]),
+                "ipv4_addr",
+            ),
+        ),
+        obj(
+            "add",
+            map(
+                "pub_port",
+                json!(["inet_proto", "inet_service"]),
+                "inet_service",
+            ),
         ),
         obj("add", base_chain("prerouting", "prerouting", -100)),
         obj("add", base_chain("postrouting", "postrouting", 100)),
@@ -241,8 +398,7 @@ pub fn full(rules: &LbRules) -> Vec<Value> {
                 json!([
                     {"match": {"op": "==", "left": {"fib": {"result": "type", "flags": ["daddr"]}},
                         "right": "local"}},
-                    {"vmap": {"key": {"concat": [{"meta": {"key": "l4proto"}},
-                        {"payload": {"protocol": "th", "field": "dport"}}]}, "data": "@published"}}
+                    {"vmap": {"key": {"concat": proto_port()}, "data": "@published"}}
                 ]),
             ),
         ),
@@ -250,68 +406,34 @@ pub fn full(rules: &LbRules) -> Vec<Value> {
     if let Some(ip) = rules.snat {
         cmds.push(obj("add", snat_rule(ip)));
     }
-    for (name, b) in &rules.chains {
-        cmds.push(obj("add", chain(name)));
-        cmds.extend(balance_rules(name, b).into_iter().map(|r| obj("add", r)));
+    add_pick_chains(&mut cmds, &rules.vip_counts(), false);
+    add_pick_chains(&mut cmds, &rules.published_counts(), true);
+    for (vip, ips) in &rules.vips {
+        add_vip(&mut cmds, *vip, ips);
     }
-    for (vip, c) in &rules.vips {
-        cmds.push(obj(
-            "add",
-            element("vips", json!([[vip_key(*vip), goto(c)]])),
-        ));
-    }
-    for (port, c) in &rules.published {
-        cmds.push(obj(
-            "add",
-            element("published", json!([[port_key(*port), goto(c)]])),
-        ));
+    for (key, p) in &rules.published {
+        add_published(&mut cmds, *key, p);
     }
     cmds
 }
 
-/// Map element changes, deletions first.
-fn map_changes<K: Ord + Copy>(
-    map: &str,
-    old: &BTreeMap<K, String>,
-    new: &BTreeMap<K, String>,
-    key: impl Fn(K) -> Value,
-    deletes: &mut Vec<Value>,
-    adds: &mut Vec<Value>,
-) {
-    for (k, c) in old {
-        if new.get(k) != Some(c) {
-            deletes.push(obj("delete", element(map, json!([key(*k)]))));
-        }
-    }
-    for (k, c) in new {
-        if old.get(k) != Some(c) {
-            adds.push(obj("add", element(map, json!([[key(*k), goto(c)]]))));
-        }
-    }
-}
-
 /// The commands that turn a table holding `old` into one holding `new`:
-/// only the chains and elements that differ. Empty when nothing does.
+/// the elements of the services that changed (deleted, then added again),
+/// the `pick-N` chains that come or go. Empty when nothing differs.
 pub fn update(old: &LbRules, new: &LbRules) -> Vec<Value> {
-    let mut deletes = Vec::new();
-    let mut adds = Vec::new();
-    map_changes(
-        "vips",
-        &old.vips,
-        &new.vips,
-        vip_key,
-        &mut deletes,
-        &mut adds,
-    );
-    map_changes(
-        "published",
-        &old.published,
-        &new.published,
-        port_key,
-        &mut deletes,
-        &mut adds,
-    );
-    let mut cmds = deletes;
+    let mut cmds = Vec::new();
+    // Elements out first, chains in, elements in, chains out: no element
+    // ever names a missing chain.
+    for (vip, ips) in &old.vips {
+        if new.vips.get(vip) != Some(ips) {
+            delete_vip(&mut cmds, *vip, ips);
+        }
+    }
+    for (key, p) in &old.published {
+        if new.published.get(key) != Some(p) {
+            delete_published(&mut cmds, *key, p);
+        }
+    }
     if old.snat != new.snat {
         cmds.push(obj(
             "flush",
@@ -321,22 +443,33 @@ pub fn update(old: &LbRules, new: &LbRules) -> Vec<Value> {
             cmds.push(obj("add", snat_rule(ip)));
         }
     }
-    for (name, b) in &new.chains {
-        match old.chains.get(name) {
-            Some(ob) if ob == b => {}
-            Some(_) => {
-                cmds.push(obj("flush", chain(name)));
-                cmds.extend(balance_rules(name, b).into_iter().map(|r| obj("add", r)));
-            }
-            None => {
-                cmds.push(obj("add", chain(name)));
-                cmds.extend(balance_rules(name, b).into_iter().map(|r| obj("add", r)));
-            }
+    let (old_vc, new_vc) = (old.vip_counts(), new.vip_counts());
+    let (old_pc, new_pc) = (old.published_counts(), new.published_counts());
+    add_pick_chains(
+        &mut cmds,
+        &new_vc.difference(&old_vc).copied().collect(),
+        false,
+    );
+    add_pick_chains(
+        &mut cmds,
+        &new_pc.difference(&old_pc).copied().collect(),
+        true,
+    );
+    for (vip, ips) in &new.vips {
+        if old.vips.get(vip) != Some(ips) {
+            add_vip(&mut cmds, *vip, ips);
         }
     }
-    cmds.extend(adds);
-    for name in old.chains.keys().filter(|n| !new.chains.contains_key(*n)) {
-        cmds.push(obj("delete", chain(name)));
+    for (key, p) in &new.published {
+        if old.published.get(key) != Some(p) {
+            add_published(&mut cmds, *key, p);
+        }
+    }
+    for n in old_vc.difference(&new_vc) {
+        cmds.push(obj("delete", chain(&pick_chain(*n))));
+    }
+    for n in old_pc.difference(&new_pc) {
+        cmds.push(obj("delete", chain(&pub_pick_chain(*n))));
     }
     cmds
 }
@@ -344,20 +477,15 @@ pub fn update(old: &LbRules, new: &LbRules) -> Vec<Value> {
 /// Backends that `old` balanced to and `new` no longer does: their
 /// connections must go (conntrack entries deleted).
 pub fn removed_backends(old: &LbRules, new: &LbRules) -> Vec<Ipv4Addr> {
-    let still: std::collections::BTreeSet<Ipv4Addr> = new
-        .chains
-        .values()
-        .flat_map(|b| b.ips.iter().copied())
-        .collect();
-    let mut gone: Vec<Ipv4Addr> = old
-        .chains
-        .values()
-        .flat_map(|b| b.ips.iter().copied())
-        .filter(|ip| !still.contains(ip))
-        .collect();
-    gone.sort();
-    gone.dedup();
-    gone
+    let all = |r: &LbRules| -> BTreeSet<Ipv4Addr> {
+        r.vips
+            .values()
+            .flatten()
+            .chain(r.published.values().flat_map(|p| p.ips.iter()))
+            .copied()
+            .collect()
+    };
+    all(old).difference(&all(new)).copied().collect()
 }
 
 #[cfg(test)]
@@ -386,19 +514,40 @@ mod tests {
         }
     }
 
+    fn text(cmds: &[Value]) -> String {
+        serde_json::to_string(cmds).unwrap_or_default()
+    }
+
+    const VIP: Ipv4Addr = Ipv4Addr::new(10, 255, 0, 2);
+
     #[test]
-    fn vips_and_published_ports_become_chains() {
-        let r = rules_for(&view(&["10.255.0.5", "10.255.0.6"], true));
+    fn vips_and_published_ports_become_map_elements() {
+        let r = rules_for(&view(&["10.255.0.6", "10.255.0.5"], true));
         assert_eq!(r.snat, Some(Ipv4Addr::new(10, 255, 0, 3)));
         assert_eq!(
-            r.vips
-                .get(&Ipv4Addr::new(10, 255, 0, 2))
-                .map(String::as_str),
-            Some("svc-abcdef012345")
+            r.vips.get(&VIP),
+            Some(&vec![
+                Ipv4Addr::new(10, 255, 0, 5),
+                Ipv4Addr::new(10, 255, 0, 6)
+            ])
         );
-        let published = &r.chains["pub-tcp-8080"];
-        assert_eq!(published.to_port, Some((Proto::Tcp, 80)));
-        assert_eq!(published.ips.len(), 2);
+        let published = &r.published[&(Proto::Tcp, 8080)];
+        assert_eq!((published.target, published.ips.len()), (80, 2));
+        let t = text(&full(&r));
+        assert!(
+            t.contains(r#"["10.255.0.2",{"goto":{"target":"pick-2"}}]"#),
+            "{t}"
+        );
+        assert!(
+            t.contains(r#"[{"concat":["10.255.0.2",1]},"10.255.0.6"]"#),
+            "{t}"
+        );
+        assert!(
+            t.contains(r#"[{"concat":["tcp",8080,0]},"10.255.0.5"]"#),
+            "{t}"
+        );
+        assert!(t.contains(r#"[{"concat":["tcp",8080]},80]"#), "{t}");
+        assert!(t.contains(r#""name":"pub-pick-2""#), "{t}");
         // Published ports only on the ingress network.
         assert!(rules_for(&view(&["10.255.0.5"], false))
             .published
@@ -406,74 +555,61 @@ mod tests {
     }
 
     #[test]
-    fn a_backend_change_rewrites_only_its_chains() {
-        let old = rules_for(&view(&["10.255.0.5", "10.255.0.6"], true));
-        let new = rules_for(&view(&["10.255.0.5"], true));
-        let cmds = update(&old, &new);
-        let text = serde_json::to_string(&cmds).unwrap_or_default();
-        assert_eq!(text.matches("\"flush\"").count(), 2, "{text}");
-        assert!(
-            !text.contains("\"table\":{\"family\":\"ip\",\"name\""),
-            "{text}"
+    fn a_backend_change_is_element_changes_only() {
+        let three = rules_for(&view(&["10.255.0.5", "10.255.0.6", "10.255.0.7"], false));
+        let mut other = three.clone();
+        other.vips.insert(
+            Ipv4Addr::new(10, 255, 0, 9),
+            vec![Ipv4Addr::new(10, 255, 1, 1); 3],
         );
-        assert!(!text.contains("element"), "{text}");
+        let mut changed = other.clone();
+        changed.vips.insert(
+            VIP,
+            vec![
+                Ipv4Addr::new(10, 255, 0, 5),
+                Ipv4Addr::new(10, 255, 0, 8),
+                Ipv4Addr::new(10, 255, 0, 7),
+            ],
+        );
+        let cmds = update(&other, &changed);
+        let t = text(&cmds);
+        assert!(!t.contains(r#""rule""#) && !t.contains(r#""chain""#), "{t}");
+        assert!(
+            !t.contains("10.255.0.9"),
+            "the other service is untouched: {t}"
+        );
         assert_eq!(
-            removed_backends(&old, &new),
+            removed_backends(&other, &changed),
             vec![Ipv4Addr::new(10, 255, 0, 6)]
         );
-        assert!(update(&new, &new).is_empty());
+        assert!(update(&changed, &changed).is_empty());
     }
 
     #[test]
-    fn a_removed_service_loses_its_elements_before_its_chains() {
-        let old = rules_for(&view(&["10.255.0.5"], true));
-        let new = LbRules {
-            snat: old.snat,
-            ..Default::default()
-        };
-        let cmds = update(&old, &new);
-        let first_chain_delete = cmds
-            .iter()
-            .position(|c| c["delete"].get("chain").is_some())
-            .unwrap_or(0);
-        let last_element_delete = cmds
-            .iter()
-            .rposition(|c| c["delete"].get("element").is_some())
-            .unwrap_or(usize::MAX);
-        assert!(last_element_delete < first_chain_delete, "{cmds:?}");
+    fn pick_chains_follow_the_backend_counts_in_use() {
+        let two = rules_for(&view(&["10.255.0.5", "10.255.0.6"], false));
+        let one = rules_for(&view(&["10.255.0.5"], false));
+        let t = text(&update(&two, &one));
+        // pick-1 comes before its first element, pick-2 goes after the last.
+        let add_chain = t.find(r#"{"add":{"chain":{"family":"ip","name":"pick-1""#);
+        let add_elem = t.find(r#"{"goto":{"target":"pick-1"}}"#);
+        let del_chain = t.find(r#"{"delete":{"chain":{"family":"ip","name":"pick-2""#);
+        let del_elem = t.find(r#"{"delete":{"element""#);
+        assert!(add_chain < add_elem && del_elem < del_chain, "{t}");
+        assert!(add_chain.is_some() && del_chain.is_some(), "{t}");
     }
 
     #[test]
-    fn no_backends_means_no_rule() {
+    fn no_backends_means_no_elements() {
         let r = rules_for(&view(&[], true));
-        let text = serde_json::to_string(&full(&r)).unwrap_or_default();
-        assert!(!text.contains("numgen"), "{text}");
-        assert!(!text.contains("{\"dnat\":"), "{text}");
-        assert!(text.contains("svc-abcdef012345"));
-    }
-
-    #[test]
-    fn each_backend_gets_one_numbered_dnat() {
-        let b = Backends {
-            ips: vec![
-                Ipv4Addr::new(10, 0, 0, 5),
-                Ipv4Addr::new(10, 0, 0, 6),
-                Ipv4Addr::new(10, 0, 0, 7),
-            ],
-            to_port: Some((Proto::Udp, 53)),
-        };
-        let rules = balance_rules("pub-udp-53", &b);
-        assert_eq!(rules.len(), 4);
-        let draw = serde_json::to_string(&rules[0]).unwrap_or_default();
-        assert!(draw.contains("\"mod\":3"), "{draw}");
-        for (i, ip) in b.ips.iter().enumerate() {
-            let text = serde_json::to_string(&rules[i + 1]).unwrap_or_default();
-            assert!(text.contains(&format!("\"right\":{i}")), "{text}");
-            assert!(
-                text.contains(&format!("\"addr\":\"{ip}\",\"port\":53")),
-                "{text}"
-            );
-            assert!(text.contains("\"udp\""), "{text}");
-        }
+        let t = text(&full(&r));
+        assert!(!t.contains("numgen"), "{t}");
+        assert!(!t.contains(r#""element""#), "{t}");
+        // Gaining its first backend adds the elements and pick-1.
+        let t = text(&update(&r, &rules_for(&view(&["10.255.0.5"], true))));
+        assert!(
+            t.contains(r#""name":"pick-1""#) && t.contains(r#""name":"pub-pick-1""#),
+            "{t}"
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! balancer with many services programmed. In a scratch namespace, the
 //! worker's own code (`overlay::lb` rules, applied by `overlay::nft` on a
 //! thread inside the namespace, as the worker does) programs `--services`
-//! services with VIP chains, then changes one service's backends at a time
+//! services with VIPs (two backends each), then changes one service's backends at a time
 //! and times each apply. The same is measured with 10 services, to show
 //! whether the cost grows with the number of services.
 
@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use serde_json::{json, Value};
-use swarmlet_worker::overlay::lb::{self, Backends, LbRules};
+use swarmlet_worker::overlay::lb::{self, LbRules};
 use swarmlet_worker::overlay::{netns, nft};
 
 /// Changes timed per size.
@@ -46,15 +46,7 @@ fn rules(services: usize) -> LbRules {
         ..Default::default()
     };
     for s in 0..services {
-        let chain = format!("svc-{s:012}");
-        r.vips.insert(ip(s * 4), chain.clone());
-        r.chains.insert(
-            chain,
-            Backends {
-                ips: vec![ip(s * 4 + 1), ip(s * 4 + 2)],
-                to_port: None,
-            },
-        );
+        r.vips.insert(ip(s * 4), vec![ip(s * 4 + 1), ip(s * 4 + 2)]);
     }
     r
 }
@@ -74,13 +66,13 @@ async fn measure(services: usize) -> anyhow::Result<(f64, f64, f64)> {
     for round in 0..ROUNDS {
         let s = (round * 7919) % services;
         let mut next = current.clone();
-        if let Some(b) = next.chains.get_mut(&format!("svc-{s:012}")) {
+        if let Some(ips) = next.vips.get_mut(&ip(s * 4)) {
             // A third backend comes, or goes again.
             let extra = ip(s * 4 + 3);
-            if b.ips.contains(&extra) {
-                b.ips.retain(|i| *i != extra);
+            if ips.contains(&extra) {
+                ips.retain(|i| *i != extra);
             } else {
-                b.ips.push(extra);
+                ips.push(extra);
             }
         }
         let cmds = lb::update(&current, &next);

@@ -151,6 +151,8 @@ down() {
     for o in $(ip netns ls | awk '{print $1}' | grep -E "^(ovl-${id:0:8}-|ingress_sbox-${id:0:8}$)" || true); do
       ip netns del "$o" 2>/dev/null || true
     done
+    # Its secret files (tmpfs), should a task's still be there.
+    rm -rf "/dev/shm/swarmlet-${id:0:12}"
   done
   remove_network "$n"
   rm -rf "$CLUSTER_DIR"

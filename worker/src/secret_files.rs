@@ -137,6 +137,9 @@ impl SecretFiles {
         let dir = self.task_dir(task_id);
         if dir.exists() {
             let _ = std::fs::remove_dir_all(dir);
+            // The node's directory too, once no task has files (fails,
+            // harmlessly, while one has).
+            let _ = std::fs::remove_dir(&self.root);
         }
     }
 

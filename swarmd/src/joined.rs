@@ -349,8 +349,13 @@ impl Joined {
             .lock()
             .map(|mut t| t.drain(..).collect())
             .unwrap_or_default();
-        for t in tasks {
+        for t in &tasks {
             t.abort();
+        }
+        // Wait for them to be gone, so that what they held (the mTLS
+        // listener's port above all) is free when this returns.
+        for t in tasks {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), t).await;
         }
     }
 }

@@ -108,9 +108,10 @@ impl InProcessNode {
         );
         cfg.advertise_addr = Some(self.addr.clone());
         (self.tune)(&mut cfg);
-        // The last handle of the stopped manager may still be dropping (sled
-        // flushes on drop, on whichever thread let go last): its database
-        // lock goes a moment after the handle count reaches zero.
+        // The stopped run may still be letting go: the last handle of its
+        // manager drops (sled flushes on drop, on whichever thread let go
+        // last) a moment after the handle count reaches zero, and its mTLS
+        // listener closes when its server task ends. Both are retried.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             match Daemon::start(cfg.clone()).await {
@@ -119,7 +120,8 @@ impl InProcessNode {
                     return Ok(());
                 }
                 Err(e)
-                    if format!("{e:#}").contains("could not acquire lock")
+                    if (format!("{e:#}").contains("could not acquire lock")
+                        || format!("{e:#}").contains("cannot listen on"))
                         && std::time::Instant::now() < deadline =>
                 {
                     tokio::time::sleep(Duration::from_millis(50)).await;

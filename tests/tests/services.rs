@@ -858,7 +858,11 @@ async fn secrets_survive_the_loss_of_the_manager_that_sealed_them() {
     // Tasks placed on the stopped manager before it was marked down are
     // replaced; none may have lacked the secret.
     for t in ts.iter().filter_map(|i| i.task.as_ref()) {
-        let err = t.status.as_ref().map(|s| s.err.as_str()).unwrap_or_default();
+        let err = t
+            .status
+            .as_ref()
+            .map(|s| s.err.as_str())
+            .unwrap_or_default();
         assert!(!err.contains("not received"), "{err}");
     }
     for n in nodes.iter_mut() {

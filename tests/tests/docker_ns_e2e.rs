@@ -67,12 +67,15 @@ impl Drop for Node {
                 "nft",
                 &["delete", "table", "ip", &format!("swarmlet-mesh-{short}")],
             );
-            let leg = format!("swi-{short}");
-            for dir in ["-i", "-o"] {
-                let _ = run(
-                    "iptables",
-                    &["-D", "DOCKER-USER", dir, &leg, "-j", "ACCEPT"],
-                );
+            // The node's leg, and the host-mode legs' pattern (this test's
+            // node is the only one in this namespace).
+            for leg in [format!("swi-{short}"), "swh-+".to_string()] {
+                for dir in ["-i", "-o"] {
+                    let _ = run(
+                        "iptables",
+                        &["-D", "DOCKER-USER", dir, &leg, "-j", "ACCEPT"],
+                    );
+                }
             }
         }
         let _ = run("ip", &["netns", "del", SCRATCH_NS]);

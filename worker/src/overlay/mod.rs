@@ -123,8 +123,8 @@ pub struct Overlay {
 impl Overlay {
     /// Removes what this node's data plane made (`node leave`): its overlay
     /// namespaces (with their bridges, VXLAN devices and legs), the ingress
-    /// sandbox and the routing-mesh table. The reconcile loop must be
-    /// stopped first, or it makes them again.
+    /// sandbox, the routing-mesh table and its `DOCKER-USER` accepts. The
+    /// reconcile loop must be stopped first, or it makes them again.
     pub async fn teardown(&self) {
         let _busy = self.busy.lock().await;
         for ns in netns::list(&plan::ns_prefix(&self.node_id)) {
@@ -135,7 +135,9 @@ impl Overlay {
             netns::delete(&sbox);
         }
         let table = ingress::host_table(&self.node_id);
+        let leg = ingress::host_leg(&self.node_id);
         let removed = netns::run_blocking_in(&netns::host_ns(), move || {
+            nft::docker_user_remove_here(&[&leg, "swh-+"]);
             if nft::has_chain_here(&table, "postrouting")? {
                 nft::apply_here(&[serde_json::json!(
                     {"delete": {"table": {"family": "ip", "name": table}}}

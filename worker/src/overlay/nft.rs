@@ -116,6 +116,19 @@ pub fn docker_user_accept_here(legs: &[&str]) {
     }
 }
 
+/// Removes the accepts [`docker_user_accept_here`] added for `legs`
+/// (`node leave`).
+pub fn docker_user_remove_here(legs: &[&str]) {
+    for (leg, dir) in legs.iter().flat_map(|l| [(*l, "-i"), (*l, "-o")]) {
+        let _ = Command::new("iptables")
+            .args(["-w", "2", "-D", "DOCKER-USER", dir, leg, "-j", "ACCEPT"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 /// Applies `commands` in the namespace at `ns`.
 pub async fn apply_in(ns: &Path, commands: Vec<Value>) -> Result<(), OverlayError> {
     if commands.is_empty() {

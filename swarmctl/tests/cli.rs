@@ -3,7 +3,7 @@
 
 use std::process::Output;
 
-use swarmlet_tests::InProcessNode;
+use swarmlet_tests::{files_containing, InProcessNode};
 
 fn swarmctl(node: &InProcessNode, args: &[&str]) -> Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_swarmctl"))
@@ -536,25 +536,6 @@ fn swarmctl_stdin(node: &InProcessNode, args: &[&str], input: &[u8]) -> Output {
         stdin.write_all(input).expect("stdin");
     }
     child.wait_with_output().expect("swarmctl ends")
-}
-
-/// Files under `dir` whose bytes contain `needle`.
-fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if std::fs::read(&path)
-                .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
-            {
-                found.push(path);
-            }
-        }
-    }
-    found
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use swarmlet_tests::e2e::{docker, wait_for, wait_for_or, NsCluster};
+use swarmlet_tests::files_containing;
 
 const CONVERGE: Duration = Duration::from_secs(60);
 const IMAGE: &str = "swarmlet-demo:latest";
@@ -281,30 +282,6 @@ fn docker_cluster_end_to_end() {
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
     assert!(!netns.contains("swe2e-"), "namespaces left: {netns}");
-}
-
-/// Files under `dir` whose bytes contain `needle`.
-fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let Ok(ft) = e.file_type() else { continue };
-            if ft.is_dir() {
-                stack.push(e.path());
-            } else if ft.is_file() {
-                let hit = std::fs::read(e.path())
-                    .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle));
-                if hit {
-                    found.push(e.path());
-                }
-            }
-        }
-    }
-    found
 }
 
 /// A secret and a config reach the task as files (the secret on tmpfs),

@@ -4,7 +4,7 @@
 //! Both kinds share this code: a config is a [`Secret`] row in the
 //! `configs` table ([`Kind`] picks), with `/<name>` as its default target.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use swarmlet_proto::control::{CreateSecretRequest, SecretInfo};
 use swarmlet_proto::dispatcher::FilePayload;
@@ -165,18 +165,33 @@ fn references(spec: &ServiceSpec, kind: Kind) -> &[FileReference] {
     }
 }
 
-/// The API view of a row (never its bytes).
-pub fn info(m: &Manager, kind: Kind, s: &Secret) -> Result<SecretInfo, Status> {
-    let services = m.store.list::<Service>().map_err(store_status)?;
-    Ok(SecretInfo {
+fn info_among(services: &[(u64, Service)], kind: Kind, s: &Secret) -> SecretInfo {
+    SecretInfo {
         id: s.id.clone(),
         name: s.name.clone(),
         labels: s.labels.clone(),
         size: s.size,
         created_at_ms: s.created_at_ms,
         updated_at_ms: s.updated_at_ms,
-        services: services_using(&services, kind, &s.id),
-    })
+        services: services_using(services, kind, &s.id),
+    }
+}
+
+/// The API view of a row (never its bytes).
+pub fn info(m: &Manager, kind: Kind, s: &Secret) -> Result<SecretInfo, Status> {
+    let services = m.store.list::<Service>().map_err(store_status)?;
+    Ok(info_among(&services, kind, s))
+}
+
+/// The API view of every row of `kind`, by name (services read once).
+pub fn list_infos(m: &Manager, kind: Kind) -> Result<Vec<SecretInfo>, Status> {
+    let services = m.store.list::<Service>().map_err(store_status)?;
+    let mut infos: Vec<SecretInfo> = list_rows(m, kind)?
+        .iter()
+        .map(|(_, s)| info_among(&services, kind, s))
+        .collect();
+    infos.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(infos)
 }
 
 /// Creates a secret or config (leader).
@@ -301,15 +316,11 @@ pub fn resolve_references(m: &Manager, spec: &mut ServiceSpec) -> Result<(), Sta
 /// that runs them). One that cannot be opened is left out and logged: the
 /// task then fails on the worker with a clear message.
 pub async fn payloads(m: &Manager, tasks: &[&Task]) -> Vec<FilePayload> {
-    let mut wanted: BTreeMap<(String, bool), ()> = BTreeMap::new();
+    let mut wanted: BTreeSet<(String, bool)> = BTreeSet::new();
     for t in tasks {
         if let Some(spec) = &t.spec {
-            for r in &spec.secrets {
-                wanted.insert((r.id.clone(), false), ());
-            }
-            for r in &spec.configs {
-                wanted.insert((r.id.clone(), true), ());
-            }
+            wanted.extend(spec.secrets.iter().map(|r| (r.id.clone(), false)));
+            wanted.extend(spec.configs.iter().map(|r| (r.id.clone(), true)));
         }
     }
     if wanted.is_empty() {
@@ -323,7 +334,7 @@ pub async fn payloads(m: &Manager, tasks: &[&Task]) -> Vec<FilePayload> {
         }
     };
     let mut out = Vec::new();
-    for (id, config) in wanted.into_keys() {
+    for (id, config) in wanted {
         let kind = Kind::from_flag(config);
         let row = match kind {
             Kind::Secret => m.store.get::<Secret>(&id).ok().flatten(),

@@ -225,12 +225,9 @@ impl Control for ControlService {
         forward_to_leader!(m, request, list_secrets);
         m.read_barrier().await?;
         let kind = crate::secrets::ops::Kind::from_flag(request.get_ref().config);
-        let mut secrets = Vec::new();
-        for (_, s) in crate::secrets::ops::list_rows(&m, kind)? {
-            secrets.push(crate::secrets::ops::info(&m, kind, &s)?);
-        }
-        secrets.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(Response::new(SecretList { secrets }))
+        Ok(Response::new(SecretList {
+            secrets: crate::secrets::ops::list_infos(&m, kind)?,
+        }))
     }
 
     async fn inspect_secret(

@@ -18,8 +18,11 @@ struct Endpoint<'a> {
     ip: &'a str,
     /// The task ID, or `lb-<node id>` for a load-balancer address.
     owner: String,
-    /// A task (not a load balancer): only tasks give a node a view.
-    task: bool,
+    /// Whether it gives its node a view of the network: tasks do, and on
+    /// `ingress` load balancers do too (the routing mesh).
+    gives_view: bool,
+    /// A node's load-balancer address (not a task's).
+    load_balancer: bool,
 }
 
 /// The data-path IP of a node: the host part of its advertise address.
@@ -198,13 +201,14 @@ pub fn overlay_views(
                     node_id: &t.node_id,
                     ip,
                     owner: t.id.clone(),
-                    task: true,
+                    gives_view: true,
+                    load_balancer: false,
                 });
         }
     }
     // Nodes' load-balancer addresses: replies to balanced connections come
-    // back to them, so every node on the network must reach them. On
-    // ingress every such node has a view (the routing mesh).
+    // back to them, so every node with tasks on the network must reach
+    // them. On ingress every node has a view (the routing mesh).
     for n in nodes {
         for a in &n.lb_addresses {
             let ip = ip_of(&a.address);
@@ -213,7 +217,8 @@ pub fn overlay_views(
                     node_id: &n.id,
                     ip,
                     owner: format!("lb-{}", n.id),
-                    task: Some(a.network_id.as_str()) == ingress_id,
+                    gives_view: Some(a.network_id.as_str()) == ingress_id,
+                    load_balancer: true,
                 });
             }
         }
@@ -231,15 +236,26 @@ pub fn overlay_views(
         endpoints.sort_by(|a, b| a.ip.cmp(b.ip));
         let mut on_nodes: Vec<&str> = endpoints
             .iter()
-            .filter(|e| e.task)
+            .filter(|e| e.gives_view)
             .map(|e| e.node_id)
             .collect();
         on_nodes.sort_unstable();
         on_nodes.dedup();
+        let with_tasks: std::collections::HashSet<&str> = endpoints
+            .iter()
+            .filter(|e| !e.load_balancer)
+            .map(|e| e.node_id)
+            .collect();
         for node in on_nodes {
+            // A node without tasks here only sends to the tasks; no reply
+            // ever comes to it from another node's load balancer, so it
+            // needs no entry for them (without this, every node's ingress
+            // view listed every other node: quadratic in the cluster size).
+            let hosts_tasks = with_tasks.contains(node);
             let peers = endpoints
                 .iter()
                 .filter(|e| e.node_id != node)
+                .filter(|e| hosts_tasks || !e.load_balancer)
                 .filter_map(|e| {
                     Some(OverlayPeer {
                         ip: e.ip.to_string(),
@@ -436,6 +452,16 @@ mod tests {
         assert_eq!(ports, vec![8080]);
         assert_eq!(b[0].services[0].backends, vec!["10.255.0.5"]);
         assert!(b[0].peers.iter().any(|p| p.ip == "10.255.0.5"));
+        // ... but not node a's load balancer: b runs no task on ingress,
+        // so nothing answers a's balanced connections from b. Node a,
+        // which runs tasks, must reach b's load balancer.
+        assert!(!b[0].peers.iter().any(|p| p.ip == "10.255.0.3"));
+        let a_ingress = views["a"]
+            .iter()
+            .find(|n| n.ingress)
+            .cloned()
+            .unwrap_or_default();
+        assert!(a_ingress.peers.iter().any(|p| p.ip == "10.255.0.4"));
         let n1 = views["a"]
             .iter()
             .find(|n| n.network.as_ref().is_some_and(|n| n.id == "n1"))

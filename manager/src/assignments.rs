@@ -123,14 +123,20 @@ pub async fn run(manager: Weak<Manager>) {
         tokio::time::sleep(COALESCE).await;
         let Some(m) = manager.upgrade() else { return };
         if m.is_leader() {
-            let tasks = m.store.list::<Task>().unwrap_or_default();
-            let nodes = m.store.list::<Node>().unwrap_or_default();
-            let nodes: Vec<Node> = nodes.into_iter().map(|(_, n)| n).collect();
-            let networks = m.store.list::<Network>().unwrap_or_default();
-            let networks: Vec<Network> = networks.into_iter().map(|(_, n)| n).collect();
-            let services = m.store.list::<Service>().unwrap_or_default();
-            let services: Vec<Service> = services.into_iter().map(|(_, s)| s).collect();
-            m.assignments.publish(tasks, &nodes, &networks, &services);
+            // A scan of every task: on a blocking thread, so that the
+            // runtime's workers keep carrying Raft messages meanwhile.
+            let _ = tokio::task::spawn_blocking(move || publish_from_store(&m)).await;
         }
     }
+}
+
+fn publish_from_store(m: &Manager) {
+    let tasks = m.store.list::<Task>().unwrap_or_default();
+    let nodes = m.store.list::<Node>().unwrap_or_default();
+    let nodes: Vec<Node> = nodes.into_iter().map(|(_, n)| n).collect();
+    let networks = m.store.list::<Network>().unwrap_or_default();
+    let networks: Vec<Network> = networks.into_iter().map(|(_, n)| n).collect();
+    let services = m.store.list::<Service>().unwrap_or_default();
+    let services: Vec<Service> = services.into_iter().map(|(_, s)| s).collect();
+    m.assignments.publish(tasks, &nodes, &networks, &services);
 }

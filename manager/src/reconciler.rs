@@ -6,7 +6,7 @@
 //! a conflicting change is simply recomputed on the next pass.
 
 use std::collections::HashMap;
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -16,7 +16,7 @@ use crate::allocator::{allocate, has_addresses, Allocation};
 use crate::manager::Manager;
 use crate::orchestrator::{reconcile, Change};
 use crate::scheduler::{is_pending, schedule, Decision};
-use crate::store::Tx;
+use crate::store::{StoreError, Tx};
 
 const IDLE_PASS: Duration = Duration::from_secs(1);
 
@@ -36,49 +36,92 @@ pub async fn run(manager: Weak<Manager>) {
     }
 }
 
-async fn pass(m: &Manager) -> Result<(), crate::store::StoreError> {
+/// Runs `work` on a blocking thread: a pass over 100,000 tasks takes long
+/// enough to starve the runtime's few workers, which carry the Raft
+/// messages and heartbeats (leadership flapped under load before).
+async fn off_runtime<T: Send + 'static>(
+    m: &Arc<Manager>,
+    work: impl FnOnce(&Manager) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let m = m.clone();
+    match tokio::task::spawn_blocking(move || work(&m)).await {
+        Ok(r) => r,
+        Err(e) => Err(StoreError::Corrupt(format!("reconcile pass aborted: {e}"))),
+    }
+}
+
+async fn pass(m: &Arc<Manager>) -> Result<(), StoreError> {
+    let changes = off_runtime(m, orchestrate).await?;
+    if !changes.is_empty() {
+        propose_all(m, changes).await;
+    }
+    // Addresses before scheduling: a task is placed only once it has them.
+    let allocations = off_runtime(m, allocate_addresses).await?;
+    if !allocations.is_empty() {
+        propose_all(m, allocations).await;
+    }
+    // Schedule against the state the orchestrators just produced.
+    let placements = off_runtime(m, place).await?;
+    if !placements.is_empty() {
+        propose_all(m, placements).await;
+    }
+    Ok(())
+}
+
+/// The orchestrators' changes, as transactions.
+fn orchestrate(m: &Manager) -> Result<Vec<Tx>, StoreError> {
     let history = m
         .cluster()
         .map(|(_, c)| c.task_history_limit.max(0) as usize)
         .unwrap_or(5);
     let services = m.store.list::<Service>()?;
     let tasks = m.store.list::<Task>()?;
-    let nodes: Vec<Node> = m
-        .store
+    let nodes = plain_nodes(m)?;
+    let now = swarmlet_common::clock::now_ms();
+    let changes = reconcile(&services, &tasks, &nodes, history, now);
+    Ok(changes.into_iter().map(change_tx).collect())
+}
+
+fn plain_nodes(m: &Manager) -> Result<Vec<Node>, StoreError> {
+    Ok(m.store
         .list::<Node>()?
         .into_iter()
         .map(|(_, n)| n)
-        .collect();
-    let now = swarmlet_common::clock::now_ms();
-    let changes = reconcile(&services, &tasks, &nodes, history, now);
-    if !changes.is_empty() {
-        propose_all(m, changes.into_iter().map(change_tx).collect()).await;
-    }
-    // Addresses before scheduling: a task is placed only once it has them.
-    let networks: Vec<Network> = m
-        .store
+        .collect())
+}
+
+fn plain_networks(m: &Manager) -> Result<Vec<Network>, StoreError> {
+    Ok(m.store
         .list::<Network>()?
         .into_iter()
         .map(|(_, n)| n)
-        .collect();
-    if !networks.is_empty() {
-        let services = m.store.list::<Service>()?;
-        let tasks = m.store.list::<Task>()?;
-        let versioned_nodes = m.store.list::<Node>()?;
-        let allocations = allocate(&networks, &services, &tasks, &versioned_nodes);
-        if !allocations.is_empty() {
-            let txs = allocations
-                .into_iter()
-                .map(|a| match a {
-                    Allocation::Service(v, s) => Tx::new().put(s.as_ref(), Some(v)),
-                    Allocation::Task(v, t) => Tx::new().put(t.as_ref(), Some(v)),
-                    Allocation::Node(v, n) => Tx::new().put(n.as_ref(), Some(v)),
-                })
-                .collect();
-            propose_all(m, txs).await;
-        }
+        .collect())
+}
+
+/// Network addresses for services, tasks and nodes' load balancers.
+fn allocate_addresses(m: &Manager) -> Result<Vec<Tx>, StoreError> {
+    let networks = plain_networks(m)?;
+    if networks.is_empty() {
+        return Ok(Vec::new());
     }
-    // Schedule against the state the orchestrators just produced.
+    let services = m.store.list::<Service>()?;
+    let tasks = m.store.list::<Task>()?;
+    let versioned_nodes = m.store.list::<Node>()?;
+    Ok(allocate(&networks, &services, &tasks, &versioned_nodes)
+        .into_iter()
+        .map(|a| match a {
+            Allocation::Service(v, s) => Tx::new().put(s.as_ref(), Some(v)),
+            Allocation::Task(v, t) => Tx::new().put(t.as_ref(), Some(v)),
+            Allocation::Node(v, n) => Tx::new().put(n.as_ref(), Some(v)),
+        })
+        .collect())
+}
+
+/// The scheduler's placements (and attachments made ready or failed).
+fn place(m: &Manager) -> Result<Vec<Tx>, StoreError> {
+    let networks = plain_networks(m)?;
+    let nodes = plain_nodes(m)?;
+    let now = swarmlet_common::clock::now_ms();
     let tasks = m.store.list::<Task>()?;
     let by_id: HashMap<&str, usize> = tasks
         .iter()
@@ -137,10 +180,7 @@ async fn pass(m: &Manager) -> Result<(), crate::store::StoreError> {
         }
         txs.push(Tx::new().put(&t, Some(*version)));
     }
-    if !txs.is_empty() {
-        propose_all(m, txs).await;
-    }
-    Ok(())
+    Ok(txs)
 }
 
 fn change_tx(c: Change) -> Tx {

@@ -359,6 +359,56 @@ fn running_tasks(m: &swarmlet_manager::manager::Manager) -> (usize, HashMap<Stri
     (total, per)
 }
 
+/// Tasks counted by (desired state, state) and down nodes: what a stalled
+/// run waits for.
+fn task_states(m: &swarmlet_manager::manager::Manager) -> String {
+    let mut count: std::collections::BTreeMap<(i32, i32), usize> = Default::default();
+    let mut errors: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut assigned_nodes = std::collections::HashSet::new();
+    for (_, t) in m.store.list::<Task>().unwrap_or_default() {
+        let state = t.status.as_ref().map_or(0, |s| s.state);
+        *count.entry((t.desired_state, state)).or_default() += 1;
+        if let Some(s) = t.status.as_ref().filter(|s| !s.err.is_empty()) {
+            *errors.entry(s.err.clone()).or_default() += 1;
+        }
+        if state == TaskState::Assigned as i32 {
+            assigned_nodes.insert(t.node_id.clone());
+        }
+    }
+    let name = |s: i32| {
+        TaskState::try_from(s)
+            .map(|s| {
+                s.as_str_name()
+                    .trim_start_matches("TASK_STATE_")
+                    .to_lowercase()
+            })
+            .unwrap_or_default()
+    };
+    let down = m
+        .nodes()
+        .unwrap_or_default()
+        .iter()
+        .filter(|(_, n)| n.status() == NodeStatus::Down)
+        .count();
+    let mut parts: Vec<String> = count
+        .iter()
+        .map(|((d, s), n)| format!("{n} {} (desired {})", name(*s), name(*d)))
+        .collect();
+    parts.push(format!("{down} nodes down"));
+    parts.push(format!("assigned tasks on {} nodes", assigned_nodes.len()));
+    parts.push(format!(
+        "{} sessions",
+        swarmlet_common::metrics::global().dispatcher_sessions.get()
+    ));
+    parts.extend(
+        errors
+            .iter()
+            .take(3)
+            .map(|(e, n)| format!("{n}× error {e:?}")),
+    );
+    parts.join(", ")
+}
+
 fn leader_manager(
     nodes: &[InProcessNode],
 ) -> Option<std::sync::Arc<swarmlet_manager::manager::Manager>> {
@@ -402,6 +452,7 @@ async fn sched_bench(
         .create_service(CreateServiceRequest { spec: Some(spec) })
         .await?;
     let mut last = 0;
+    let mut last_progress = Instant::now();
     let converged = loop {
         let Some(m) = leader_manager(&nodes) else {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -417,6 +468,10 @@ async fn sched_bench(
                 started.elapsed().as_secs_f64()
             );
             last = running;
+            last_progress = Instant::now();
+        } else if last_progress.elapsed() > Duration::from_secs(5) {
+            eprintln!("sched: no progress for 5 s: {}", task_states(&m));
+            last_progress = Instant::now();
         }
         if started.elapsed() > Duration::from_secs(1800) {
             bail!("not converged after 30 minutes ({running}/{tasks})");

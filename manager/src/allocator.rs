@@ -5,6 +5,7 @@
 //! ingress mode. A task is scheduled only once it has all its addresses; a
 //! task whose subnet is full stays `pending` with the reason in its error.
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
@@ -90,10 +91,10 @@ fn holds_addresses(t: &Task) -> bool {
 /// Allocates what is missing: service VIPs, task addresses, and each
 /// node's load-balancer address on ingress and on every network it has a
 /// task on (released when it has none left there).
-pub fn allocate(
+pub fn allocate<T: Borrow<Task>>(
     networks: &[Network],
     services: &[(u64, Service)],
-    tasks: &[(u64, Task)],
+    tasks: &[(u64, T)],
     nodes: &[(u64, Node)],
 ) -> Vec<Allocation> {
     if networks.is_empty() {
@@ -130,7 +131,11 @@ pub fn allocate(
             mark(a);
         }
     }
-    for (_, t) in tasks.iter().filter(|(_, t)| holds_addresses(t)) {
+    for t in tasks
+        .iter()
+        .map(|(_, t)| t.borrow())
+        .filter(|t| holds_addresses(t))
+    {
         for a in &t.networks {
             mark(a);
         }
@@ -176,7 +181,9 @@ pub fn allocate(
             out.push(Allocation::Service(*version, Box::new(s)));
         }
     }
+    let no_spec = ServiceSpec::default();
     for (version, t) in tasks {
+        let t: &Task = t.borrow();
         let pending = t.desired_state == TaskState::Running as i32
             && t.status
                 .as_ref()
@@ -184,8 +191,8 @@ pub fn allocate(
         if !pending {
             continue;
         }
-        let spec = t.spec.clone().unwrap_or_default();
-        let wanted = wanted_networks(&spec, networks);
+        let spec = t.spec.as_ref().unwrap_or(&no_spec);
+        let wanted = wanted_networks(spec, networks);
         let missing: Vec<&&Network> = wanted
             .iter()
             .filter(|n| !t.networks.iter().any(|a| a.network_id == n.id))
@@ -232,9 +239,9 @@ pub fn allocate(
 
 /// Load-balancer addresses: one per node on ingress and on each network
 /// where the node has a placed task holding an address.
-fn allocate_lb(
+fn allocate_lb<T: Borrow<Task>>(
     networks: &[Network],
-    tasks: &[(u64, Task)],
+    tasks: &[(u64, T)],
     nodes: &[(u64, Node)],
     pools: &mut HashMap<&str, Pool>,
     out: &mut Vec<Allocation>,
@@ -243,7 +250,11 @@ fn allocate_lb(
         .iter()
         .find(|n| n.spec.as_ref().is_some_and(|s| s.ingress));
     let mut on_node: HashMap<&str, HashSet<&str>> = HashMap::new();
-    for (_, t) in tasks.iter().filter(|(_, t)| holds_addresses(t)) {
+    for t in tasks
+        .iter()
+        .map(|(_, t)| t.borrow())
+        .filter(|t| holds_addresses(t))
+    {
         if t.node_id.is_empty() {
             continue;
         }

@@ -18,7 +18,7 @@ use tokio::sync::{watch, Notify};
 use crate::manager::Manager;
 
 /// A node's assigned tasks by ID, with their store versions.
-pub type NodeTasks = HashMap<String, (u64, Task)>;
+pub type NodeTasks = HashMap<String, (u64, Arc<Task>)>;
 
 const COALESCE: Duration = Duration::from_millis(20);
 
@@ -58,7 +58,7 @@ impl AssignmentHub {
 
     fn publish(
         &self,
-        tasks: Vec<(u64, Task)>,
+        tasks: Vec<(u64, Arc<Task>)>,
         nodes: &[Node],
         networks: &[Network],
         services: &[Service],
@@ -131,7 +131,7 @@ pub async fn run(manager: Weak<Manager>) {
 }
 
 fn publish_from_store(m: &Manager) {
-    let tasks = m.store.list::<Task>().unwrap_or_default();
+    let tasks = m.store.list_shared::<Task>();
     let nodes = m.store.list::<Node>().unwrap_or_default();
     let nodes: Vec<Node> = nodes.into_iter().map(|(_, n)| n).collect();
     let networks = m.store.list::<Network>().unwrap_or_default();

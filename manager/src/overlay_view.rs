@@ -7,6 +7,7 @@
 //! answers; computing it from the store on the leader keeps every node in
 //! step with the tasks (no learning, no flooding, nothing stale).
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 
 use swarmlet_proto::dispatcher::{NamedEndpoint, OverlayNetwork, OverlayPeer, ServiceBackends};
@@ -89,8 +90,8 @@ fn service_entry<'a>(
 
 /// Services (VIP, backends, ingress ports) and named containers by
 /// network; `ingress_id` is the ingress network's ID.
-fn services_by_network(
-    tasks: &[(u64, Task)],
+fn services_by_network<T: Borrow<Task>>(
+    tasks: &[(u64, T)],
     services: &[Service],
     ingress_id: Option<&str>,
 ) -> HashMap<String, NetworkServices> {
@@ -119,7 +120,7 @@ fn services_by_network(
         }
     }
     let names: HashMap<&str, &Service> = services.iter().map(|s| (s.id.as_str(), s)).collect();
-    for (_, t) in tasks {
+    for t in tasks.iter().map(|(_, t)| t.borrow()) {
         if t.attachment && has_endpoint(t) {
             let name = t.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default();
             for a in &t.networks {
@@ -168,8 +169,8 @@ fn services_by_network(
 
 /// The overlay state of every node that has an endpoint (and of every node
 /// with a load-balancer address on `ingress`), by node ID.
-pub fn overlay_views(
-    tasks: &[(u64, Task)],
+pub fn overlay_views<T: Borrow<Task>>(
+    tasks: &[(u64, T)],
     nodes: &[Node],
     networks: &[Network],
     services: &[Service],
@@ -188,7 +189,11 @@ pub fn overlay_views(
     if let Some(ingress) = ingress_id {
         by_network.entry(ingress).or_default();
     }
-    for (_, t) in tasks.iter().filter(|(_, t)| has_endpoint(t)) {
+    for t in tasks
+        .iter()
+        .map(|(_, t)| t.borrow())
+        .filter(|t| has_endpoint(t))
+    {
         for a in &t.networks {
             let ip = ip_of(&a.address);
             if ip.is_empty() {

@@ -75,7 +75,7 @@ fn orchestrate(m: &Manager) -> Result<Vec<Tx>, StoreError> {
         .map(|(_, c)| c.task_history_limit.max(0) as usize)
         .unwrap_or(5);
     let services = m.store.list::<Service>()?;
-    let tasks = m.store.list::<Task>()?;
+    let tasks = m.store.list_shared::<Task>();
     let nodes = plain_nodes(m)?;
     let now = swarmlet_common::clock::now_ms();
     let changes = reconcile(&services, &tasks, &nodes, history, now);
@@ -105,7 +105,7 @@ fn allocate_addresses(m: &Manager) -> Result<Vec<Tx>, StoreError> {
         return Ok(Vec::new());
     }
     let services = m.store.list::<Service>()?;
-    let tasks = m.store.list::<Task>()?;
+    let tasks = m.store.list_shared::<Task>();
     let versioned_nodes = m.store.list::<Node>()?;
     Ok(allocate(&networks, &services, &tasks, &versioned_nodes)
         .into_iter()
@@ -122,7 +122,7 @@ fn place(m: &Manager) -> Result<Vec<Tx>, StoreError> {
     let networks = plain_networks(m)?;
     let nodes = plain_nodes(m)?;
     let now = swarmlet_common::clock::now_ms();
-    let tasks = m.store.list::<Task>()?;
+    let tasks = m.store.list_shared::<Task>();
     let by_id: HashMap<&str, usize> = tasks
         .iter()
         .enumerate()
@@ -130,7 +130,7 @@ fn place(m: &Manager) -> Result<Vec<Tx>, StoreError> {
         .collect();
     let plain: Vec<&Task> = tasks
         .iter()
-        .map(|(_, t)| t)
+        .map(|(_, t)| t.as_ref())
         .filter(|t| !t.attachment)
         .filter(|t| !is_pending(t) || networks.is_empty() || has_addresses(t, &networks))
         .collect();
@@ -138,7 +138,7 @@ fn place(m: &Manager) -> Result<Vec<Tx>, StoreError> {
     // Attachments belong to the node that asked: assigned there once they
     // have their addresses (or failed, when a subnet is full).
     for (version, t) in tasks.iter().filter(|(_, t)| t.attachment && is_pending(t)) {
-        let mut t = t.clone();
+        let mut t = Task::clone(t);
         let addressed = has_addresses(&t, &networks);
         let status = t.status.get_or_insert_with(Default::default);
         if !status.err.is_empty() {
@@ -161,7 +161,7 @@ fn place(m: &Manager) -> Result<Vec<Tx>, StoreError> {
         let Some((version, task)) = by_id.get(task_id.as_str()).map(|&i| &tasks[i]) else {
             continue;
         };
-        let mut t = task.clone();
+        let mut t = Task::clone(task);
         let status = t.status.get_or_insert_with(Default::default);
         match decision {
             Decision::Assign(node) => {

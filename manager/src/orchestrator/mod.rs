@@ -115,9 +115,9 @@ fn slot_key(service: &Service, t: &Task) -> String {
 }
 
 /// Computes the changes that bring the tasks in line with the services.
-pub fn reconcile(
+pub fn reconcile<T: std::borrow::Borrow<Task>>(
     services: &[(u64, Service)],
-    tasks: &[(u64, Task)],
+    tasks: &[(u64, T)],
     nodes: &[Node],
     history_limit: usize,
     now_ms: i64,
@@ -127,6 +127,7 @@ pub fn reconcile(
     let mut changes = Vec::new();
     let mut of_service: HashMap<&str, Vec<(u64, &Task)>> = HashMap::new();
     for (version, task) in tasks {
+        let task: &Task = task.borrow();
         if task.attachment {
             // A standalone container: its node runs it; it is forgotten once
             // it ended or its node is gone.

@@ -33,6 +33,9 @@ pub enum RaftStorageError {
     /// A stored protobuf does not decode.
     #[error("raft storage: corrupt {0}")]
     Corrupt(&'static str),
+    /// The installed state does not load.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// The Raft log, hard state and snapshots of one manager, in sled.
@@ -293,6 +296,7 @@ impl SledStorage {
         if let Ok(mut cache) = self.snapshot_cache.lock() {
             *cache = None;
         }
+        self.store.reload_rows()?;
         Ok(())
     }
 

@@ -91,7 +91,7 @@ async fn session(
             .tasks
             .iter()
             .filter(|(id, (v, _))| sent.get(*id) != Some(v))
-            .map(|(_, (_, t))| t.clone())
+            .map(|(_, (_, t))| (**t).clone())
             .collect();
         let removed: Vec<String> = sent
             .keys()
@@ -176,8 +176,7 @@ impl Dispatcher for DispatcherService {
             // A node reports only on its own tasks.
             let owned = m
                 .store
-                .get::<Task>(&u.task_id)
-                .map_err(store_status)?
+                .get_shared::<Task>(&u.task_id)
                 .is_some_and(|(_, t)| t.node_id == node_id);
             if let (true, Some(status)) = (owned, u.status) {
                 m.report_status(u.task_id, status);

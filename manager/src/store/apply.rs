@@ -63,6 +63,8 @@ impl Store {
         let mut outcomes = Vec::with_capacity(proposals.len());
         // What the event log is told once the batch is applied.
         let mut changes = Vec::new();
+        // Every mutation written, for the decoded rows.
+        let mut applied = Vec::new();
         for mutations in proposals {
             let outcome = self.check(mutations, &written)?;
             if outcome.is_ok() {
@@ -74,7 +76,7 @@ impl Store {
                         } else {
                             let existed = match written.get(&key) {
                                 Some(v) => v.is_some(),
-                                None => self.state.contains_key(&key)?,
+                                None => self.rows.version(&m.table, &m.key).is_some(),
                             };
                             if existed {
                                 Action::Update
@@ -84,6 +86,7 @@ impl Store {
                         };
                         changes.push((m, action));
                     }
+                    applied.push(m);
                     if m.delete {
                         batch.remove(key.clone());
                         written.insert(key, None);
@@ -104,6 +107,13 @@ impl Store {
         }
         batch.insert(APPLIED_KEY, &encode_applied(index, term)[..]);
         self.state.apply_batch(batch)?;
+        self.rows.update(
+            index,
+            applied.iter().map(|m| {
+                let value = (!m.delete).then_some(m.value.as_slice());
+                (m.table.as_str(), m.key.as_str(), value)
+            }),
+        );
         for (m, action) in changes {
             let value = if m.delete { &[][..] } else { &m.value[..] };
             self.events.record(&m.table, &m.key, action, value);
@@ -124,10 +134,7 @@ impl Store {
             let key = row_key(&m.table, &m.key);
             let current = match written.get(&key) {
                 Some(v) => *v,
-                None => self
-                    .state
-                    .get(&key)?
-                    .map(|v| Record::decode(v.as_ref()).map(|r| r.version).unwrap_or(0)),
+                None => self.rows.version(&m.table, &m.key),
             };
             if m.must_not_exist && current.is_some() {
                 return Ok(Err(ApplyError::Exists {

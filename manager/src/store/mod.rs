@@ -4,17 +4,16 @@
 //! bytes and the log index that last wrote it, its version). Every change
 //! arrives as a committed Raft entry and is applied here, in log order, as
 //! one atomic sled batch together with the applied index, so a crash never
-//! leaves a half-applied entry. Reads come from the local copy; the control
-//! API makes them linearizable with a Raft read index first.
+//! leaves a half-applied entry. Reads come from the local copy (decoded rows
+//! in memory, [`rows`]); the control API makes them linearizable with a Raft
+//! read index first.
 
 mod apply;
+mod rows;
 mod tables;
 
 pub use apply::{Applied, ApplyError};
 pub use tables::{Object, Tx};
-
-use prost::Message;
-use swarmlet_proto::store::Record;
 
 /// Key of the applied (index, term) pair in the state tree.
 pub(crate) const APPLIED_KEY: &[u8] = b"\0meta/applied";
@@ -36,6 +35,8 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct Store {
     pub(crate) state: sled::Tree,
+    /// The rows of `state`, decoded.
+    pub(crate) rows: std::sync::Arc<rows::Rows>,
     /// The changes applied to rows that have events (`swarmctl events`).
     pub events: std::sync::Arc<crate::events::EventLog>,
 }
@@ -51,30 +52,44 @@ fn row_key(table: &str, key: &str) -> Vec<u8> {
 impl Store {
     /// The store kept in `db`'s `state` tree.
     pub fn open(db: &sled::Db) -> Result<Self, StoreError> {
-        Ok(Store {
+        let store = Store {
             state: db.open_tree("state")?,
+            rows: Default::default(),
             events: Default::default(),
-        })
+        };
+        store.rows.load(&store.state)?;
+        Ok(store)
+    }
+
+    /// Reloads the decoded rows after the state tree was replaced (snapshot).
+    pub(crate) fn reload_rows(&self) -> Result<(), StoreError> {
+        self.rows.load(&self.state)
     }
 
     /// The object `key` of table `T`, with its version.
-    pub fn get<T: Object>(&self, key: &str) -> Result<Option<(u64, T)>, StoreError> {
-        match self.state.get(row_key(T::TABLE, key))? {
-            None => Ok(None),
-            Some(bytes) => Ok(Some(decode::<T>(&bytes, key)?)),
-        }
+    pub fn get<T: Object + Clone>(&self, key: &str) -> Result<Option<(u64, T)>, StoreError> {
+        Ok(self.rows.get::<T>(key).map(|(v, t)| (v, (*t).clone())))
+    }
+
+    /// The object `key` of table `T`, shared, not copied.
+    pub fn get_shared<T: Object>(&self, key: &str) -> Option<(u64, std::sync::Arc<T>)> {
+        self.rows.get::<T>(key)
     }
 
     /// Every object of table `T`, with versions, in key order.
-    pub fn list<T: Object>(&self) -> Result<Vec<(u64, T)>, StoreError> {
-        let prefix = row_key(T::TABLE, "");
-        self.state
-            .scan_prefix(&prefix)
-            .map(|row| {
-                let (k, v) = row?;
-                decode::<T>(&v, &String::from_utf8_lossy(&k))
-            })
-            .collect()
+    pub fn list<T: Object + Clone>(&self) -> Result<Vec<(u64, T)>, StoreError> {
+        Ok(self
+            .rows
+            .list::<T>()
+            .into_iter()
+            .map(|(v, t)| (v, (*t).clone()))
+            .collect())
+    }
+
+    /// Every object of table `T`, shared, not copied: for passes over
+    /// every task.
+    pub fn list_shared<T: Object>(&self) -> Vec<(u64, std::sync::Arc<T>)> {
+        self.rows.list::<T>()
     }
 
     /// The index and term of the last applied entry.
@@ -85,13 +100,6 @@ impl Store {
             .map(|v| decode_applied(&v))
             .unwrap_or((0, 0)))
     }
-}
-
-fn decode<T: Object>(bytes: &[u8], key: &str) -> Result<(u64, T), StoreError> {
-    let record = Record::decode(bytes).map_err(|_| StoreError::Corrupt(key.to_string()))?;
-    let obj =
-        T::decode(record.data.as_slice()).map_err(|_| StoreError::Corrupt(key.to_string()))?;
-    Ok((record.version, obj))
 }
 
 pub(crate) fn encode_applied(index: u64, term: u64) -> [u8; 16] {

@@ -8,7 +8,7 @@ use swarmlet_proto::objects::{
 use swarmlet_proto::store::Mutation;
 
 /// A row type of the store.
-pub trait Object: Message + Default {
+pub trait Object: Message + Default + 'static {
     /// The table's name (the row key prefix).
     const TABLE: &'static str;
     /// The row's key within its table.

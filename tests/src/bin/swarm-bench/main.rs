@@ -345,7 +345,7 @@ fn running_tasks(m: &swarmlet_manager::manager::Manager) -> (usize, HashMap<Stri
         .collect();
     let mut per = HashMap::new();
     let mut total = 0;
-    for (_, t) in m.store.list::<Task>().unwrap_or_default() {
+    for (_, t) in m.store.list_shared::<Task>() {
         let running = t.desired_state == TaskState::Running as i32
             && t.status
                 .as_ref()
@@ -365,7 +365,7 @@ fn task_states(m: &swarmlet_manager::manager::Manager) -> String {
     let mut count: std::collections::BTreeMap<(i32, i32), usize> = Default::default();
     let mut errors: std::collections::BTreeMap<String, usize> = Default::default();
     let mut assigned_nodes = std::collections::HashSet::new();
-    for (_, t) in m.store.list::<Task>().unwrap_or_default() {
+    for (_, t) in m.store.list_shared::<Task>() {
         let state = t.status.as_ref().map_or(0, |s| s.state);
         *count.entry((t.desired_state, state)).or_default() += 1;
         if let Some(s) = t.status.as_ref().filter(|s| !s.err.is_empty()) {

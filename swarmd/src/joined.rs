@@ -105,10 +105,12 @@ impl Joined {
             manager_addrs,
             task_manager,
         });
+        let manager_states = session::ManagerStates::default();
         joined.spawn(session::run_assignments(
             joined.client_tls.clone(),
             joined.manager_addrs.subscribe(),
             joined.task_manager.clone(),
+            manager_states.clone(),
             shutdown_rx.clone(),
         ));
         if real_containers {
@@ -117,6 +119,7 @@ impl Joined {
         joined.spawn(session::run_status_reports(
             joined.client_tls.clone(),
             joined.manager_addrs.subscribe(),
+            manager_states,
             status_rx,
         ));
         joined.spawn(serve(

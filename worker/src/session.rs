@@ -3,13 +3,15 @@
 //! and task status reports, batched. Both fail over to the next manager.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustls::ClientConfig;
 use swarmlet_common::grpc::tls_channel;
 use swarmlet_proto::dispatcher::dispatcher_client::DispatcherClient;
-use swarmlet_proto::dispatcher::{AssignmentsRequest, TaskStatusUpdate, UpdateTaskStatusRequest};
+use swarmlet_proto::dispatcher::{
+    AssignmentsMessage, AssignmentsRequest, TaskStatusUpdate, UpdateTaskStatusRequest,
+};
 use swarmlet_proto::objects::TaskStatus;
 use tokio::sync::{mpsc, watch};
 
@@ -18,6 +20,45 @@ use crate::tasks::TaskManager;
 
 const RETRY: Duration = Duration::from_millis(250);
 const BATCH_WINDOW: Duration = Duration::from_millis(50);
+/// How often statuses the managers have not taken are sent again.
+const RESEND: Duration = Duration::from_secs(3);
+
+/// The state the managers hold for each of this node's tasks, as the
+/// assignments say. A status report can be lost on the way (a manager that
+/// stops leading, a proposal that times out) and nothing else would ever
+/// repeat it: the task would look stuck. The status reporter compares its
+/// last report of each task with this and sends it again while it lags.
+#[derive(Clone, Default)]
+pub struct ManagerStates(Arc<Mutex<HashMap<String, i32>>>);
+
+impl ManagerStates {
+    fn observe(&self, msg: &AssignmentsMessage) {
+        let Ok(mut states) = self.0.lock() else {
+            return;
+        };
+        if msg.full {
+            states.clear();
+        }
+        for t in &msg.updated {
+            states.insert(t.id.clone(), t.status.as_ref().map_or(0, |s| s.state));
+        }
+        for id in &msg.removed {
+            states.remove(id);
+        }
+    }
+
+    /// Whether the managers know task `id`.
+    fn knows(&self, id: &str) -> bool {
+        self.0.lock().is_ok_and(|s| s.contains_key(id))
+    }
+
+    /// Whether the managers hold an older state of task `id` than `state`.
+    fn lags(&self, id: &str, state: i32) -> bool {
+        self.0
+            .lock()
+            .is_ok_and(|s| s.get(id).is_some_and(|known| *known < state))
+    }
+}
 
 fn client(
     addr: &str,
@@ -38,6 +79,7 @@ pub async fn run_assignments<E: Executor>(
     tls: Arc<ClientConfig>,
     managers: watch::Receiver<Vec<String>>,
     tasks: Arc<TaskManager<E>>,
+    states: ManagerStates,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut turn = 0usize;
@@ -49,7 +91,10 @@ pub async fn run_assignments<E: Executor>(
                     loop {
                         tokio::select! {
                             msg = stream.message() => match msg {
-                                Ok(Some(m)) => tasks.apply(m),
+                                Ok(Some(m)) => {
+                                    states.observe(&m);
+                                    tasks.apply(m);
+                                }
                                 Ok(None) => break,
                                 Err(e) => {
                                     tracing::debug!("assignments session ended: {}", e.message());
@@ -75,24 +120,51 @@ pub async fn run_assignments<E: Executor>(
 pub async fn run_status_reports(
     tls: Arc<ClientConfig>,
     managers: watch::Receiver<Vec<String>>,
+    states: ManagerStates,
     mut rx: mpsc::UnboundedReceiver<(String, TaskStatus)>,
 ) {
     let mut pending: HashMap<String, TaskStatus> = HashMap::new();
+    // The last status reported of each task the managers know.
+    let mut last: HashMap<String, TaskStatus> = HashMap::new();
     let mut clients: HashMap<String, DispatcherClient<tonic::transport::Channel>> = HashMap::new();
     let mut turn = 0usize;
+    let mut resend = tokio::time::interval(RESEND);
+    resend.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let newer = |map: &HashMap<String, TaskStatus>, id: &str, st: &TaskStatus| {
+        map.get(id).is_none_or(|old| old.state <= st.state)
+    };
     loop {
         if pending.is_empty() {
-            match rx.recv().await {
-                Some((id, st)) => {
-                    pending.insert(id, st);
+            tokio::select! {
+                got = rx.recv() => match got {
+                    Some((id, st)) => {
+                        pending.insert(id, st);
+                    }
+                    None => return,
+                },
+                _ = resend.tick() => {
+                    last.retain(|id, _| states.knows(id));
+                    for (id, st) in &last {
+                        if states.lags(id, st.state) {
+                            pending.insert(id.clone(), st.clone());
+                        }
+                    }
+                    if pending.is_empty() {
+                        continue;
+                    }
+                    tracing::debug!(tasks = pending.len(), "sending task statuses again");
                 }
-                None => return,
             }
         }
         let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
         while let Ok(Some((id, st))) = tokio::time::timeout_at(deadline, rx.recv()).await {
-            if pending.get(&id).is_none_or(|old| old.state <= st.state) {
+            if newer(&pending, &id, &st) {
                 pending.insert(id, st);
+            }
+        }
+        for (id, st) in &pending {
+            if newer(&last, id, st) {
+                last.insert(id.clone(), st.clone());
             }
         }
         let updates: Vec<TaskStatusUpdate> = pending

@@ -3,7 +3,7 @@
 //! (`accepted → preparing → starting → running → complete|failed|shutdown`,
 //! or `rejected` when it cannot start). A task this node ran before the
 //! daemon restarted is adopted: its running container is kept, not
-//! restarted; a full assignment set removes containers of other tasks.
+//! restarted; the first full assignment set removes containers of other tasks.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -35,6 +35,13 @@ pub struct TaskManager<E: Executor> {
     status: StatusTx,
     /// Last status of each attachment (`swarmctl run`) task, for the local API.
     attachments: Attachments,
+    /// False while the containers of tasks this node no longer has (left
+    /// from before this process) are being removed: new tasks wait, or the
+    /// removal, which lists containers first, could take theirs.
+    cleaned: watch::Sender<bool>,
+    /// Whether that removal ran (once per process: after a session
+    /// reconnects, the controllers already stop what is gone).
+    cleanup_started: std::sync::atomic::AtomicBool,
 }
 
 /// How long an exited `swarmctl run` container stays for its output to be read.
@@ -63,6 +70,8 @@ impl<E: Executor> TaskManager<E> {
             attachments: Arc::new(Mutex::new(HashMap::new())),
             controllers: Mutex::new(HashMap::new()),
             status,
+            cleaned: watch::channel(true).0,
+            cleanup_started: Default::default(),
         }
     }
 
@@ -77,10 +86,20 @@ impl<E: Executor> TaskManager<E> {
             return;
         };
         if msg.full {
-            // Containers of tasks this node no longer has go away.
-            let all: HashSet<String> = msg.updated.iter().map(|t| t.id.clone()).collect();
-            let exec = self.exec.clone();
-            tokio::spawn(async move { exec.remove_others(all).await });
+            let first = !self
+                .cleanup_started
+                .swap(true, std::sync::atomic::Ordering::SeqCst);
+            if first {
+                // Containers of tasks this node no longer has go away.
+                let all: HashSet<String> = msg.updated.iter().map(|t| t.id.clone()).collect();
+                let exec = self.exec.clone();
+                let cleaned = self.cleaned.clone();
+                cleaned.send_replace(false);
+                tokio::spawn(async move {
+                    exec.remove_others(all).await;
+                    cleaned.send_replace(true);
+                });
+            }
             self.files.retain(&msg.updated);
             let keep: HashSet<&str> = msg.updated.iter().map(|t| t.id.as_str()).collect();
             let gone: Vec<String> = controllers
@@ -133,6 +152,7 @@ impl<E: Executor> TaskManager<E> {
                 task.clone(),
                 begin,
                 rx,
+                self.cleaned.subscribe(),
                 self.status.clone(),
                 task.attachment.then(|| self.attachments.clone()),
             );
@@ -220,6 +240,7 @@ async fn run<E: Executor>(
     task: Task,
     begin: Begin,
     mut desired: watch::Receiver<i32>,
+    mut cleaned: watch::Receiver<bool>,
     out: StatusTx,
     attachments: Option<Attachments>,
 ) {
@@ -279,6 +300,9 @@ async fn run<E: Executor>(
                     return;
                 }
             };
+            if cleaned.wait_for(|done| *done).await.is_err() {
+                return;
+            }
             let container = match exec.prepare(&task, &mounts).await {
                 Ok(c) => c,
                 Err(e) => {

@@ -19,6 +19,8 @@ use crate::scheduler::{is_pending, schedule, Decision};
 use crate::store::{StoreError, Tx};
 
 const IDLE_PASS: Duration = Duration::from_secs(1);
+/// Most tasks one pass creates.
+const MAX_CREATES_PER_PASS: usize = 8192;
 
 /// Runs while the manager lives; acts only while it leads.
 pub async fn run(manager: Weak<Manager>) {
@@ -79,7 +81,19 @@ fn orchestrate(m: &Manager) -> Result<Vec<Tx>, StoreError> {
     let nodes = plain_nodes(m)?;
     let now = swarmlet_common::clock::now_ms();
     let changes = reconcile(&services, &tasks, &nodes, history, now);
-    Ok(changes.into_iter().map(change_tx).collect())
+    let mut creates = 0;
+    Ok(changes
+        .into_iter()
+        .filter(|c| {
+            // The rest are created by the next passes, which start as soon
+            // as these are applied: placement and workers get going while
+            // a large service is still being created.
+            let create = matches!(c, Change::Create(_));
+            creates += usize::from(create);
+            !create || creates <= MAX_CREATES_PER_PASS
+        })
+        .map(change_tx)
+        .collect())
 }
 
 fn plain_nodes(m: &Manager) -> Result<Vec<Node>, StoreError> {

@@ -57,11 +57,12 @@ enum Scenario {
         #[arg(long, default_value_t = 100_000)]
         tasks: u64,
     },
-    /// A worker killed → marked down → its tasks running elsewhere.
+    /// A worker killed → marked down → its tasks running elsewhere. The
+    /// defaults give the killed worker 1,000 tasks, as issue 3 asks.
     Reschedule {
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 3)]
         nodes: usize,
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = 2000)]
         tasks: u64,
     },
     /// Real Docker on 3 namespace hosts: service converged vs sequential `docker run -d`.

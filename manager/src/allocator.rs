@@ -76,8 +76,10 @@ pub fn wanted_networks<'a>(spec: &ServiceSpec, networks: &'a [Network]) -> Vec<&
 
 /// Whether `task` has an address on every network its spec asks for.
 pub fn has_addresses(task: &Task, networks: &[Network]) -> bool {
-    let spec = task.spec.clone().unwrap_or_default();
-    wanted_networks(&spec, networks)
+    let Some(spec) = task.spec.as_ref() else {
+        return true;
+    };
+    wanted_networks(spec, networks)
         .iter()
         .all(|n| task.networks.iter().any(|a| a.network_id == n.id))
 }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use swarmlet_proto::dispatcher::OverlayNetwork;
+use swarmlet_proto::dispatcher::{OverlayNetwork, TaskStateAck};
 use swarmlet_proto::objects::{Network, Node, Service, Task, TaskState};
 use tokio::sync::{watch, Notify};
 
@@ -64,17 +64,16 @@ impl AssignmentHub {
         services: &[Service],
     ) {
         let mut views = crate::overlay_view::overlay_views(&tasks, nodes, networks, services);
-        let mut by_node: HashMap<String, NodeTasks> = HashMap::new();
-        for (v, t) in tasks {
+        // Grouped by reference: a node's map is built only when it changed.
+        let mut by_node: HashMap<&str, Vec<&(u64, Arc<Task>)>> = HashMap::new();
+        for entry in &tasks {
+            let t = &entry.1;
             let assigned = t
                 .status
                 .as_ref()
                 .is_some_and(|s| s.state >= TaskState::Assigned as i32);
             if assigned && !t.node_id.is_empty() {
-                by_node
-                    .entry(t.node_id.clone())
-                    .or_default()
-                    .insert(t.id.clone(), (v, t));
+                by_node.entry(t.node_id.as_str()).or_default().push(entry);
             }
         }
         let Ok(mut nodes) = self.nodes.lock() else {
@@ -82,21 +81,22 @@ impl AssignmentHub {
         };
         nodes.retain(|_, tx| tx.receiver_count() > 0);
         for (node, tx) in nodes.iter() {
-            let now = NodeAssignments {
-                tasks: by_node.remove(node).unwrap_or_default(),
-                networks: views.remove(node).unwrap_or_default(),
-            };
+            let mine = by_node.remove(node.as_str()).unwrap_or_default();
+            let networks = views.remove(node).unwrap_or_default();
             tx.send_if_modified(move |old| {
                 let same = old.as_ref().is_some_and(|old| {
-                    old.networks == now.networks
-                        && old.tasks.len() == now.tasks.len()
-                        && now
-                            .tasks
-                            .iter()
-                            .all(|(id, (v, _))| old.tasks.get(id).is_some_and(|(ov, _)| ov == v))
+                    old.networks == networks
+                        && old.tasks.len() == mine.len()
+                        && mine.iter().all(|(v, t)| {
+                            old.tasks.get(t.id.as_str()).is_some_and(|(ov, _)| ov == v)
+                        })
                 });
                 if !same {
-                    *old = Some(Arc::new(now));
+                    let tasks = mine
+                        .iter()
+                        .map(|(v, t)| (t.id.clone(), (*v, t.clone())))
+                        .collect();
+                    *old = Some(Arc::new(NodeAssignments { tasks, networks }));
                 }
                 !same
             });
@@ -104,11 +104,85 @@ impl AssignmentHub {
     }
 }
 
+/// What a session sends when its node's tasks change.
+#[derive(Debug, Default)]
+pub struct TaskDiff {
+    /// Tasks new to the node, or changed in more than their status.
+    pub updated: Vec<Task>,
+    /// Tasks whose only change is their status: the state the managers hold.
+    pub states: Vec<TaskStateAck>,
+    /// Tasks no longer assigned to the node.
+    pub removed: Vec<String>,
+}
+
+/// The changes from `sent` (what the node was sent) to `now`. A status the
+/// node reported itself is acknowledged, not sent back with the whole task
+/// (while a large service starts, that halved the session traffic).
+pub fn diff(sent: &NodeTasks, now: &NodeTasks) -> TaskDiff {
+    let mut d = TaskDiff::default();
+    for (id, (version, task)) in now {
+        match sent.get(id) {
+            Some((v, _)) if v == version => {}
+            Some((_, old)) if same_apart_from_status(old, task) => d.states.push(TaskStateAck {
+                task_id: id.clone(),
+                state: task.status.as_ref().map_or(0, |s| s.state),
+            }),
+            _ => d.updated.push(Task::clone(task)),
+        }
+    }
+    d.removed = sent
+        .keys()
+        .filter(|id| !now.contains_key(*id))
+        .cloned()
+        .collect();
+    d
+}
+
+/// Whether `a` and `b` differ in their status at most. Every field is
+/// named, so a new one cannot be forgotten here.
+fn same_apart_from_status(a: &Task, b: &Task) -> bool {
+    let Task {
+        id,
+        service_id,
+        slot,
+        node_id,
+        desired_state,
+        status: _,
+        spec,
+        service_version,
+        created_at_ms,
+        service_name,
+        attempt,
+        attempts_window_start_ms,
+        not_before_ms,
+        networks,
+        attachment,
+    } = a;
+    *id == b.id
+        && *service_id == b.service_id
+        && *slot == b.slot
+        && *node_id == b.node_id
+        && *desired_state == b.desired_state
+        && *spec == b.spec
+        && *service_version == b.service_version
+        && *created_at_ms == b.created_at_ms
+        && *service_name == b.service_name
+        && *attempt == b.attempt
+        && *attempts_window_start_ms == b.attempts_window_start_ms
+        && *not_before_ms == b.not_before_ms
+        && *networks == b.networks
+        && *attachment == b.attachment
+}
+
 /// Publishes assignments while the manager lives (only while it leads).
+/// After a publish that took longer than [`COALESCE`], the next one waits
+/// as long: a scan of 100,000 tasks takes a few hundred milliseconds, and
+/// back to back they would hold a core that placing and applying need.
 pub async fn run(manager: Weak<Manager>) {
     let Some(mut applied) = manager.upgrade().map(|m| m.raft.watch_applied()) else {
         return;
     };
+    let mut pause = COALESCE;
     loop {
         {
             let Some(m) = manager.upgrade() else { return };
@@ -120,12 +194,14 @@ pub async fn run(manager: Weak<Manager>) {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
-        tokio::time::sleep(COALESCE).await;
+        tokio::time::sleep(pause).await;
         let Some(m) = manager.upgrade() else { return };
         if m.is_leader() {
             // A scan of every task: on a blocking thread, so that the
             // runtime's workers keep carrying Raft messages meanwhile.
+            let started = std::time::Instant::now();
             let _ = tokio::task::spawn_blocking(move || publish_from_store(&m)).await;
+            pause = started.elapsed().max(COALESCE);
         }
     }
 }
@@ -139,4 +215,60 @@ fn publish_from_store(m: &Manager) {
     let services = m.store.list::<Service>().unwrap_or_default();
     let services: Vec<Service> = services.into_iter().map(|(_, s)| s).collect();
     m.assignments.publish(tasks, &nodes, &networks, &services);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarmlet_proto::objects::TaskStatus;
+
+    fn task(id: &str, state: TaskState, desired: TaskState) -> Arc<Task> {
+        Arc::new(Task {
+            id: id.into(),
+            node_id: "n1".into(),
+            desired_state: desired as i32,
+            status: Some(TaskStatus {
+                state: state as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    fn tasks(list: &[(u64, Arc<Task>)]) -> NodeTasks {
+        list.iter()
+            .map(|(v, t)| (t.id.clone(), (*v, t.clone())))
+            .collect()
+    }
+
+    #[test]
+    fn a_reported_status_is_acknowledged_not_resent() {
+        let running = TaskState::Running;
+        let sent = tasks(&[
+            (1, task("a", TaskState::Assigned, running)),
+            (1, task("b", running, running)),
+            (1, task("c", running, running)),
+        ]);
+        let now = tasks(&[
+            // Only its status changed (the node reported it).
+            (2, task("a", running, running)),
+            // Asked to stop: the node needs the task.
+            (2, task("b", running, TaskState::Shutdown)),
+            // New to the node.
+            (1, task("d", TaskState::Assigned, running)),
+        ]);
+        let d = diff(&sent, &now);
+        let mut updated: Vec<&str> = d.updated.iter().map(|t| t.id.as_str()).collect();
+        updated.sort_unstable();
+        assert_eq!(updated, ["b", "d"]);
+        assert_eq!(d.states.len(), 1);
+        assert_eq!(
+            (d.states[0].task_id.as_str(), d.states[0].state),
+            ("a", running as i32)
+        );
+        assert_eq!(d.removed, ["c"]);
+        // Nothing changed: nothing to send.
+        let same = diff(&now, &now);
+        assert!(same.updated.is_empty() && same.states.is_empty() && same.removed.is_empty());
+    }
 }

@@ -70,7 +70,8 @@ async fn pass(m: &Arc<Manager>) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The orchestrators' changes, as transactions.
+/// The orchestrators' changes, as transactions; the tasks they create are
+/// placed at once when they need no addresses ([`place_created`]).
 fn orchestrate(m: &Manager) -> Result<Vec<Tx>, StoreError> {
     let history = m
         .cluster()
@@ -80,7 +81,16 @@ fn orchestrate(m: &Manager) -> Result<Vec<Tx>, StoreError> {
     let tasks = m.store.list_shared::<Task>();
     let nodes = plain_nodes(m)?;
     let now = swarmlet_common::clock::now_ms();
-    let changes = reconcile(&services, &tasks, &nodes, history, now);
+    let mut changes = reconcile(
+        &services,
+        &tasks,
+        &nodes,
+        history,
+        MAX_CREATES_PER_PASS,
+        now,
+    );
+    let networks = plain_networks(m)?;
+    place_created(&nodes, &networks, &tasks, &mut changes, now);
     let mut creates = 0;
     Ok(changes
         .into_iter()
@@ -94,6 +104,65 @@ fn orchestrate(m: &Manager) -> Result<Vec<Tx>, StoreError> {
         })
         .map(change_tx)
         .collect())
+}
+
+/// Places the tasks `changes` creates that need no network addresses, so
+/// each is written once, already assigned, instead of created pending and
+/// updated by the scheduler afterwards (half the writes while a large
+/// service fills). Tasks that need addresses stay pending for the
+/// allocator, then [`place`]. The scheduler sees the existing tasks too;
+/// its decisions for those are left to [`place`].
+fn place_created(
+    nodes: &[Node],
+    networks: &[Network],
+    tasks: &[(u64, Arc<Task>)],
+    changes: &mut [Change],
+    now: i64,
+) {
+    let placeable = |t: &Task| {
+        !t.attachment && is_pending(t) && (networks.is_empty() || has_addresses(t, networks))
+    };
+    let created: Vec<usize> = changes
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| matches!(c, Change::Create(t) if placeable(t)))
+        .map(|(i, _)| i)
+        .collect();
+    if created.is_empty() {
+        return;
+    }
+    let decisions = {
+        let existing = tasks
+            .iter()
+            .map(|(_, t)| t.as_ref())
+            .filter(|t| !t.attachment)
+            .filter(|t| !is_pending(t) || networks.is_empty() || has_addresses(t, networks));
+        let new = created.iter().filter_map(|&i| match &changes[i] {
+            Change::Create(t) => Some(t),
+            _ => None,
+        });
+        let all: Vec<&Task> = existing.chain(new).collect();
+        schedule(nodes, &all, now)
+    };
+    let mut by_id: HashMap<String, Decision> = decisions.into_iter().collect();
+    for &i in &created {
+        let Change::Create(t) = &mut changes[i] else {
+            continue;
+        };
+        let Some(decision) = by_id.remove(&t.id) else {
+            continue;
+        };
+        let status = t.status.get_or_insert_with(Default::default);
+        match decision {
+            Decision::Assign(node) => {
+                t.node_id = node;
+                status.state = TaskState::Assigned as i32;
+                status.message = "scheduled".into();
+                status.err.clear();
+            }
+            Decision::Unschedulable(reason) => status.err = reason,
+        }
+    }
 }
 
 fn plain_nodes(m: &Manager) -> Result<Vec<Node>, StoreError> {
@@ -209,5 +278,91 @@ fn change_tx(c: Change) -> Tx {
 async fn propose_all(m: &Manager, txs: Vec<Tx>) {
     for chunk in txs.chunks(4096) {
         join_all(chunk.iter().cloned().map(|tx| m.raft.propose(tx))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarmlet_proto::objects::{NetworkSpec, NodeStatus, ServiceSpec};
+
+    fn ready(id: &str) -> Node {
+        let mut n = Node {
+            id: id.into(),
+            ..Default::default()
+        };
+        n.set_status(NodeStatus::Ready);
+        n
+    }
+
+    fn service(networks: Vec<String>) -> Service {
+        Service {
+            id: "s1".into(),
+            spec: Some(ServiceSpec {
+                name: "web".into(),
+                replicas: 4,
+                networks,
+                ..Default::default()
+            }),
+            spec_version: 1,
+            ..Default::default()
+        }
+    }
+
+    fn creates(s: &Service) -> Vec<Change> {
+        (1..=4)
+            .map(|slot| Change::Create(crate::orchestrator::new_task(s, slot, "", 0)))
+            .collect()
+    }
+
+    #[test]
+    fn created_tasks_without_networks_are_placed_at_once() {
+        let nodes = vec![ready("a"), ready("b")];
+        let mut changes = creates(&service(vec![]));
+        place_created(&nodes, &[], &[], &mut changes, 0);
+        let mut per_node: HashMap<String, usize> = HashMap::new();
+        for c in &changes {
+            let Change::Create(t) = c else {
+                panic!("only creates")
+            };
+            assert_eq!(
+                t.status.as_ref().map(|s| s.state),
+                Some(TaskState::Assigned as i32)
+            );
+            *per_node.entry(t.node_id.clone()).or_default() += 1;
+        }
+        assert_eq!(per_node.get("a"), Some(&2), "spread evenly: {per_node:?}");
+        assert_eq!(per_node.get("b"), Some(&2));
+    }
+
+    #[test]
+    fn created_tasks_that_need_addresses_stay_pending() {
+        let network = Network {
+            id: "net1".into(),
+            spec: Some(NetworkSpec {
+                name: "backend".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut changes = creates(&service(vec!["backend".into()]));
+        place_created(&[ready("a")], &[network], &[], &mut changes, 0);
+        assert!(changes
+            .iter()
+            .all(|c| matches!(c, Change::Create(t) if is_pending(t) && t.node_id.is_empty())));
+    }
+
+    #[test]
+    fn created_tasks_that_fit_nowhere_carry_the_reason() {
+        let mut changes = creates(&service(vec![]));
+        place_created(&[], &[], &[], &mut changes, 0);
+        for c in &changes {
+            let Change::Create(t) = c else {
+                panic!("only creates")
+            };
+            assert!(is_pending(t));
+            let err = t.status.as_ref().map(|s| s.err.clone()).unwrap_or_default();
+            assert!(err.starts_with("no suitable node"), "{err}");
+        }
     }
 }

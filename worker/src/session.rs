@@ -42,6 +42,9 @@ impl ManagerStates {
         for t in &msg.updated {
             states.insert(t.id.clone(), t.status.as_ref().map_or(0, |s| s.state));
         }
+        for ack in &msg.states {
+            states.insert(ack.task_id.clone(), ack.state);
+        }
         for id in &msg.removed {
             states.remove(id);
         }

@@ -115,13 +115,19 @@ fn slot_key(service: &Service, t: &Task) -> String {
 }
 
 /// Computes the changes that bring the tasks in line with the services.
+/// At most `max_creates` tasks are created for empty slots (a service of
+/// 100,000 replicas is filled over several passes: materialising every
+/// missing task on each pass, only to propose a few thousand, cost more
+/// than the rest of the pass).
 pub fn reconcile<T: std::borrow::Borrow<Task>>(
     services: &[(u64, Service)],
     tasks: &[(u64, T)],
     nodes: &[Node],
     history_limit: usize,
+    max_creates: usize,
     now_ms: i64,
 ) -> Vec<Change> {
+    let mut budget = max_creates;
     let by_id: HashMap<&str, &Service> = services.iter().map(|(_, s)| (s.id.as_str(), s)).collect();
     let nodes_by_id: HashMap<&str, &Node> = nodes.iter().map(|n| (n.id.as_str(), n)).collect();
     let mut changes = Vec::new();
@@ -158,30 +164,40 @@ pub fn reconcile<T: std::borrow::Borrow<Task>>(
             changes.push(Change::Update(*version, t));
         }
     }
+    let pass = Pass {
+        nodes,
+        nodes_by_id: &nodes_by_id,
+        history_limit,
+        now_ms,
+    };
     for (sv, service) in services {
         let mine = of_service.remove(service.id.as_str()).unwrap_or_default();
-        changes.extend(reconcile_service(
-            *sv,
-            service,
-            &mine,
-            nodes,
-            &nodes_by_id,
-            history_limit,
-            now_ms,
-        ));
+        changes.extend(reconcile_service(*sv, service, &mine, &pass, &mut budget));
     }
     changes
+}
+
+/// What every service's reconciliation in one pass shares.
+struct Pass<'a> {
+    nodes: &'a [Node],
+    nodes_by_id: &'a HashMap<&'a str, &'a Node>,
+    history_limit: usize,
+    now_ms: i64,
 }
 
 fn reconcile_service(
     sv: u64,
     service: &Service,
     tasks: &[(u64, &Task)],
-    nodes: &[Node],
-    nodes_by_id: &HashMap<&str, &Node>,
-    history_limit: usize,
-    now_ms: i64,
+    pass: &Pass,
+    budget: &mut usize,
 ) -> Vec<Change> {
+    let Pass {
+        nodes,
+        nodes_by_id,
+        history_limit,
+        now_ms,
+    } = *pass;
     let spec = service.spec.clone().unwrap_or_default();
     let global = spec.mode() == ServiceMode::Global;
     let mut changes = Vec::new();
@@ -250,22 +266,28 @@ fn reconcile_service(
         slots.entry(key).or_default().push((version, task));
     }
 
-    let wanted: Vec<String> = if global {
+    // The slots that should exist: eligible nodes (global), or 1..=replicas
+    // (never materialised: a service can have 100,000).
+    let wanted_nodes: Vec<&str> = if global {
         nodes
             .iter()
             .filter(|n| eligible_for_global(n, service))
-            .map(|n| n.id.clone())
+            .map(|n| n.id.as_str())
             .collect()
     } else {
-        (1..=spec.replicas).map(|s| s.to_string()).collect()
+        Vec::new()
     };
-    let wanted_set: HashSet<&String> = wanted.iter().collect();
+    let wanted_set: HashSet<&str> = wanted_nodes.iter().copied().collect();
+    let is_wanted = |key: &str| {
+        if global {
+            wanted_set.contains(key)
+        } else {
+            key.parse::<u64>()
+                .is_ok_and(|slot| (1..=spec.replicas).contains(&slot))
+        }
+    };
     // Slots no longer wanted (scaled down, node gone for global).
-    let extra: Vec<String> = slots
-        .keys()
-        .filter(|k| !wanted_set.contains(k))
-        .cloned()
-        .collect();
+    let extra: Vec<String> = slots.keys().filter(|k| !is_wanted(k)).cloned().collect();
     for key in extra {
         for (v, t) in slots.remove(&key).unwrap_or_default() {
             if !is_terminal(task_state(t)) {
@@ -273,9 +295,22 @@ fn reconcile_service(
             }
         }
     }
-    for key in &wanted {
-        if !slots.contains_key(key) && !refilled.contains(key) {
-            changes.push(Change::Create(new_task_for(key)));
+    let fill = |key: String, changes: &mut Vec<Change>, budget: &mut usize| {
+        if *budget > 0 && !slots.contains_key(&key) && !refilled.contains(&key) {
+            changes.push(Change::Create(new_task_for(&key)));
+            *budget -= 1;
+        }
+    };
+    if global {
+        for id in &wanted_nodes {
+            fill(id.to_string(), &mut changes, budget);
+        }
+    } else if (slots.len() as u64) < spec.replicas {
+        for slot in 1..=spec.replicas {
+            if *budget == 0 {
+                break;
+            }
+            fill(slot.to_string(), &mut changes, budget);
         }
     }
     changes.extend(update::plan(

@@ -50,7 +50,7 @@ impl World {
     }
 
     fn pass(&mut self, now: i64) -> Vec<Change> {
-        let changes = reconcile(&self.services, &self.tasks, &self.nodes, 5, now);
+        let changes = reconcile(&self.services, &self.tasks, &self.nodes, 5, usize::MAX, now);
         for c in changes.clone() {
             self.version += 1;
             let v = self.version;
@@ -145,6 +145,29 @@ fn replicated_fills_slots_scales_down_and_settles() {
     w.run_all(2);
     assert_eq!(w.active().len(), 1);
     assert_eq!(w.active()[0].slot, 1);
+}
+
+#[test]
+fn a_large_service_is_filled_over_several_passes() {
+    let mut w = World::new(
+        service(10, ServiceMode::Replicated),
+        vec![node("a", NodeStatus::Ready)],
+    );
+    let limited = |w: &World| reconcile(&w.services, &w.tasks, &w.nodes, 5, 4, 0);
+    let mut slots = Vec::new();
+    for expected in [4, 4, 2, 0] {
+        let changes = limited(&w);
+        assert_eq!(created(&changes), expected);
+        for c in changes {
+            if let Change::Create(t) = c {
+                slots.push(t.slot);
+                w.version += 1;
+                w.tasks.push((w.version, t));
+            }
+        }
+    }
+    slots.sort_unstable();
+    assert_eq!(slots, (1..=10).collect::<Vec<u64>>(), "each slot once");
 }
 
 #[test]

@@ -1,7 +1,6 @@
 //! The dispatcher: node heartbeats. Followers forward them to the leader,
 //! which keeps liveness and tells each node the role the cluster wants.
 
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
 
@@ -21,6 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::{calling_node, forwarded, ManagerSlot};
+use crate::assignments::{diff, NodeAssignments, NodeTasks};
 use crate::liveness::{heartbeat_period, mark_ready};
 use crate::manager::{store_status, Manager};
 
@@ -67,9 +67,9 @@ async fn session(
         return;
     };
     let _counted = SessionCount::open();
-    let mut sent: HashMap<String, u64> = HashMap::new();
-    let mut sent_networks = None;
-    let mut full = true;
+    // What the node was last sent (None: nothing yet).
+    let mut sent: Option<Arc<NodeAssignments>> = None;
+    let nothing = NodeTasks::new();
     loop {
         if !status.borrow().is_leader() {
             let _ = tx
@@ -87,24 +87,17 @@ async fn session(
             }
             continue;
         };
-        let updated: Vec<Task> = now
-            .tasks
-            .iter()
-            .filter(|(id, (v, _))| sent.get(*id) != Some(v))
-            .map(|(_, (_, t))| (**t).clone())
-            .collect();
-        let removed: Vec<String> = sent
-            .keys()
-            .filter(|id| !now.tasks.contains_key(*id))
-            .cloned()
-            .collect();
-        let networks_changed = full || sent_networks.as_ref() != Some(&now.networks);
-        if full || !updated.is_empty() || !removed.is_empty() || networks_changed {
+        let full = sent.is_none();
+        let diff = diff(sent.as_ref().map_or(&nothing, |s| &s.tasks), &now.tasks);
+        let networks_changed = sent.as_ref().is_none_or(|s| s.networks != now.networks);
+        let changed =
+            !diff.updated.is_empty() || !diff.states.is_empty() || !diff.removed.is_empty();
+        if full || changed || networks_changed {
             // The secrets and configs of these tasks, opened only now and
             // only for this node.
             let files = match manager.upgrade() {
                 Some(m) => {
-                    let refs: Vec<&Task> = updated.iter().collect();
+                    let refs: Vec<&Task> = diff.updated.iter().collect();
                     crate::secrets::ops::payloads(&m, &refs).await
                 }
                 None => return,
@@ -112,8 +105,9 @@ async fn session(
             let msg = AssignmentsMessage {
                 files,
                 full,
-                updated,
-                removed,
+                updated: diff.updated,
+                removed: diff.removed,
+                states: diff.states,
                 networks_changed,
                 networks: if networks_changed {
                     now.networks.clone()
@@ -124,13 +118,7 @@ async fn session(
             if tx.send(Ok(msg)).await.is_err() {
                 return;
             }
-            full = false;
-            sent = now
-                .tasks
-                .iter()
-                .map(|(id, (v, _))| (id.clone(), *v))
-                .collect();
-            sent_networks = Some(now.networks.clone());
+            sent = Some(now);
         }
         tokio::select! {
             r = assigned.changed() => if r.is_err() { return },

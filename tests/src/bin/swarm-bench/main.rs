@@ -447,6 +447,8 @@ async fn sched_bench(
         replicas: tasks,
         ..Default::default()
     };
+    // Before the service: what 3 idle managers and the sim workers take.
+    let rss_idle = rss_mb();
     let started = Instant::now();
     nodes[0]
         .control()
@@ -492,7 +494,8 @@ async fn sched_bench(
         "converge_s": (converged.as_secs_f64() * 1000.0).round() / 1000.0,
         "tasks_per_s": (tasks as f64 / converged.as_secs_f64()).round(),
         "manager_rss_mb": rss.round(),
-        "rss_note": "whole benchmark process: all managers and sim workers",
+        "idle_rss_mb": rss_idle.round(),
+        "rss_note": "whole benchmark process: all managers and sim workers (idle: before the service)",
     }))
 }
 

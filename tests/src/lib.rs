@@ -218,6 +218,21 @@ pub async fn form_cluster(
         async move { (first.raft.status().voters.len() == managers).then_some(()) }
     })
     .await;
+    // Ready (heartbeating): a service created now is spread over all of them.
+    let total = managers + workers;
+    wait_until("all nodes are ready", Duration::from_secs(60), || {
+        let first = first.clone();
+        async move {
+            let ready = first
+                .nodes()
+                .unwrap_or_default()
+                .iter()
+                .filter(|(_, n)| n.status() == swarmlet_proto::objects::NodeStatus::Ready)
+                .count();
+            (ready >= total).then_some(())
+        }
+    })
+    .await;
     Ok(nodes)
 }
 

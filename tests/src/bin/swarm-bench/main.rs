@@ -62,7 +62,7 @@ enum Scenario {
     Reschedule {
         #[arg(long, default_value_t = 3)]
         nodes: usize,
-        #[arg(long, default_value_t = 2000)]
+        #[arg(long, default_value_t = 3000)]
         tasks: u64,
     },
     /// Real Docker on 3 namespace hosts: service converged vs sequential `docker run -d`.

@@ -206,6 +206,11 @@ fn place(m: &Manager) -> Result<Vec<Tx>, StoreError> {
     let nodes = plain_nodes(m)?;
     let now = swarmlet_common::clock::now_ms();
     let tasks = m.store.list_shared::<Task>();
+    // Nothing to place (the usual case: new tasks are placed as they are
+    // created): no view of 100,000 tasks to build.
+    if !tasks.iter().any(|(_, t)| is_pending(t)) {
+        return Ok(Vec::new());
+    }
     let by_id: HashMap<&str, usize> = tasks
         .iter()
         .enumerate()

@@ -360,6 +360,21 @@ fn running_tasks(m: &swarmlet_manager::manager::Manager) -> (usize, HashMap<Stri
     (total, per)
 }
 
+/// Running tasks, as the leader sees them (the sched bench polls this
+/// often: no per-node map).
+fn running_count(m: &swarmlet_manager::manager::Manager) -> usize {
+    m.store
+        .list_shared::<Task>()
+        .iter()
+        .filter(|(_, t)| {
+            t.desired_state == TaskState::Running as i32
+                && t.status
+                    .as_ref()
+                    .is_some_and(|s| s.state == TaskState::Running as i32)
+        })
+        .count()
+}
+
 /// Tasks counted by (desired state, state) and down nodes: what a stalled
 /// run waits for.
 fn task_states(m: &swarmlet_manager::manager::Manager) -> String {
@@ -461,7 +476,7 @@ async fn sched_bench(
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let (running, _) = running_tasks(&m);
+        let running = running_count(&m);
         if running as u64 >= tasks {
             break started.elapsed();
         }

@@ -152,17 +152,23 @@ fn place_created(
         let Some(decision) = by_id.remove(&t.id) else {
             continue;
         };
-        let status = t.status.get_or_insert_with(Default::default);
         match decision {
-            Decision::Assign(node) => {
-                t.node_id = node;
-                status.state = TaskState::Assigned as i32;
-                status.message = "scheduled".into();
-                status.err.clear();
+            Decision::Assign(node) => assign(t, node, now),
+            Decision::Unschedulable(reason) => {
+                t.status.get_or_insert_with(Default::default).err = reason;
             }
-            Decision::Unschedulable(reason) => status.err = reason,
         }
     }
+}
+
+/// Records the scheduler's choice of `node` for `t`.
+fn assign(t: &mut Task, node: String, now: i64) {
+    t.node_id = node;
+    let status = t.status.get_or_insert_with(Default::default);
+    status.state = TaskState::Assigned as i32;
+    status.message = "scheduled".into();
+    status.err.clear();
+    status.timestamp_ms = now;
 }
 
 fn plain_nodes(m: &Manager) -> Result<Vec<Node>, StoreError> {
@@ -250,16 +256,10 @@ fn place(m: &Manager) -> Result<Vec<Tx>, StoreError> {
             continue;
         };
         let mut t = Task::clone(task);
-        let status = t.status.get_or_insert_with(Default::default);
         match decision {
-            Decision::Assign(node) => {
-                t.node_id = node;
-                status.state = TaskState::Assigned as i32;
-                status.message = "scheduled".into();
-                status.err.clear();
-                status.timestamp_ms = now;
-            }
+            Decision::Assign(node) => assign(&mut t, node, now),
             Decision::Unschedulable(reason) => {
+                let status = t.status.get_or_insert_with(Default::default);
                 if status.err == reason {
                     continue;
                 }

@@ -89,21 +89,24 @@ fn orchestrate(m: &Manager) -> Result<Vec<Tx>, StoreError> {
         MAX_CREATES_PER_PASS,
         now,
     );
+    // Restarts and rolling updates create tasks beyond the budget of
+    // `reconcile`: the rest are created by the next passes, which start as
+    // soon as these are applied.
+    let mut creates = 0;
+    changes.retain(|c| {
+        let create = matches!(c, Change::Create(_));
+        creates += usize::from(create);
+        !create || creates <= MAX_CREATES_PER_PASS
+    });
     let networks = plain_networks(m)?;
     place_created(&nodes, &networks, &tasks, &mut changes, now);
-    let mut creates = 0;
-    Ok(changes
-        .into_iter()
-        .filter(|c| {
-            // The rest are created by the next passes, which start as soon
-            // as these are applied: placement and workers get going while
-            // a large service is still being created.
-            let create = matches!(c, Change::Create(_));
-            creates += usize::from(create);
-            !create || creates <= MAX_CREATES_PER_PASS
-        })
-        .map(change_tx)
-        .collect())
+    Ok(changes.into_iter().map(change_tx).collect())
+}
+
+/// Whether the scheduler may look at `t`: service tasks, and of the pending
+/// ones only those that hold their network addresses.
+fn schedulable(t: &Task, networks: &[Network]) -> bool {
+    !t.attachment && (!is_pending(t) || networks.is_empty() || has_addresses(t, networks))
 }
 
 /// Places the tasks `changes` creates that need no network addresses, so
@@ -119,13 +122,12 @@ fn place_created(
     changes: &mut [Change],
     now: i64,
 ) {
-    let placeable = |t: &Task| {
-        !t.attachment && is_pending(t) && (networks.is_empty() || has_addresses(t, networks))
-    };
     let created: Vec<usize> = changes
         .iter()
         .enumerate()
-        .filter(|(_, c)| matches!(c, Change::Create(t) if placeable(t)))
+        .filter(
+            |(_, c)| matches!(c, Change::Create(t) if is_pending(t) && schedulable(t, networks)),
+        )
         .map(|(i, _)| i)
         .collect();
     if created.is_empty() {
@@ -135,8 +137,7 @@ fn place_created(
         let existing = tasks
             .iter()
             .map(|(_, t)| t.as_ref())
-            .filter(|t| !t.attachment)
-            .filter(|t| !is_pending(t) || networks.is_empty() || has_addresses(t, networks));
+            .filter(|t| schedulable(t, networks));
         let new = created.iter().filter_map(|&i| match &changes[i] {
             Change::Create(t) => Some(t),
             _ => None,
@@ -225,8 +226,7 @@ fn place(m: &Manager) -> Result<Vec<Tx>, StoreError> {
     let plain: Vec<&Task> = tasks
         .iter()
         .map(|(_, t)| t.as_ref())
-        .filter(|t| !t.attachment)
-        .filter(|t| !is_pending(t) || networks.is_empty() || has_addresses(t, &networks))
+        .filter(|t| schedulable(t, &networks))
         .collect();
     let mut txs = Vec::new();
     // Attachments belong to the node that asked: assigned there once they

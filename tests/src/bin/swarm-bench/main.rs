@@ -347,11 +347,7 @@ fn running_tasks(m: &swarmlet_manager::manager::Manager) -> (usize, HashMap<Stri
     let mut per = HashMap::new();
     let mut total = 0;
     for (_, t) in m.store.list_shared::<Task>() {
-        let running = t.desired_state == TaskState::Running as i32
-            && t.status
-                .as_ref()
-                .is_some_and(|s| s.state == TaskState::Running as i32);
-        if running {
+        if is_running(&t) {
             total += 1;
             *per.entry(nodes.get(&t.node_id).cloned().unwrap_or_default())
                 .or_default() += 1;
@@ -360,18 +356,21 @@ fn running_tasks(m: &swarmlet_manager::manager::Manager) -> (usize, HashMap<Stri
     (total, per)
 }
 
+/// Whether `t` runs and should.
+fn is_running(t: &Task) -> bool {
+    t.desired_state == TaskState::Running as i32
+        && t.status
+            .as_ref()
+            .is_some_and(|s| s.state == TaskState::Running as i32)
+}
+
 /// Running tasks, as the leader sees them (the sched bench polls this
 /// often: no per-node map).
 fn running_count(m: &swarmlet_manager::manager::Manager) -> usize {
     m.store
         .list_shared::<Task>()
         .iter()
-        .filter(|(_, t)| {
-            t.desired_state == TaskState::Running as i32
-                && t.status
-                    .as_ref()
-                    .is_some_and(|s| s.state == TaskState::Running as i32)
-        })
+        .filter(|(_, t)| is_running(t))
         .count()
 }
 

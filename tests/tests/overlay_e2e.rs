@@ -151,6 +151,58 @@ fn overlay_reaches_across_hosts_and_follows_tasks() {
     assert!(body.contains("200 OK") && body.contains("web."), "{body}");
     let mtu = exec(&a.container, &["cat", "/sys/class/net/eth0/mtu"]).expect("mtu");
     assert_eq!(mtu, "1450");
+    // A task's process starts with its interfaces in place (its network
+    // sandbox is plugged in before it starts): tasks that look for their
+    // address at once, and exit, complete rather than fail.
+    c.ctl(
+        1,
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "early",
+            "--replicas",
+            "3",
+            "--restart-condition",
+            "none",
+            "--network",
+            "front",
+            IMAGE,
+            "sh",
+            "-c",
+            "ip -o -4 addr show eth0 | grep -q 'inet '",
+        ],
+    )
+    .expect("create early");
+    let early: Vec<String> = wait_for_or(
+        "3 tasks that found their address at once",
+        CONVERGE,
+        || {
+            let Ok(Value::Array(tasks)) = c.json(1, &["service", "ps", "early"]) else {
+                return None;
+            };
+            let failed = tasks.iter().any(|t| t["current_state"] == "failed");
+            assert!(!failed, "a task started without its address:\n{tasks:#?}");
+            let done: Vec<String> = tasks
+                .iter()
+                .filter(|t| t["current_state"] == "complete")
+                .filter_map(|t| t["id"].as_str().map(str::to_string))
+                .collect();
+            (done.len() == 3).then_some(done)
+        },
+        || state(&c, "early"),
+    );
+    c.ctl(1, &["service", "rm", "early"]).expect("rm early");
+    // Their containers go, network sandboxes included.
+    wait_for("the early tasks' containers removed", HEAL, || {
+        let left = early.iter().any(|id| {
+            let filter = format!("label=com.swarmlet.task.id={id}");
+            docker(&["ps", "-aq", "--filter", &filter]).is_ok_and(|out| !out.trim().is_empty())
+        });
+        (!left).then_some(())
+    });
+
     let ps = c.json(1, &["service", "ps", "web"]).expect("ps");
     assert!(
         ps.as_array().is_some_and(

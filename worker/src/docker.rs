@@ -3,8 +3,13 @@
 //!
 //! Containers are named `<service>.<slot or node>.<task id>` and labelled
 //! with the node, service, task and slot, so that several `swarmd` sharing
-//! one Docker daemon only ever touch their own. They start on Docker's
-//! `none` network (the overlay data plane plugs them in). A task is running
+//! one Docker daemon only ever touch their own. A task on networks gets a
+//! second container first, its network sandbox (`<name>.sandbox`, the
+//! [`crate::pause_image`] program on Docker's `none` network, holding the
+//! hostname and DNS settings): the overlay data plane plugs the sandbox in,
+//! then the task's container starts inside its namespace
+//! (`container:<sandbox>`), so the task's process never sees a network
+//! without its interfaces. A task without networks runs on `none`. A task is running
 //! once its container runs and, with a health check, once it is healthy;
 //! an unhealthy container fails the task. Docker errors become the task's
 //! error, worded for the user (missing image, daemon down, bad settings).
@@ -41,7 +46,13 @@ pub mod labels {
     pub const TASK: &str = "com.swarmlet.task.id";
     /// The task's slot (0 for a global service).
     pub const SLOT: &str = "com.swarmlet.task.slot";
+    /// On a network sandbox container: `sandbox` (task containers have
+    /// no such label).
+    pub const ROLE: &str = "com.swarmlet.role";
 }
+
+/// The value of [`labels::ROLE`] on a network sandbox.
+const SANDBOX_ROLE: &str = "sandbox";
 
 /// dockerd 20.10 speaks API 1.41; newer daemons accept it too.
 const API_VERSION: ClientVersion = ClientVersion {
@@ -65,6 +76,19 @@ pub struct DockerConfig {
 pub struct DockerExecutor {
     cfg: DockerConfig,
     client: Mutex<Option<Docker>>,
+    /// The network sandbox of each task container that has one (also found
+    /// by inspecting the container; this also knows it once the task's
+    /// container is gone).
+    sandboxes: Mutex<HashMap<String, String>>,
+    /// The sandbox image's reference, once it is known to be present.
+    pause_image: tokio::sync::Mutex<Option<String>>,
+}
+
+/// One of this node's containers.
+struct Listed {
+    task: String,
+    id: String,
+    sandbox: bool,
 }
 
 fn not_found(e: &DockerError) -> bool {
@@ -92,6 +116,8 @@ impl DockerExecutor {
         DockerExecutor {
             cfg,
             client: Mutex::new(None),
+            sandboxes: Mutex::new(HashMap::new()),
+            pause_image: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -175,14 +201,53 @@ impl DockerExecutor {
         Ok(())
     }
 
-    fn container_body(&self, task: &Task, files: &[FileMount]) -> ContainerCreateBody {
-        let spec = task.spec.clone().unwrap_or_default();
-        let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
+    /// The labels of a task's containers.
+    fn labels(&self, task: &Task) -> HashMap<String, String> {
+        let spec_labels = task.spec.as_ref().map(|s| s.labels.clone());
+        let mut labels: HashMap<String, String> =
+            spec_labels.unwrap_or_default().into_iter().collect();
         labels.insert(labels::NODE.into(), self.cfg.node_id.clone());
         labels.insert(labels::SERVICE.into(), task.service_id.clone());
         labels.insert(labels::SERVICE_NAME.into(), task.service_name.clone());
         labels.insert(labels::TASK.into(), task.id.clone());
         labels.insert(labels::SLOT.into(), task.slot.to_string());
+        labels
+    }
+
+    /// The network sandbox of a task on networks: the pause program on
+    /// `none`, with the task's hostname and the node's DNS (the task's
+    /// container, joining it, takes both).
+    fn sandbox_body(&self, task: &Task, image: &str) -> ContainerCreateBody {
+        let mut labels = self.labels(task);
+        labels.insert(labels::ROLE.into(), SANDBOX_ROLE.into());
+        ContainerCreateBody {
+            image: Some(image.to_string()),
+            labels: Some(labels),
+            hostname: Some(task_name(task)),
+            host_config: Some(HostConfig {
+                network_mode: Some("none".into()),
+                // The node's embedded DNS answers there, inside the
+                // namespace (service discovery).
+                dns: Some(vec![crate::dns::RESOLVER_IP.to_string()]),
+                // A search domain of our own: a short name is looked up as
+                // `<name>.swarmlet` first (answered here), never with the
+                // hostname's domain (a task's hostname is its name, `web.1`).
+                dns_search: Some(vec![crate::dns::records::SEARCH_DOMAIN.to_string()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// The task's own container; in the namespace of `sandbox` when it has
+    /// one (hostname and DNS then come from there), else on `none`.
+    fn container_body(
+        &self,
+        task: &Task,
+        files: &[FileMount],
+        sandbox: Option<&str>,
+    ) -> ContainerCreateBody {
+        let spec = task.spec.clone().unwrap_or_default();
         let mut cmd = spec.command.clone();
         cmd.extend(spec.args.iter().cloned());
         let ms_to_ns = |ms: u64| (ms as i64).saturating_mul(1_000_000);
@@ -194,27 +259,23 @@ impl DockerExecutor {
             start_period: (h.start_period_ms > 0).then(|| ms_to_ns(h.start_period_ms)),
             start_interval: None,
         });
+        let network_mode = match sandbox {
+            Some(id) => format!("container:{id}"),
+            None => "none".into(),
+        };
         ContainerCreateBody {
             image: Some(spec.image.clone()),
             cmd: (!cmd.is_empty()).then_some(cmd),
             env: Some(spec.env.clone()),
-            labels: Some(labels),
-            hostname: Some(task_name(task)),
+            labels: Some(self.labels(task)),
+            hostname: sandbox.is_none().then(|| task_name(task)),
             healthcheck,
             host_config: Some(HostConfig {
-                network_mode: Some("none".into()),
+                network_mode: Some(network_mode),
                 nano_cpus: (spec.limit_nano_cpus > 0).then_some(spec.limit_nano_cpus),
                 memory: (spec.limit_memory_bytes > 0).then_some(spec.limit_memory_bytes),
                 memory_reservation: (spec.reserve_memory_bytes > 0)
                     .then_some(spec.reserve_memory_bytes),
-                // The node's embedded DNS answers there, inside the
-                // container's namespace (service discovery).
-                dns: (!task.networks.is_empty()).then(|| vec![crate::dns::RESOLVER_IP.to_string()]),
-                // A search domain of our own: a short name is looked up as
-                // `<name>.swarmlet` first (answered here), never with the
-                // hostname's domain (a task's hostname is its name, `web.1`).
-                dns_search: (!task.networks.is_empty())
-                    .then(|| vec![crate::dns::records::SEARCH_DOMAIN.to_string()]),
                 // Secrets and configs: tmpfs files, read-only.
                 mounts: (!files.is_empty()).then(|| {
                     files
@@ -231,6 +292,84 @@ impl DockerExecutor {
                 ..Default::default()
             }),
             ..Default::default()
+        }
+    }
+
+    /// The sandbox image, imported on first use.
+    async fn pause_image(&self, d: &Docker) -> Result<String, ExecError> {
+        let mut known = self.pause_image.lock().await;
+        if let Some(reference) = known.as_ref() {
+            return Ok(reference.clone());
+        }
+        let reference = crate::pause_image::ensure(d)
+            .await
+            .map_err(ExecError::Runtime)?;
+        *known = Some(reference.clone());
+        Ok(reference)
+    }
+
+    /// Creates a container; a refusal of its settings rejects the task.
+    async fn create(
+        &self,
+        d: &Docker,
+        name: String,
+        body: ContainerCreateBody,
+    ) -> Result<String, ExecError> {
+        let created = d
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(name),
+                    ..Default::default()
+                }),
+                body,
+            )
+            .await;
+        match created {
+            Ok(c) => Ok(c.id),
+            Err(
+                e @ DockerError::DockerResponseServerError {
+                    status_code: 400..=499,
+                    ..
+                },
+            ) => Err(ExecError::Start(message(&e))),
+            Err(e) => Err(self.runtime(e)),
+        }
+    }
+
+    /// The network sandbox of task container `container_id`, if it has one.
+    async fn sandbox_of(&self, d: &Docker, container_id: &str) -> Option<String> {
+        if let Some(id) = self.sandboxes.lock().ok()?.get(container_id) {
+            return Some(id.clone());
+        }
+        let info = d
+            .inspect_container(container_id, None::<InspectContainerOptions>)
+            .await
+            .ok()?;
+        let mode = info.host_config?.network_mode?;
+        let id = mode.strip_prefix("container:")?.to_string();
+        self.sandboxes
+            .lock()
+            .ok()?
+            .insert(container_id.to_string(), id.clone());
+        Some(id)
+    }
+
+    /// Kills and removes a container (sandboxes hold no state worth a
+    /// graceful stop).
+    async fn remove(&self, d: &Docker, id: &str) -> Result<(), ExecError> {
+        match d
+            .remove_container(
+                id,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if not_found(&e) => Ok(()),
+            Err(e) => Err(self.runtime(e)),
         }
     }
 
@@ -269,7 +408,7 @@ impl DockerExecutor {
         d: &Docker,
         extra: Option<(&str, &str)>,
         all: bool,
-    ) -> Result<Vec<(String, String)>, ExecError> {
+    ) -> Result<Vec<Listed>, ExecError> {
         let mut label = vec![format!("{}={}", labels::NODE, self.cfg.node_id)];
         if let Some((k, v)) = extra {
             label.push(format!("{k}={v}"));
@@ -286,8 +425,12 @@ impl DockerExecutor {
         Ok(list
             .into_iter()
             .filter_map(|c| {
-                let task = c.labels.as_ref()?.get(labels::TASK)?.clone();
-                Some((task, c.id?))
+                let labels = c.labels.as_ref()?;
+                Some(Listed {
+                    task: labels.get(labels::TASK)?.clone(),
+                    sandbox: labels.get(labels::ROLE).map(String::as_str) == Some(SANDBOX_ROLE),
+                    id: c.id?,
+                })
             })
             .collect())
     }
@@ -332,36 +475,61 @@ impl Executor for DockerExecutor {
         } else {
             format!("{}.{}", task_name(task), task.id)
         };
-        let created = d
-            .create_container(
-                Some(CreateContainerOptions {
-                    name: Some(name),
-                    ..Default::default()
-                }),
-                self.container_body(task, files),
-            )
-            .await;
-        match created {
-            Ok(c) => Ok(c.id),
-            Err(
-                e @ DockerError::DockerResponseServerError {
-                    status_code: 400..=499,
-                    ..
-                },
-            ) => Err(ExecError::Start(message(&e))),
-            Err(e) => Err(self.runtime(e)),
+        if task.networks.is_empty() {
+            return self
+                .create(&d, name, self.container_body(task, files, None))
+                .await;
         }
+        let pause = self.pause_image(&d).await?;
+        let sandbox = self
+            .create(
+                &d,
+                format!("{name}.sandbox"),
+                self.sandbox_body(task, &pause),
+            )
+            .await?;
+        match self
+            .create(&d, name, self.container_body(task, files, Some(&sandbox)))
+            .await
+        {
+            Ok(id) => {
+                if let Ok(mut known) = self.sandboxes.lock() {
+                    known.insert(id.clone(), sandbox);
+                }
+                Ok(id)
+            }
+            Err(e) => {
+                let _ = self.remove(&d, &sandbox).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn start_network(&self, container_id: &str) -> Result<Option<u32>, ExecError> {
+        let d = self.docker().await?;
+        let Some(sandbox) = self.sandbox_of(&d, container_id).await else {
+            return Ok(None);
+        };
+        self.start(&sandbox).await?;
+        Ok(self.sandbox(&sandbox).await.map(|s| s.pid))
     }
 
     async fn start(&self, container_id: &str) -> Result<(), ExecError> {
         let d = self.docker().await?;
-        d.start_container(container_id, None::<StartContainerOptions>)
+        match d
+            .start_container(container_id, None::<StartContainerOptions>)
             .await
-            .map_err(|e| match e {
-                DockerError::DockerResponseServerError { .. } => ExecError::Start(message(&e)),
-                other => self.runtime(other),
-            })?;
-        Ok(())
+        {
+            Ok(()) => Ok(()),
+            // 304: already running.
+            Err(DockerError::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e @ DockerError::DockerResponseServerError { .. }) => {
+                Err(ExecError::Start(message(&e)))
+            }
+            Err(other) => Err(self.runtime(other)),
+        }
     }
 
     async fn ready(&self, container_id: &str) -> Result<(), ExecError> {
@@ -424,6 +592,8 @@ impl Executor for DockerExecutor {
 
     async fn stop(&self, container_id: &str, grace: Duration) -> Result<(), ExecError> {
         let d = self.docker().await?;
+        // Known before the container is gone.
+        let _ = self.sandbox_of(&d, container_id).await;
         let t = grace.as_secs().min(i32::MAX as u64) as i32;
         match d
             .stop_container(
@@ -443,19 +613,44 @@ impl Executor for DockerExecutor {
             }) => {}
             Err(e) => return Err(self.runtime(e)),
         }
-        match d
-            .remove_container(
-                container_id,
-                Some(RemoveContainerOptions {
-                    force: true,
-                    ..Default::default()
-                }),
-            )
+        self.remove(&d, container_id).await?;
+        // Its network sandbox goes with it.
+        let sandbox = self
+            .sandboxes
+            .lock()
+            .ok()
+            .and_then(|mut known| known.remove(container_id));
+        if let Some(sandbox) = sandbox {
+            self.remove(&d, &sandbox).await?;
+        }
+        Ok(())
+    }
+
+    async fn release_network(&self, container_id: &str) {
+        let Ok(d) = self.docker().await else { return };
+        if let Some(sandbox) = self.sandbox_of(&d, container_id).await {
+            if self.remove(&d, &sandbox).await.is_ok() {
+                if let Ok(mut known) = self.sandboxes.lock() {
+                    known.remove(container_id);
+                }
+            }
+        }
+    }
+
+    async fn remove_task(&self, task_id: &str) {
+        let Ok(d) = self.docker().await else { return };
+        let Ok(list) = self
+            .containers(&d, Some((labels::TASK, task_id)), true)
             .await
-        {
-            Ok(()) => Ok(()),
-            Err(e) if not_found(&e) => Ok(()),
-            Err(e) => Err(self.runtime(e)),
+        else {
+            return;
+        };
+        for c in list {
+            if self.remove(&d, &c.id).await.is_ok() {
+                if let Ok(mut known) = self.sandboxes.lock() {
+                    known.remove(&c.id);
+                }
+            }
         }
     }
 
@@ -465,8 +660,8 @@ impl Executor for DockerExecutor {
             .await
             .ok()?
             .into_iter()
-            .map(|(_, id)| id)
-            .next()
+            .find(|c| !c.sandbox)
+            .map(|c| c.id)
     }
 
     fn logs(&self, container_id: &str, follow: bool, tail: i64) -> LogStream {
@@ -503,15 +698,20 @@ impl Executor for DockerExecutor {
         let Ok(list) = self.containers(&d, None, true).await else {
             return;
         };
-        for (task, id) in list {
-            if !keep.contains(&task) {
-                tracing::info!(
-                    task,
-                    container = id,
-                    "removing the container of a task this node no longer has"
-                );
-                let _ = self.stop(&id, Duration::from_secs(10)).await;
-            }
+        // Task containers first: a sandbox goes with its task's container,
+        // and one left alone (its task's container removed) after them.
+        let (sandboxes, tasks): (Vec<Listed>, Vec<Listed>) = list
+            .into_iter()
+            .filter(|c| !keep.contains(&c.task))
+            .partition(|c| c.sandbox);
+        for c in tasks.into_iter().chain(sandboxes) {
+            tracing::info!(
+                task = c.task,
+                container = c.id,
+                sandbox = c.sandbox,
+                "removing the container of a task this node no longer has"
+            );
+            let _ = self.stop(&c.id, Duration::from_secs(10)).await;
         }
     }
 }
@@ -552,7 +752,7 @@ mod tests {
             node_id: "node1".into(),
             pull_missing: false,
         });
-        let body = exec.container_body(&task(), &[]);
+        let body = exec.container_body(&task(), &[], None);
         assert_eq!(body.hostname.as_deref(), Some("web.2"));
         assert_eq!(body.cmd, Some(vec!["httpd".to_string(), "-f".to_string()]));
         let labels = body.labels.expect("labels");
@@ -566,6 +766,38 @@ mod tests {
         let hc = body.healthcheck.expect("health");
         assert_eq!(hc.interval, Some(1_000_000_000));
         assert_eq!(hc.retries, Some(2));
+    }
+
+    #[test]
+    fn a_task_on_networks_joins_its_sandbox() {
+        let exec = DockerExecutor::new(DockerConfig {
+            host: "unix:///nonexistent.sock".into(),
+            node_id: "node1".into(),
+            pull_missing: false,
+        });
+        let sandbox = exec.sandbox_body(&task(), "swarmlet-pause:abc");
+        assert_eq!(sandbox.image.as_deref(), Some("swarmlet-pause:abc"));
+        assert_eq!(sandbox.hostname.as_deref(), Some("web.2"));
+        let labels = sandbox.labels.expect("labels");
+        assert_eq!(labels.get(labels::TASK).map(String::as_str), Some("t1"));
+        assert_eq!(
+            labels.get(labels::ROLE).map(String::as_str),
+            Some("sandbox")
+        );
+        let host = sandbox.host_config.expect("host config");
+        assert_eq!(host.network_mode.as_deref(), Some("none"));
+        assert_eq!(host.dns, Some(vec![crate::dns::RESOLVER_IP.to_string()]));
+
+        let body = exec.container_body(&task(), &[], Some("sb1"));
+        // Docker refuses a hostname or DNS settings with another
+        // container's network: they come from the sandbox.
+        assert_eq!(body.hostname, None);
+        let labels = body.labels.expect("labels");
+        assert_eq!(labels.get(labels::ROLE), None);
+        let host = body.host_config.expect("host config");
+        assert_eq!(host.network_mode.as_deref(), Some("container:sb1"));
+        assert_eq!(host.dns, None);
+        assert_eq!(host.memory, Some(64 << 20));
     }
 
     #[tokio::test]

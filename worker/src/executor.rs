@@ -50,6 +50,14 @@ pub trait Executor: Send + Sync + 'static {
         task: &Task,
         files: &[FileMount],
     ) -> impl Future<Output = Result<String, ExecError>> + Send;
+    /// Starts the network sandbox of a prepared container, if it has one,
+    /// and returns the PID whose network namespace the container will run
+    /// in, for the data plane to plug in before the container starts.
+    /// `None`: the container gets its namespace when it starts.
+    fn start_network(
+        &self,
+        container_id: &str,
+    ) -> impl Future<Output = Result<Option<u32>, ExecError>> + Send;
     /// Starts the container; returns once its process runs.
     fn start(&self, container_id: &str) -> impl Future<Output = Result<(), ExecError>> + Send;
     /// Waits until the started container is ready: healthy when it has a
@@ -66,6 +74,12 @@ pub trait Executor: Send + Sync + 'static {
         container_id: &str,
         grace: Duration,
     ) -> impl Future<Output = Result<(), ExecError>> + Send;
+    /// Frees what an exited container holds besides itself (its network
+    /// sandbox); the container stays, for its logs, until its task is removed.
+    fn release_network(&self, container_id: &str) -> impl Future<Output = ()> + Send;
+    /// Removes every container of a task, exited ones too (the task was
+    /// removed from the node).
+    fn remove_task(&self, task_id: &str) -> impl Future<Output = ()> + Send;
     /// The running container of a task this node ran before (adoption after
     /// a daemon restart).
     fn find(&self, task_id: &str) -> impl Future<Output = Option<String>> + Send;
@@ -114,6 +128,13 @@ impl Executor for NodeExecutor {
         }
     }
 
+    async fn start_network(&self, container_id: &str) -> Result<Option<u32>, ExecError> {
+        match self {
+            NodeExecutor::Sim(s) => s.start_network(container_id).await,
+            NodeExecutor::Docker(d) => d.start_network(container_id).await,
+        }
+    }
+
     async fn start(&self, container_id: &str) -> Result<(), ExecError> {
         match self {
             NodeExecutor::Sim(s) => s.start(container_id).await,
@@ -146,6 +167,20 @@ impl Executor for NodeExecutor {
         match self {
             NodeExecutor::Sim(s) => s.stop(container_id, grace).await,
             NodeExecutor::Docker(d) => d.stop(container_id, grace).await,
+        }
+    }
+
+    async fn release_network(&self, container_id: &str) {
+        match self {
+            NodeExecutor::Sim(s) => s.release_network(container_id).await,
+            NodeExecutor::Docker(d) => d.release_network(container_id).await,
+        }
+    }
+
+    async fn remove_task(&self, task_id: &str) {
+        match self {
+            NodeExecutor::Sim(s) => s.remove_task(task_id).await,
+            NodeExecutor::Docker(d) => d.remove_task(task_id).await,
         }
     }
 

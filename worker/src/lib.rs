@@ -9,6 +9,7 @@
 //! - [`logs`]: the node's logs service for managers.
 //! - [`overlay`]: the VXLAN overlay data plane (namespaces, bridge, veths,
 //!   neighbour and FDB entries), reconciled with the managers' view.
+//! - [`pause_image`]: the image of the network sandbox containers.
 //! - [`resources`]: the CPUs and memory this host offers.
 //! - [`secret_files`]: the tasks' secrets and configs, as files on tmpfs.
 //! - [`session`]: the assignments stream and batched status reports.
@@ -21,6 +22,7 @@ pub mod docker;
 pub mod executor;
 pub mod logs;
 pub mod overlay;
+pub mod pause_image;
 pub mod resources;
 pub mod secret_files;
 pub mod session;

@@ -77,6 +77,10 @@ impl Executor for SimExecutor {
         Ok(id)
     }
 
+    async fn start_network(&self, _container_id: &str) -> Result<Option<u32>, ExecError> {
+        Ok(None)
+    }
+
     async fn start(&self, container_id: &str) -> Result<(), ExecError> {
         tokio::time::sleep(self.cfg.start_latency).await;
         let exits = self
@@ -118,6 +122,14 @@ impl Executor for SimExecutor {
 
     async fn sandbox(&self, _container_id: &str) -> Option<Sandbox> {
         None
+    }
+
+    async fn release_network(&self, _container_id: &str) {}
+
+    async fn remove_task(&self, task_id: &str) {
+        if let Ok(mut c) = self.containers.lock() {
+            c.remove(&format!("sim-{task_id}"));
+        }
     }
 
     async fn find(&self, task_id: &str) -> Option<String> {

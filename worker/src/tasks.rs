@@ -4,6 +4,8 @@
 //! or `rejected` when it cannot start). A task this node ran before the
 //! daemon restarted is adopted: its running container is kept, not
 //! restarted; the first full assignment set removes containers of other tasks.
+//! A finished task's container stays (for its logs) until the managers
+//! remove the task; its network sandbox goes when it exits.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -108,17 +110,12 @@ impl<E: Executor> TaskManager<E> {
                 .cloned()
                 .collect();
             for id in gone {
-                if let Some(c) = controllers.remove(&id) {
-                    let _ = c.desired.send(TaskState::Remove as i32);
-                }
+                self.remove(&mut controllers, &id);
             }
         }
         for id in msg.removed {
-            if let Some(c) = controllers.remove(&id) {
-                let _ = c.desired.send(TaskState::Remove as i32);
-            }
+            self.remove(&mut controllers, &id);
         }
-        controllers.retain(|_, c| !c.handle.is_finished());
         for task in msg.updated {
             if let Some(c) = controllers.get(&task.id) {
                 let _ = c.desired.send(task.desired_state);
@@ -162,6 +159,20 @@ impl<E: Executor> TaskManager<E> {
                 files.forget_task(&task_id);
             });
             controllers.insert(task.id, Controller { desired, handle });
+        }
+    }
+
+    /// A task removed from the node: a running one is stopped (its
+    /// controller removes its containers), a finished one's containers go.
+    fn remove(&self, controllers: &mut HashMap<String, Controller>, id: &str) {
+        let Some(c) = controllers.remove(id) else {
+            return;
+        };
+        if c.handle.is_finished() {
+            let (exec, id) = (self.exec.clone(), id.to_string());
+            tokio::spawn(async move { exec.remove_task(&id).await });
+        } else {
+            let _ = c.desired.send(TaskState::Remove as i32);
         }
     }
 
@@ -315,6 +326,27 @@ async fn run<E: Executor>(
             let mut st = status(TaskState::Starting, "starting");
             st.container_id = container.clone();
             report(st);
+            // The network first, when the container has a sandbox to hold
+            // it: the task's process then starts with its interfaces.
+            let plugged_first = match exec.start_network(&container).await {
+                Ok(Some(pid)) => overlay
+                    .attach(&task, pid)
+                    .await
+                    .map(|()| true)
+                    .map_err(|e| e.to_string()),
+                Ok(None) => Ok(false),
+                Err(e) => Err(e.to_string()),
+            };
+            let plugged_first = match plugged_first {
+                Ok(plugged) => plugged,
+                Err(e) => {
+                    let _ = exec.stop(&container, grace).await;
+                    overlay.detach(&task.id).await;
+                    let st = failed("failed to attach networks", format!("network: {e}"));
+                    report(with_sandbox(st, &container, &None));
+                    return;
+                }
+            };
             let started = tokio::select! {
                 r = exec.start(&container) => Some(r),
                 _ = stop_wanted(&mut desired) => None,
@@ -323,7 +355,7 @@ async fn run<E: Executor>(
                 Some(Ok(())) => exec.sandbox(&container).await,
                 _ => None,
             };
-            if let (Some(Ok(())), Some(sb)) = (&started, &sandbox) {
+            if let (Some(Ok(())), Some(sb), false) = (&started, &sandbox, plugged_first) {
                 if let Err(e) = overlay.attach(&task, sb.pid).await {
                     let _ = exec.stop(&container, grace).await;
                     overlay.detach(&task.id).await;
@@ -385,13 +417,18 @@ async fn run<E: Executor>(
             let _ = exec.stop(&container, grace).await;
             failed("unhealthy", e.to_string())
         }
-        Some(Err(e)) => failed("container lost", e.to_string()),
+        Some(Err(e)) => {
+            // What is left of it (its network sandbox) goes too.
+            let _ = exec.stop(&container, grace).await;
+            failed("container lost", e.to_string())
+        }
         None => {
             let _ = exec.stop(&container, grace).await;
             status(TaskState::Shutdown, "shut down")
         }
     };
     overlay.detach(&task.id).await;
+    exec.release_network(&container).await;
     if task.attachment {
         // A `run` container is gone once it exited, as with `docker run
         // --rm`; a moment later, so that `run` without `-d` reads its last

@@ -3,8 +3,11 @@
 //!
 //! For each such container a UDP socket and a TCP listener are opened
 //! inside the container's network namespace (on a thread that `setns`es
-//! there) and served by a hickory `ServerFuture` on the node's runtime; the
-//! container's resolv.conf points at 127.0.0.11 (Docker `--dns`). Cluster
+//! there), on free ports of 127.0.0.11, and served by a hickory
+//! `ServerFuture` on the node's runtime; a small nftables table there
+//! (`swarmlet-dns`) sends 127.0.0.11:53 to them, as Docker does, so that a
+//! task may serve port 53 itself. The container's resolv.conf points at
+//! 127.0.0.11 (Docker `--dns`). Cluster
 //! names ([`records`]) come from the managers' view of the node's networks
 //! and follow it on every change; other names are forwarded to the node's
 //! upstream resolvers ([`upstream`]) from the node's own namespace.
@@ -19,6 +22,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use hickory_server::ServerFuture;
+use serde_json::{json, Value};
 use swarmlet_proto::dispatcher::OverlayNetwork;
 
 use crate::overlay::netns;
@@ -73,7 +77,7 @@ impl Dns {
             return Ok(());
         }
         let (udp, tcp) = netns::run_blocking_in(&netns::of_pid(pid), || {
-            let addr = SocketAddr::from((RESOLVER_IP, 53));
+            let addr = SocketAddr::from((RESOLVER_IP, 0));
             let udp = std::net::UdpSocket::bind(addr)
                 .map_err(|e| OverlayError::System(format!("binding {addr}/udp: {e}")))?;
             let tcp = std::net::TcpListener::bind(addr)
@@ -81,6 +85,12 @@ impl Dns {
             udp.set_nonblocking(true)
                 .and_then(|_| tcp.set_nonblocking(true))
                 .map_err(|e| OverlayError::System(format!("DNS sockets: {e}")))?;
+            let port = |a: std::io::Result<SocketAddr>| {
+                a.map(|a| a.port())
+                    .map_err(|e| OverlayError::System(format!("DNS socket address: {e}")))
+            };
+            let ports = (port(udp.local_addr())?, port(tcp.local_addr())?);
+            crate::overlay::nft::apply_here(&redirect_ruleset(ports.0, ports.1))?;
             Ok((udp, tcp))
         })
         .await?;
@@ -114,5 +124,56 @@ impl Dns {
         if let Some(h) = self.servers.lock().ok().and_then(|mut s| s.remove(task_id)) {
             h.abort();
         }
+    }
+}
+
+/// The table in a container's namespace that sends its DNS queries to
+/// 127.0.0.11:53 on to the sockets of its server (UDP and TCP ports).
+pub const REDIRECT_TABLE: &str = "swarmlet-dns";
+
+/// Replaces the container's [`REDIRECT_TABLE`], atomically: queries to
+/// 127.0.0.11:53 go to `udp` and `tcp` on 127.0.0.11 (the replies are
+/// translated back by conntrack).
+fn redirect_ruleset(udp: u16, tcp: u16) -> Vec<Value> {
+    let t = json!({"table": {"family": "ip", "name": REDIRECT_TABLE}});
+    let to = |proto: &str, port: u16| {
+        json!({"add": {"rule": {"family": "ip", "table": REDIRECT_TABLE, "chain": "output", "expr": [
+            {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": RESOLVER_IP.to_string()}},
+            {"match": {"op": "==", "left": {"payload": {"protocol": proto, "field": "dport"}}, "right": 53}},
+            {"dnat": {"addr": RESOLVER_IP.to_string(), "port": port}}
+        ]}}})
+    };
+    vec![
+        json!({"add": t}),
+        json!({"delete": t}),
+        json!({"add": t}),
+        json!({"add": {"chain": {"family": "ip", "table": REDIRECT_TABLE, "name": "output",
+            "type": "nat", "hook": "output", "prio": -100, "policy": "accept"}}}),
+        to("udp", udp),
+        to("tcp", tcp),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_to_port_53_go_to_the_servers_ports() {
+        let cmds = redirect_ruleset(40001, 40002);
+        let text = serde_json::to_string(&cmds).unwrap_or_default();
+        assert!(
+            text.contains(r#""dnat":{"addr":"127.0.0.11","port":40001}"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#""dnat":{"addr":"127.0.0.11","port":40002}"#),
+            "{text}"
+        );
+        // The table is replaced whole: added, deleted, added again.
+        assert_eq!(
+            cmds[1],
+            json!({"delete": {"table": {"family": "ip", "name": "swarmlet-dns"}}})
+        );
     }
 }

@@ -9,7 +9,10 @@
 //! (the node's own IPs and localhost) to the sandbox, whose `swarmlet-lb`
 //! table balances it over the service's tasks on any node
 //! ([`super::lb`]). Connections from the node itself are masqueraded to
-//! 172.18.0.1 (localhost sources need `route_localnet` on the leg).
+//! 172.18.0.1 (localhost sources need `route_localnet` on the leg). The
+//! table's NAT turns connection tracking on in the node's namespace; the
+//! VXLAN packets (UDP 4789) are exempt (`notrack`): every overlay flow
+//! would otherwise cost a tracked UDP "connection" on both nodes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -17,6 +20,7 @@ use std::net::Ipv4Addr;
 use serde_json::{json, Value};
 
 use super::lb::Proto;
+use super::plan::VXLAN_PORT;
 
 /// The node side of the sandbox's leg.
 pub const HOST_LEG_IP: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 1);
@@ -121,6 +125,16 @@ pub fn host_ruleset(
         ),
     ];
     cmds.extend(host_rules);
+    for (chain, hook) in [("raw-prerouting", "prerouting"), ("raw-output", "output")] {
+        cmds.push(base(chain, "filter", hook, -300));
+        cmds.push(rule(
+            chain,
+            json!([
+                {"match": {"op": "==", "left": {"payload": {"protocol": "udp", "field": "dport"}}, "right": VXLAN_PORT}},
+                {"notrack": null}
+            ]),
+        ));
+    }
     cmds
 }
 
@@ -151,5 +165,10 @@ mod tests {
         assert!(text.contains("\"concat\":[\"udp\",5353]"), "{text}");
         assert!(text.contains("172.18.0.2"));
         assert!(text.contains("swi-abcdef01"));
+        // VXLAN is not tracked.
+        assert!(
+            text.contains(r#""right":4789}},{"notrack":null}"#),
+            "{text}"
+        );
     }
 }

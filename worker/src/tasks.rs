@@ -355,6 +355,9 @@ async fn run<E: Executor>(
                 Some(Ok(())) => exec.sandbox(&container).await,
                 _ => None,
             };
+            if let (true, Some(sb)) = (plugged_first, &sandbox) {
+                overlay.follow_pid(&task.id, sb.pid);
+            }
             if let (Some(Ok(())), Some(sb), false) = (&started, &sandbox, plugged_first) {
                 if let Err(e) = overlay.attach(&task, sb.pid).await {
                     let _ = exec.stop(&container, grace).await;

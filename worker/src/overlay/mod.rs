@@ -234,6 +234,18 @@ impl Overlay {
         parse_cidr(&st.networks.get(network_id)?.lb_address)
     }
 
+    /// The namespace of `task_id`'s endpoint is reached through process
+    /// `pid` from now on (it was plugged in through its network sandbox's
+    /// process; the task's own process holds the namespace as long as the
+    /// task runs, even when the sandbox is killed).
+    pub fn follow_pid(&self, task_id: &str, pid: u32) {
+        if let Ok(mut st) = self.state.lock() {
+            if let Some(e) = st.endpoints.get_mut(task_id) {
+                e.pid = pid;
+            }
+        }
+    }
+
     /// Plugs the container of `task` (main process `pid`) into the task's
     /// networks. Idempotent: an endpoint already plumbed is only recorded.
     pub async fn attach(&self, task: &Task, pid: u32) -> Result<(), OverlayError> {

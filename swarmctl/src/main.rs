@@ -4,6 +4,7 @@
 mod cli;
 mod cluster;
 mod events;
+mod kv;
 mod network;
 mod node;
 mod output;

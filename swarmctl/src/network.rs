@@ -75,14 +75,7 @@ pub async fn run(cli: &Cli, cmd: &NetworkCmd) -> anyhow::Result<()> {
             label,
             name,
         } => {
-            let mut labels = std::collections::HashMap::new();
-            for l in label {
-                let (k, v) = l
-                    .split_once('=')
-                    .filter(|(k, _)| !k.is_empty())
-                    .ok_or_else(|| anyhow::anyhow!("invalid label {l:?}: expected KEY=VALUE"))?;
-                labels.insert(k.to_string(), v.to_string());
-            }
+            let labels = crate::kv::pairs(label, "label")?.into_iter().collect();
             let n = client
                 .create_network(NetworkSpec {
                     name: name.clone(),

@@ -4,7 +4,7 @@
 
 use std::io::Read;
 
-use anyhow::{anyhow, Context};
+use anyhow::Context;
 use clap::Subcommand;
 use serde_json::json;
 use swarmlet_proto::control::control_client::ControlClient;
@@ -70,14 +70,7 @@ pub async fn run(cli: &Cli, cmd: &SecretCmd, config: bool) -> anyhow::Result<()>
     let mut client = ControlClient::new(connect(&cli.host)?);
     match cmd {
         SecretCmd::Create { label, name, file } => {
-            let mut labels = std::collections::HashMap::new();
-            for l in label {
-                let (k, v) = l
-                    .split_once('=')
-                    .filter(|(k, _)| !k.is_empty())
-                    .ok_or_else(|| anyhow!("invalid label {l:?}: expected KEY=VALUE"))?;
-                labels.insert(k.to_string(), v.to_string());
-            }
+            let labels = crate::kv::pairs(label, "label")?.into_iter().collect();
             let data = read_content(file)?;
             let info = client
                 .create_secret(CreateSecretRequest {

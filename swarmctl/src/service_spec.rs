@@ -289,16 +289,6 @@ fn parse_bytes(flag: &str, v: &Option<String>) -> anyhow::Result<i64> {
     Ok((n * mult as f64) as i64)
 }
 
-fn kv(items: &[String], what: &str) -> anyhow::Result<Vec<(String, String)>> {
-    items
-        .iter()
-        .map(|s| match s.split_once('=') {
-            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-            _ => Err(anyhow!("invalid {what} {s:?}: expected KEY=VALUE")),
-        })
-        .collect()
-}
-
 /// `NAME[,target=PATH]` (also `source=NAME`, as Docker accepts).
 fn file_reference(arg: &str, kind: &str) -> anyhow::Result<FileReference> {
     let mut r = FileReference::default();
@@ -344,7 +334,7 @@ pub fn spec_from(args: &CreateArgs) -> anyhow::Result<ServiceSpec> {
         limit_memory_bytes: parse_bytes("--limit-memory", &args.limit_memory)?,
         ..Default::default()
     };
-    kv(&args.env, "environment variable")?;
+    crate::kv::pairs(&args.env, "environment variable")?;
     args.policy.apply(&mut spec, true)?;
     spec.ports = args
         .publish
@@ -364,7 +354,9 @@ pub fn spec_from(args: &CreateArgs) -> anyhow::Result<ServiceSpec> {
         .collect::<anyhow::Result<_>>()?;
     spec.placement_spread = args.placement_pref.clone();
     args.endpoint.apply(&mut spec)?;
-    spec.labels = kv(&args.label, "label")?.into_iter().collect();
+    spec.labels = crate::kv::pairs(&args.label, "label")?
+        .into_iter()
+        .collect();
     if args.mode == "global" {
         if args.replicas.is_some() {
             bail!("replicas can only be used with replicated mode");
@@ -522,8 +514,8 @@ fn publish_matches(value: &str, p: &PortConfig) -> bool {
 
 /// Applies the options of `service update` to `spec`.
 pub fn apply_update(args: &UpdateArgs, spec: &mut ServiceSpec) -> anyhow::Result<()> {
-    let env_add = kv(&args.env_add, "environment variable")?;
-    let label_add = kv(&args.label_add, "label")?;
+    let env_add = crate::kv::pairs(&args.env_add, "environment variable")?;
+    let label_add = crate::kv::pairs(&args.label_add, "label")?;
     if let Some(i) = &args.image {
         spec.image = i.clone();
     }

@@ -354,6 +354,19 @@ impl DockerExecutor {
         Some(id)
     }
 
+    /// Removes the network sandbox of task container `container_id`, if
+    /// it has one, and forgets it.
+    async fn remove_sandbox_of(&self, d: &Docker, container_id: &str) -> Result<(), ExecError> {
+        let Some(sandbox) = self.sandbox_of(d, container_id).await else {
+            return Ok(());
+        };
+        self.remove(d, &sandbox).await?;
+        if let Ok(mut known) = self.sandboxes.lock() {
+            known.remove(container_id);
+        }
+        Ok(())
+    }
+
     /// Kills and removes a container (sandboxes hold no state worth a
     /// graceful stop).
     async fn remove(&self, d: &Docker, id: &str) -> Result<(), ExecError> {
@@ -615,26 +628,12 @@ impl Executor for DockerExecutor {
         }
         self.remove(&d, container_id).await?;
         // Its network sandbox goes with it.
-        let sandbox = self
-            .sandboxes
-            .lock()
-            .ok()
-            .and_then(|mut known| known.remove(container_id));
-        if let Some(sandbox) = sandbox {
-            self.remove(&d, &sandbox).await?;
-        }
-        Ok(())
+        self.remove_sandbox_of(&d, container_id).await
     }
 
     async fn release_network(&self, container_id: &str) {
         let Ok(d) = self.docker().await else { return };
-        if let Some(sandbox) = self.sandbox_of(&d, container_id).await {
-            if self.remove(&d, &sandbox).await.is_ok() {
-                if let Ok(mut known) = self.sandboxes.lock() {
-                    known.remove(container_id);
-                }
-            }
-        }
+        let _ = self.remove_sandbox_of(&d, container_id).await;
     }
 
     async fn remove_task(&self, task_id: &str) {

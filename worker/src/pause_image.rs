@@ -42,7 +42,8 @@ fn rootfs() -> std::io::Result<Vec<u8>> {
 /// Makes sure the sandbox image is in the node's Docker; returns its
 /// reference. Errors are worded for a task's status.
 pub async fn ensure(d: &Docker) -> Result<String, String> {
-    let reference = reference();
+    let tag = tag();
+    let reference = format!("{REPOSITORY}:{tag}");
     if d.inspect_image(&reference).await.is_ok() {
         return Ok(reference);
     }
@@ -50,7 +51,7 @@ pub async fn ensure(d: &Docker) -> Result<String, String> {
     let options = CreateImageOptions {
         from_src: Some("-".into()),
         repo: Some(REPOSITORY.into()),
-        tag: Some(tag()),
+        tag: Some(tag),
         changes: vec![r#"CMD ["/pause"]"#.into()],
         ..Default::default()
     };

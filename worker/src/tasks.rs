@@ -233,6 +233,23 @@ fn failed(message: &str, err: String) -> TaskStatus {
     st
 }
 
+/// A task whose container could not be plugged into its networks: the
+/// container (and its sandbox) and the task's endpoints go; the status to
+/// report.
+async fn network_failed<E: Executor>(
+    exec: &E,
+    overlay: &Overlay,
+    task_id: &str,
+    container: &str,
+    grace: Duration,
+    err: String,
+) -> TaskStatus {
+    let _ = exec.stop(container, grace).await;
+    overlay.detach(task_id).await;
+    let st = failed("failed to attach networks", format!("network: {err}"));
+    with_sandbox(st, container, &None)
+}
+
 /// Notes where the container lives in a status.
 fn with_sandbox(mut st: TaskStatus, container: &str, sandbox: &Option<Sandbox>) -> TaskStatus {
     st.container_id = container.to_string();
@@ -340,10 +357,7 @@ async fn run<E: Executor>(
             let plugged_first = match plugged_first {
                 Ok(plugged) => plugged,
                 Err(e) => {
-                    let _ = exec.stop(&container, grace).await;
-                    overlay.detach(&task.id).await;
-                    let st = failed("failed to attach networks", format!("network: {e}"));
-                    report(with_sandbox(st, &container, &None));
+                    report(network_failed(&*exec, &overlay, &task.id, &container, grace, e).await);
                     return;
                 }
             };
@@ -355,15 +369,12 @@ async fn run<E: Executor>(
                 Some(Ok(())) => exec.sandbox(&container).await,
                 _ => None,
             };
-            if let (true, Some(sb)) = (plugged_first, &sandbox) {
-                overlay.follow_pid(&task.id, sb.pid);
-            }
-            if let (Some(Ok(())), Some(sb), false) = (&started, &sandbox, plugged_first) {
-                if let Err(e) = overlay.attach(&task, sb.pid).await {
-                    let _ = exec.stop(&container, grace).await;
-                    overlay.detach(&task.id).await;
-                    let st = failed("failed to attach networks", format!("network: {e}"));
-                    report(with_sandbox(st, &container, &None));
+            if let (Some(Ok(())), Some(sb)) = (&started, &sandbox) {
+                if plugged_first {
+                    overlay.follow_pid(&task.id, sb.pid);
+                } else if let Err(e) = overlay.attach(&task, sb.pid).await {
+                    let e = e.to_string();
+                    report(network_failed(&*exec, &overlay, &task.id, &container, grace, e).await);
                     return;
                 }
             }

@@ -20,6 +20,7 @@ use std::net::Ipv4Addr;
 use serde_json::{json, Value};
 
 use super::lb::Proto;
+use super::nft::{add_base_chain, add_rule, replace_table};
 use super::plan::VXLAN_PORT;
 
 /// The node side of the sandbox's leg.
@@ -64,12 +65,10 @@ pub fn host_ruleset(
     host_ports: &BTreeMap<(Proto, u16), (Ipv4Addr, u16)>,
 ) -> Vec<Value> {
     let table = host_table(node_id);
-    let t = json!({"table": {"family": "ip", "name": table}});
     let base = |name: &str, kind: &str, hook: &str, prio: i32| {
-        json!({"add": {"chain": {"family": "ip", "table": table, "name": name,
-            "type": kind, "hook": hook, "prio": prio, "policy": "accept"}}})
+        add_base_chain(&table, name, kind, hook, prio)
     };
-    let rule = |chain: &str, expr: Value| json!({"add": {"rule": {"family": "ip", "table": table, "chain": chain, "expr": expr}}});
+    let rule = |chain: &str, expr: Value| add_rule(&table, chain, expr);
     let elems: Vec<Value> = published
         .iter()
         .map(|(proto, port)| json!({"concat": [proto.name(), port]}))
@@ -97,10 +96,8 @@ pub fn host_ruleset(
         host_rules.push(rule("prerouting", expr.clone()));
         host_rules.push(rule("output", expr));
     }
-    let mut cmds = vec![
-        json!({"add": t}),
-        json!({"delete": t}),
-        json!({"add": t}),
+    let mut cmds = replace_table(&table).to_vec();
+    cmds.extend([
         json!({"add": {"set": set}}),
         base("prerouting", "nat", "prerouting", -100),
         base("output", "nat", "output", -100),
@@ -123,7 +120,7 @@ pub fn host_ruleset(
                 {"masquerade": null}
             ]),
         ),
-    ];
+    ]);
     cmds.extend(host_rules);
     for (chain, hook) in [("raw-prerouting", "prerouting"), ("raw-output", "output")] {
         cmds.push(base(chain, "filter", hook, -300));

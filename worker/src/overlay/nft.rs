@@ -15,6 +15,25 @@ fn nft_error(e: nftables::helper::NftablesError) -> OverlayError {
     OverlayError::System(format!("nft: {e}"))
 }
 
+/// The commands that make table `ip <table>` anew, whole, within one
+/// transaction: added (so that deleting cannot fail), deleted, added.
+pub fn replace_table(table: &str) -> [Value; 3] {
+    let t = json!({"table": {"family": "ip", "name": table}});
+    [json!({"add": t}), json!({"delete": t}), json!({"add": t})]
+}
+
+/// `add chain`: base chain `name` of table `ip <table>` (`kind` `nat` or
+/// `filter`, on `hook` at priority `prio`), policy accept.
+pub fn add_base_chain(table: &str, name: &str, kind: &str, hook: &str, prio: i32) -> Value {
+    json!({"add": {"chain": {"family": "ip", "table": table, "name": name,
+        "type": kind, "hook": hook, "prio": prio, "policy": "accept"}}})
+}
+
+/// `add rule`: `expr` at the end of chain `chain` of table `ip <table>`.
+pub fn add_rule(table: &str, chain: &str, expr: Value) -> Value {
+    json!({"add": {"rule": {"family": "ip", "table": table, "chain": chain, "expr": expr}}})
+}
+
 /// Applies `commands` as one transaction in the calling thread's namespace.
 pub fn apply_here(commands: &[Value]) -> Result<(), OverlayError> {
     if commands.is_empty() {

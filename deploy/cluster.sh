@@ -16,6 +16,11 @@
 # Environment: CLUSTER_DIR (default /tmp/swarmlet-cluster), PREFIX (default swl;
 # names of namespaces and interfaces), SUBNET (default 10.210.0), NO_BUILD=1.
 # Only traffic between these namespaces is involved; nothing leaves the machine.
+#
+# The underlay is a bridge in a namespace of its own (`${PREFIX}-sw`, the
+# "switch"), not in this machine's namespace: there Docker's iptables rules
+# and connection tracking would see every frame between hosts
+# (br_netfilter), which a physical switch does not do.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -23,7 +28,8 @@ BIN="${BIN:-$ROOT/target/release}"
 CLUSTER_DIR="${CLUSTER_DIR:-/tmp/swarmlet-cluster}"
 PREFIX="${PREFIX:-swl}"
 SUBNET="${SUBNET:-10.210.0}"
-BRIDGE="${PREFIX}-br0"
+SWITCH="${PREFIX}-sw"
+BRIDGE=br0
 PORT=4242
 
 host_ip() { echo "$SUBNET.$((10 + $1))"; }
@@ -39,24 +45,23 @@ wait_for_socket() {
 }
 
 make_underlay() {
-  if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
-    ip link add "$BRIDGE" type bridge
-    ip addr add "$SUBNET.1/24" dev "$BRIDGE"
-    ip link set "$BRIDGE" up
-  fi
-  # Docker sets FORWARD's policy to DROP and filters bridged frames: let the
-  # underlay's own frames through (our rule, removed by `down`).
-  if command -v iptables >/dev/null 2>&1; then
-    iptables -C FORWARD -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT 2>/dev/null ||
-      iptables -I FORWARD -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT
+  ip netns add "$SWITCH"
+  ip -n "$SWITCH" link set lo up
+  ip -n "$SWITCH" link add "$BRIDGE" type bridge
+  ip -n "$SWITCH" addr add "$SUBNET.1/24" dev "$BRIDGE"
+  ip -n "$SWITCH" link set "$BRIDGE" up
+  # A switch forwards frames; it does not filter them (the default in a new
+  # namespace is to hand bridged IPv4 to netfilter when br_netfilter is loaded).
+  if [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]; then
+    ip netns exec "$SWITCH" sysctl -qw net.bridge.bridge-nf-call-iptables=0
   fi
 }
 
 make_host() {
   local i=$1 n; n=$(ns "$i")
   ip netns add "$n"
-  ip link add "${PREFIX}-v$i" type veth peer name eth0 netns "$n"
-  ip link set "${PREFIX}-v$i" master "$BRIDGE" up
+  ip -n "$SWITCH" link add "v$i" type veth peer name eth0 netns "$n"
+  ip -n "$SWITCH" link set "v$i" master "$BRIDGE" up
   ip -n "$n" addr add "$(host_ip "$i")/24" dev eth0
   ip -n "$n" link set eth0 up
   ip -n "$n" link set lo up
@@ -154,20 +159,18 @@ down() {
     # Its secret files (tmpfs), should a task's still be there.
     rm -rf "/dev/shm/swarmlet-${id:0:12}"
   done
-  remove_network "$n"
+  remove_network
   rm -rf "$CLUSTER_DIR"
   [ "${1:-}" = quiet ] || log "removed"
 }
 
 remove_network() {
-  local n=${1:-0}
+  # Deleting a namespace deletes its ends of the veths, and so the pairs.
   for h in $(ip netns ls | awk '{print $1}' | grep "^${PREFIX}-h[0-9]*$" || true); do
     ip netns del "$h"
   done
-  for i in $(seq 1 "$n"); do ip link del "${PREFIX}-v$i" 2>/dev/null || true; done
-  ip link del "$BRIDGE" 2>/dev/null || true
-  if command -v iptables >/dev/null 2>&1; then
-    while iptables -D FORWARD -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT 2>/dev/null; do :; done
+  if ip netns ls | awk '{print $1}' | grep -qx "$SWITCH"; then
+    ip netns del "$SWITCH"
   fi
 }
 

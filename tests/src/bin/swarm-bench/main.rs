@@ -77,7 +77,8 @@ enum Scenario {
     },
     /// Real data plane: HTTP req/s through the routing mesh vs straight to the task.
     Mesh {
-        #[arg(long, default_value_t = 10)]
+        /// Length of each phase of each round.
+        #[arg(long, default_value_t = 3)]
         seconds: u64,
     },
     /// One backend change applied with this many services programmed.

@@ -1,6 +1,8 @@
-//! Resolving what a user typed (a node ID, a unique ID prefix, or a hostname).
+//! Resolving what a user typed into the one object it names: a node by ID,
+//! hostname or unique ID prefix; a service, network, secret or config by
+//! ID, name or unique ID prefix.
 
-use swarmlet_proto::objects::Node;
+use swarmlet_proto::objects::{Network, Node, Service};
 use tonic::Status;
 
 /// Finds the one node `reference` names.
@@ -38,64 +40,65 @@ pub fn resolve_node(nodes: &[(u64, Node)], reference: &str) -> Result<(u64, Node
     }
 }
 
-/// Finds the one service `reference` names: ID, name, or unique ID prefix.
-pub fn resolve_service(
-    services: &[(u64, swarmlet_proto::objects::Service)],
+/// Finds the one row `reference` names among `rows` of one kind of object
+/// (`kind` names it in errors): its ID, its name, or a unique ID prefix —
+/// in that order, as Docker resolves services, networks, secrets and
+/// configs.
+pub fn resolve_named<T: Clone>(
+    rows: &[(u64, T)],
+    kind: &str,
     reference: &str,
-) -> Result<(u64, swarmlet_proto::objects::Service), Status> {
-    let name = |s: &swarmlet_proto::objects::Service| {
-        s.spec.as_ref().map(|x| x.name.clone()).unwrap_or_default()
-    };
+    id: impl Fn(&T) -> &str,
+    name: impl Fn(&T) -> &str,
+) -> Result<(u64, T), Status> {
     if reference.is_empty() {
-        return Err(Status::invalid_argument("service name is empty"));
+        return Err(Status::invalid_argument(format!("{kind} name is empty")));
     }
-    if let Some(s) = services
+    if let Some(row) = rows
         .iter()
-        .find(|(_, s)| s.id == reference || name(s) == reference)
+        .find(|(_, r)| id(r) == reference || name(r) == reference)
     {
-        return Ok(s.clone());
+        return Ok(row.clone());
     }
-    let by_prefix: Vec<_> = services
+    let by_prefix: Vec<_> = rows
         .iter()
-        .filter(|(_, s)| s.id.starts_with(reference))
+        .filter(|(_, r)| id(r).starts_with(reference))
         .collect();
     match by_prefix.as_slice() {
         [one] => Ok((*one).clone()),
-        [] => Err(Status::not_found(format!("service {reference} not found"))),
+        [] => Err(Status::not_found(format!("{kind} {reference} not found"))),
         _ => Err(Status::invalid_argument(format!(
-            "service {reference} is ambiguous"
+            "{kind} {reference} is ambiguous"
         ))),
     }
 }
 
+/// Finds the one service `reference` names: ID, name, or unique ID prefix.
+pub fn resolve_service(
+    services: &[(u64, Service)],
+    reference: &str,
+) -> Result<(u64, Service), Status> {
+    resolve_named(
+        services,
+        "service",
+        reference,
+        |s| &s.id,
+        |s| s.spec.as_ref().map(|x| x.name.as_str()).unwrap_or_default(),
+    )
+}
+
 /// A network by ID, name, or unique ID prefix.
 pub fn resolve_network(
-    networks: &[(u64, swarmlet_proto::objects::Network)],
+    networks: &[(u64, Network)],
     reference: &str,
-) -> Result<(u64, swarmlet_proto::objects::Network), Status> {
-    let name = |n: &swarmlet_proto::objects::Network| {
-        n.spec.as_ref().map(|x| x.name.clone()).unwrap_or_default()
-    };
-    if reference.is_empty() {
-        return Err(Status::invalid_argument("network name is empty"));
-    }
-    if let Some(n) = networks
-        .iter()
-        .find(|(_, n)| n.id == reference || name(n) == reference)
-    {
-        return Ok(n.clone());
-    }
-    let by_prefix: Vec<_> = networks
-        .iter()
-        .filter(|(_, n)| n.id.starts_with(reference))
-        .collect();
-    match by_prefix.as_slice() {
-        [one] => Ok((*one).clone()),
-        [] => Err(Status::not_found(format!("network {reference} not found"))),
-        _ => Err(Status::invalid_argument(format!(
-            "network {reference} is ambiguous"
-        ))),
-    }
+) -> Result<(u64, Network), Status> {
+    resolve_named(
+        networks,
+        "network",
+        reference,
+        |n| &n.id,
+        |n| n.spec.as_ref().map(|x| x.name.as_str()).unwrap_or_default(),
+    )
 }
 
 #[cfg(test)]
@@ -111,6 +114,32 @@ mod tests {
                 ..Default::default()
             },
         )
+    }
+
+    #[test]
+    fn id_name_prefix() {
+        let rows = vec![
+            (1, ("abc1", "web")),
+            (2, ("abd2", "db")),
+            (3, ("web9", "x")),
+        ];
+        let find = |r: &str| {
+            resolve_named(&rows, "service", r, |t| t.0, |t| t.1).map(|(version, _)| version)
+        };
+        assert_eq!(find("abd2").expect("id"), 2);
+        // A name beats an ID prefix.
+        assert_eq!(find("web").expect("name"), 1);
+        assert_eq!(find("abc").expect("prefix"), 1);
+        let ambiguous = find("ab").expect_err("ambiguous");
+        assert_eq!(ambiguous.code(), tonic::Code::InvalidArgument);
+        assert_eq!(ambiguous.message(), "service ab is ambiguous");
+        let missing = find("q").expect_err("none");
+        assert_eq!(missing.code(), tonic::Code::NotFound);
+        assert_eq!(missing.message(), "service q not found");
+        assert_eq!(
+            find("").expect_err("empty").message(),
+            "service name is empty"
+        );
     }
 
     #[test]

@@ -99,34 +99,8 @@ pub fn list_rows(m: &Manager, kind: Kind) -> Result<Vec<(u64, Secret)>, Status> 
 
 /// The row `reference` names: ID, name, or unique ID prefix.
 pub fn resolve(m: &Manager, kind: Kind, reference: &str) -> Result<(u64, Secret), Status> {
-    if reference.is_empty() {
-        return Err(Status::invalid_argument(format!(
-            "{} name is empty",
-            kind.name()
-        )));
-    }
     let rows = list_rows(m, kind)?;
-    if let Some(r) = rows
-        .iter()
-        .find(|(_, s)| s.id == reference || s.name == reference)
-    {
-        return Ok(r.clone());
-    }
-    let by_prefix: Vec<_> = rows
-        .iter()
-        .filter(|(_, s)| s.id.starts_with(reference))
-        .collect();
-    match by_prefix.as_slice() {
-        [one] => Ok((*one).clone()),
-        [] => Err(Status::not_found(format!(
-            "{} {reference} not found",
-            kind.name()
-        ))),
-        _ => Err(Status::invalid_argument(format!(
-            "{} {reference} is ambiguous",
-            kind.name()
-        ))),
-    }
+    crate::resolve::resolve_named(&rows, kind.name(), reference, |s| &s.id, |s| &s.name)
 }
 
 /// Names as Docker allows them: letters, digits, `-`, `_`, `.`; up to 64.

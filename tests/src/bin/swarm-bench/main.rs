@@ -80,6 +80,9 @@ enum Scenario {
         /// Length of each phase of each round.
         #[arg(long, default_value_t = 3)]
         seconds: u64,
+        /// Rounds of the four phases.
+        #[arg(long, default_value_t = 15)]
+        rounds: usize,
     },
     /// One backend change applied with this many services programmed.
     LbUpdate {
@@ -593,7 +596,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Reschedule { nodes, tasks } => reschedule_bench(nodes, tasks).await?,
         Scenario::Start { replicas } => start_bench(replicas)?,
         Scenario::Overlay { seconds } => overlay::run(&bin_dir()?, seconds)?,
-        Scenario::Mesh { seconds } => mesh::run(&bin_dir()?, seconds)?,
+        Scenario::Mesh { seconds, rounds } => mesh::run(&bin_dir()?, seconds, rounds)?,
         Scenario::LbUpdate { services } => lb_update::run(services).await?,
     };
     println!("{result}");

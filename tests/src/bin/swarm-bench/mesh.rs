@@ -12,9 +12,9 @@
 //!
 //! This machine's speed drifts (its hypervisor steals 2–12% of the CPU,
 //! varying by the second), so the phases are short and interleaved: 15
-//! rounds of the four, each round in a rotated order, and the ratios are
-//! the medians of the per-round ratios (each compares phases measured
-//! seconds apart). The requests/s are the medians over the rounds.
+//! rounds (`--rounds`) of the four, each in a rotated order, and the
+//! ratios are the medians of the per-round ratios (each compares phases
+//! measured seconds apart). The requests/s are the medians over rounds.
 //!
 //! wrk keeps 8 connections open: busybox httpd listens with a backlog of 9,
 //! and with 16 connections its accept queue overflowed, each dropped
@@ -36,7 +36,6 @@ use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use swarmlet_tests::e2e::{docker, run as run_cmd, NsCluster};
 
-const ROUNDS: usize = 15;
 const CONNECTIONS: &str = "8";
 
 /// Where a load generator runs: the command prefix that enters its
@@ -91,7 +90,7 @@ fn task_on(c: &NsCluster, service: &str, network: &str) -> anyhow::Result<(Strin
 }
 
 /// Runs the scenario.
-pub fn run(bin: &std::path::Path, seconds: u64) -> anyhow::Result<Value> {
+pub fn run(bin: &std::path::Path, seconds: u64, rounds: usize) -> anyhow::Result<Value> {
     let c = NsCluster::up_with(bin, "swbms", "10.218.0", 2)?;
     c.ctl(1, &["network", "create", "bench"])?;
     let on = |h: &str| format!("node.hostname=={h}");
@@ -150,9 +149,9 @@ pub fn run(bin: &std::path::Path, seconds: u64) -> anyhow::Result<Value> {
     ];
     // rps[phase][round]
     let mut rps: [Vec<f64>; 4] = Default::default();
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         eprintln!(
-            "mesh: round {}/{ROUNDS}, {seconds}s each: direct on h1, direct from h2, via h1, via h2",
+            "mesh: round {}/{rounds}, {seconds}s each: direct on h1, direct from h2, via h1, via h2",
             round + 1
         );
         for k in 0..phases.len() {
@@ -178,7 +177,7 @@ pub fn run(bin: &std::path::Path, seconds: u64) -> anyhow::Result<Value> {
     Ok(json!({
         "scenario": "mesh",
         "seconds": seconds,
-        "rounds": ROUNDS,
+        "rounds": rounds,
         "mesh_rps": mesh.round(),
         "mesh_rps_node_without_task": mesh_no_task.round(),
         "direct_rps": direct.round(),

@@ -21,7 +21,7 @@
 //! handshake stalling a connection for the 1 s SYN retransmit — random
 //! stalls that had nothing to do with the path measured.
 //!
-//! Both client namespaces reuse ports in TIME_WAIT (`tcp_tw_reuse=1`), as
+//! The clients' namespaces reuse ports in TIME_WAIT (`tcp_tw_reuse=1`), as
 //! load generators are set up: busybox httpd answers `Connection: close`
 //! and wrk closes first, so every request leaves a client port in
 //! TIME_WAIT for a minute. At ~2,500 requests/s the even ports `connect()`
@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
-use swarmlet_tests::e2e::{docker, run as run_cmd, NsCluster};
+use swarmlet_tests::e2e::{run as run_cmd, NsCluster};
 
 const CONNECTIONS: &str = "8";
 
@@ -47,8 +47,12 @@ impl Client {
         Client(["ip", "netns", "exec", name].map(String::from).to_vec())
     }
 
-    fn of_process(pid: &str) -> Client {
-        Client(["nsenter", "-t", pid, "-n"].map(String::from).to_vec())
+    fn of_process(pid: u64) -> Client {
+        Client(
+            ["nsenter", "-t", &pid.to_string(), "-n"]
+                .map(String::from)
+                .to_vec(),
+        )
     }
 
     fn run(&self, args: &[&str]) -> anyhow::Result<String> {
@@ -73,8 +77,8 @@ impl Client {
     }
 }
 
-/// The running task of `service`: (its address on `network`, its container).
-fn task_on(c: &NsCluster, service: &str, network: &str) -> anyhow::Result<(String, String)> {
+/// The running task of `service`: (its address on `network`, its PID).
+fn task_on(c: &NsCluster, service: &str, network: &str) -> anyhow::Result<(String, u64)> {
     let tasks = c.json(1, &["service", "ps", service])?;
     let task = tasks
         .as_array()
@@ -85,12 +89,15 @@ fn task_on(c: &NsCluster, service: &str, network: &str) -> anyhow::Result<(Strin
         .and_then(|a| a.iter().find(|a| a["network"] == network))
         .and_then(|a| a["ip"].as_str())
         .with_context(|| format!("{service} has no address on {network}"))?;
-    let container = task["container_id"].as_str().context("no container")?;
-    Ok((ip.to_string(), container.to_string()))
+    let pid = task["pid"].as_u64().context("no pid")?;
+    Ok((ip.to_string(), pid))
 }
 
 /// Runs the scenario.
 pub fn run(bin: &std::path::Path, seconds: u64, rounds: usize) -> anyhow::Result<Value> {
+    if rounds == 0 || seconds == 0 {
+        bail!("--rounds and --seconds must be at least 1");
+    }
     let c = NsCluster::up_with(bin, "swbms", "10.218.0", 2)?;
     c.ctl(1, &["network", "create", "bench"])?;
     let on = |h: &str| format!("node.hostname=={h}");
@@ -119,13 +126,12 @@ pub fn run(bin: &std::path::Path, seconds: u64, rounds: usize) -> anyhow::Result
     }
     let (task_ip, _) = task_on(&c, "web", "ingress")?;
     let (task_bench_ip, _) = task_on(&c, "web", "bench")?;
-    let (_, client_container) = task_on(&c, "client", "bench")?;
-    let client_pid = docker(&["inspect", "-f", "{{.State.Pid}}", &client_container])?;
+    let (_, client_pid) = task_on(&c, "client", "bench")?;
     let h1 = c.json(1, &["node", "inspect", "h1"])?;
     let h1_id = h1["id"].as_str().context("node id")?;
     let sandbox = Client::netns(&format!("ingress_sbox-{}", &h1_id[..8]));
     let h2 = Client::netns(&c.host_ns(2));
-    let task_on_h2 = Client::of_process(client_pid.trim());
+    let task_on_h2 = Client::of_process(client_pid);
     let with_task = format!("http://{}:8080/", c.host_ip(1));
     let without_task = format!("http://{}:8080/", c.host_ip(2));
     // The mesh must answer before measuring.

@@ -78,10 +78,10 @@ enum Scenario {
     /// Real data plane: HTTP req/s through the routing mesh vs straight to the task.
     Mesh {
         /// Length of each phase of each round.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 10)]
         seconds: u64,
         /// Rounds of the four phases.
-        #[arg(long, default_value_t = 15)]
+        #[arg(long, default_value_t = 5)]
         rounds: usize,
     },
     /// One backend change applied with this many services programmed.

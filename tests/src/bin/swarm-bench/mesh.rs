@@ -11,10 +11,12 @@
 //! it is the cost of the mesh alone.
 //!
 //! This machine's speed drifts (its hypervisor steals 2–12% of the CPU,
-//! varying by the second), so the phases are short and interleaved: 15
-//! rounds (`--rounds`) of the four, each in a rotated order, and the
-//! ratios are the medians of the per-round ratios (each compares phases
-//! measured seconds apart). The requests/s are the medians over rounds.
+//! varying by the second), so the phases are interleaved: 5 rounds
+//! (`--rounds`) of the four, 10 s each (`--seconds`, as SPEC.md shows
+//! it), each round in a rotated order, and the ratios are the medians of
+//! the per-round ratios (each compares phases measured seconds apart).
+//! More, shorter rounds (`--seconds 3 --rounds 15`) follow the drift more
+//! closely. The requests/s are the medians over rounds.
 //!
 //! wrk keeps 8 connections open: busybox httpd listens with a backlog of 9,
 //! and with 16 connections its accept queue overflowed, each dropped

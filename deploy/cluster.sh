@@ -5,7 +5,7 @@
 #
 #   deploy/cluster.sh up [N]      build, start dockerd if needed, build the demo
 #                                 image, create N hosts, init on h1, join the rest
-#                                 (h2 and h3 as managers, others as workers)
+#                                 (h2 … h$MANAGERS as managers, others as workers)
 #   deploy/cluster.sh demo        create the demo service (3 replicas of swarmlet-demo)
 #   deploy/cluster.sh status      swarmctl node ls and service ls
 #   deploy/cluster.sh ctl H ARGS  run swarmctl against host H (e.g. ctl 2 node ls)
@@ -14,7 +14,8 @@
 #   deploy/cluster.sh down        remove everything `up` made, also after a crash
 #
 # Environment: CLUSTER_DIR (default /tmp/swarmlet-cluster), PREFIX (default swl;
-# names of namespaces and interfaces), SUBNET (default 10.210.0), NO_BUILD=1.
+# names of namespaces and interfaces), SUBNET (default 10.210.0), NO_BUILD=1,
+# MANAGERS (default 3: h1, h2 and h3 are managers).
 # Only traffic between these namespaces is involved; nothing leaves the machine.
 #
 # The underlay is a bridge in a namespace of its own (`${PREFIX}-sw`, the
@@ -113,7 +114,7 @@ up() {
   mtoken=$(ctl 1 cluster join-token manager -q)
   wtoken=$(ctl 1 cluster join-token worker -q)
   for i in $(seq 2 "$n"); do
-    if [ "$i" -le 3 ]; then tok="$mtoken"; else tok="$wtoken"; fi
+    if [ "$i" -le "${MANAGERS:-3}" ]; then tok="$mtoken"; else tok="$wtoken"; fi
     ctl "$i" node join --token "$tok" "$(host_ip 1):$PORT" >/dev/null
   done
   for _ in $(seq 1 100); do

@@ -29,11 +29,28 @@ pub enum ChannelError {
     /// The address is not `host:port`.
     #[error("invalid address {0:?}: expected HOST:PORT")]
     BadAddress(String),
+    /// The name to verify the server by is not a valid DNS name.
+    #[error("invalid server name {0:?}")]
+    BadServerName(String),
 }
 
 /// A lazily connecting channel to `addr` (`host:port`) over TLS with `config`,
 /// verifying the server as a manager of this cluster.
 pub fn tls_channel(addr: &str, config: Arc<ClientConfig>) -> Result<Channel, ChannelError> {
+    tls_channel_verifying(addr, MANAGER_SERVER_NAME, config)
+}
+
+/// A lazily connecting channel to `addr` over TLS with `config`, verifying
+/// that the server's certificate names `server_name`: the role
+/// ([`MANAGER_SERVER_NAME`]) or one node's ID (every node certificate
+/// carries its node ID as a name, so a worker can be reached too).
+pub fn tls_channel_verifying(
+    addr: &str,
+    server_name: &str,
+    config: Arc<ClientConfig>,
+) -> Result<Channel, ChannelError> {
+    let server_name = ServerName::try_from(server_name.to_string())
+        .map_err(|_| ChannelError::BadServerName(server_name.to_string()))?;
     if addr
         .rsplit_once(':')
         .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
@@ -52,6 +69,7 @@ pub fn tls_channel(addr: &str, config: Arc<ClientConfig>) -> Result<Channel, Cha
     let connect = tower::service_fn(move |_uri: http::Uri| {
         let target = target.clone();
         let connector = connector.clone();
+        let name = server_name.clone();
         async move {
             let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&target))
                 .await
@@ -59,8 +77,6 @@ pub fn tls_channel(addr: &str, config: Arc<ClientConfig>) -> Result<Channel, Cha
                     std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
                 })??;
             tcp.set_nodelay(true)?;
-            let name = ServerName::try_from(MANAGER_SERVER_NAME)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
             let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(name, tcp))
                 .await
                 .map_err(|_| {

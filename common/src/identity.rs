@@ -75,6 +75,9 @@ pub enum IdentityError {
     /// Key generation or CSR creation failed.
     #[error("key error: {0}")]
     Key(#[from] rcgen::Error),
+    /// A file could not be written privately.
+    #[error(transparent)]
+    Write(#[from] crate::private_fs::PrivateFsError),
 }
 
 /// The first certificate of a PEM text, as DER.
@@ -176,24 +179,14 @@ impl NodeIdentity {
         )?))
     }
 
-    /// Writes the identity to `dir`, the key with mode 0600, each file atomically.
+    /// Writes the identity to `dir` (0700), each file 0600 and atomically.
     pub fn save(&self, dir: &Path) -> Result<(), IdentityError> {
-        use std::os::unix::fs::PermissionsExt;
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| IdentityError::Io { path, source }
-        };
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        for (name, body, mode) in [
-            ("ca.crt", &self.ca_pem, 0o644),
-            ("node.crt", &self.cert_pem, 0o644),
-            ("node.key", &self.key_pem, 0o600),
+        for (name, body) in [
+            ("ca.crt", &self.ca_pem),
+            ("node.crt", &self.cert_pem),
+            ("node.key", &self.key_pem),
         ] {
-            let tmp = dir.join(format!(".{name}.tmp"));
-            std::fs::write(&tmp, body).map_err(io(&tmp))?;
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
-                .map_err(io(&tmp))?;
-            std::fs::rename(&tmp, dir.join(name)).map_err(io(&tmp))?;
+            crate::private_fs::write_atomic(&dir.join(name), body.as_bytes())?;
         }
         Ok(())
     }

@@ -11,6 +11,7 @@
 //! - [`task_state`]: the task state machine.
 //! - [`clock`]: wall-clock helpers.
 //! - [`metrics`]: process-wide metrics, Prometheus text.
+//! - [`private_fs`]: the state dir's files, 0600/0700 from creation.
 
 pub mod ca;
 pub mod clock;
@@ -19,6 +20,7 @@ pub mod identity;
 pub mod ids;
 pub mod metrics;
 pub mod names;
+pub mod private_fs;
 pub mod task_state;
 pub mod tls;
 pub mod token;

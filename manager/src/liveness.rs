@@ -99,8 +99,24 @@ async fn mark_expired_down(m: &Manager, period: Duration) {
     }
 }
 
-/// Marks `node_id` ready (leader only) if it is not already.
-pub async fn mark_ready(m: &Manager, node_id: &str, addr: &str, resources: Option<Resources>) {
+/// What a node says of itself in a heartbeat.
+pub struct Reported {
+    /// Its advertise address (empty: unchanged).
+    pub addr: String,
+    /// What it offers to tasks (`None`: unchanged).
+    pub resources: Option<Resources>,
+    /// The TCP ports its swarmd listens on.
+    pub daemon_ports: Vec<u32>,
+}
+
+/// Marks `node_id` ready (leader only) if it is not already, recording what
+/// it reported of itself when that changed.
+pub async fn mark_ready(m: &Manager, node_id: &str, reported: Reported) {
+    let Reported {
+        addr,
+        resources,
+        daemon_ports,
+    } = reported;
     let Ok(Some((version, mut node))) = m.store.get::<Node>(node_id) else {
         return;
     };
@@ -108,12 +124,14 @@ pub async fn mark_ready(m: &Manager, node_id: &str, addr: &str, resources: Optio
     if node.status() == NodeStatus::Ready
         && (addr.is_empty() || node.addr == addr)
         && resources_known
+        && node.daemon_ports == daemon_ports
     {
         return;
     }
     if resources.is_some() {
         node.resources = resources;
     }
+    node.daemon_ports = daemon_ports;
     node.set_status(NodeStatus::Ready);
     node.status_message.clear();
     if !addr.is_empty() {

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use rustls::ClientConfig;
 use swarmlet_common::ca::RootCa;
-use swarmlet_common::grpc::tls_channel;
+use swarmlet_common::grpc::tls_channel_verifying;
+use swarmlet_common::tls::MANAGER_SERVER_NAME;
 use swarmlet_proto::objects::{Cluster, Node, RaftMember};
 use tonic::transport::Channel;
 use tonic::Status;
@@ -60,7 +61,14 @@ pub struct ManagerConfig {
     /// Disaster recovery: make this member the only one of its Raft group
     /// before starting (see [`SledStorage::force_new_cluster`]).
     pub force_new_cluster: bool,
+    /// The shortest node certificate lifetime `cluster update --cert-expiry`
+    /// accepts ([`MIN_CERT_EXPIRY`]; tests of renewal shorten it).
+    pub min_cert_expiry: Duration,
 }
+
+/// Docker's minimum certificate lifetime: shorter ones could expire between
+/// two of a node's renewal checks and lock it out of the cluster for good.
+pub const MIN_CERT_EXPIRY: Duration = Duration::from_secs(3600);
 
 /// A running manager.
 pub struct Manager {
@@ -77,7 +85,8 @@ pub struct Manager {
     /// Heartbeat bookkeeping.
     pub liveness: Arc<Liveness>,
     client_tls: Arc<ClientConfig>,
-    channels: Mutex<HashMap<String, Channel>>,
+    /// Channels by (expected server name, address).
+    channels: Mutex<HashMap<(String, String), Channel>>,
     root_ca: RwLock<Option<Arc<RootCa>>>,
     db: sled::Db,
     background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -86,6 +95,8 @@ pub struct Manager {
     pub assignments: Arc<crate::assignments::AssignmentHub>,
     /// The keys of secrets and configs.
     pub keys: crate::secrets::keys::KeyRing,
+    /// The shortest certificate lifetime the cluster may be set to.
+    pub min_cert_expiry: Duration,
 }
 
 impl Manager {
@@ -138,6 +149,7 @@ impl Manager {
             background: Mutex::new(Vec::new()),
             status_tx,
             assignments: Arc::default(),
+            min_cert_expiry: cfg.min_cert_expiry,
             keys: crate::secrets::keys::KeyRing::new(cfg.secrets_key_path),
         });
         let weak = Arc::downgrade(&manager);
@@ -296,16 +308,27 @@ impl Manager {
 
     /// A cached mTLS channel to another manager.
     pub fn channel_to(&self, addr: &str) -> Result<Channel, Status> {
+        self.cached_channel(MANAGER_SERVER_NAME, addr)
+    }
+
+    /// A channel to node `node_id` at `addr`, whatever its role: the server
+    /// must present that node's own certificate.
+    pub fn channel_to_node(&self, node_id: &str, addr: &str) -> Result<Channel, Status> {
+        self.cached_channel(node_id, addr)
+    }
+
+    fn cached_channel(&self, server_name: &str, addr: &str) -> Result<Channel, Status> {
         let mut channels = self
             .channels
             .lock()
             .map_err(|_| Status::internal("channel cache poisoned"))?;
-        if let Some(c) = channels.get(addr) {
+        let key = (server_name.to_string(), addr.to_string());
+        if let Some(c) = channels.get(&key) {
             return Ok(c.clone());
         }
-        let c = tls_channel(addr, self.client_tls.clone())
+        let c = tls_channel_verifying(addr, server_name, self.client_tls.clone())
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        channels.insert(addr.to_string(), c.clone());
+        channels.insert(key, c.clone());
         Ok(c)
     }
 

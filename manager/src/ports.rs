@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use swarmlet_proto::objects::{Endpoint, PortConfig, Service, ServiceSpec};
+use swarmlet_proto::objects::{Endpoint, Node, PortConfig, Service, ServiceSpec};
 
 /// The range dynamic published ports come from.
 pub const DYNAMIC_PORTS: std::ops::RangeInclusive<u32> = 30000..=32767;
@@ -25,6 +25,14 @@ pub enum PortError {
         protocol: String,
         /// The service holding it.
         service: String,
+    },
+    /// A node's swarmd listens on the port itself.
+    #[error("port {port}/tcp is swarmd's own port on node {node}: publish another port")]
+    Daemon {
+        /// The port.
+        port: u32,
+        /// A node whose swarmd listens on it.
+        node: String,
     },
     /// No dynamic port is left.
     #[error("no free port left in the dynamic range 30000-32767")]
@@ -75,13 +83,28 @@ pub fn normalise(spec: &mut ServiceSpec) -> Result<(), PortError> {
     Ok(())
 }
 
+/// The TCP ports the nodes' own daemons listen on, each with a node that
+/// does (reported in heartbeats): a published port there would let the
+/// routing mesh capture the cluster's own traffic.
+pub fn daemon_ports(nodes: &[Node]) -> HashMap<u32, String> {
+    let mut ports = HashMap::new();
+    for n in nodes {
+        for p in &n.daemon_ports {
+            ports.entry(*p).or_insert_with(|| n.hostname.clone());
+        }
+    }
+    ports
+}
+
 /// The endpoint of service `me` (`spec` already normalised), given every
-/// service in the cluster. A port `me` already had keeps its number.
+/// service in the cluster and the nodes' own ports ([`daemon_ports`]). A
+/// port `me` already had keeps its number.
 pub fn allocate(
     me: &str,
     spec: &ServiceSpec,
     previous: Option<&Endpoint>,
     services: &[Service],
+    daemon: &HashMap<u32, String>,
 ) -> Result<Endpoint, PortError> {
     // (port, protocol) → name of the service publishing it in ingress mode.
     let mut taken: HashMap<(u32, String), String> = HashMap::new();
@@ -96,6 +119,12 @@ pub fn allocate(
     let mut ports = Vec::with_capacity(spec.ports.len());
     for p in &spec.ports {
         let mut port = p.clone();
+        if let (Some(node), "tcp") = (daemon.get(&p.published), p.protocol.as_str()) {
+            return Err(PortError::Daemon {
+                port: p.published,
+                node: node.clone(),
+            });
+        }
         if let Some(holder) = taken.get(&(p.published, p.protocol.clone())) {
             if p.published != 0 {
                 return Err(PortError::InUse {
@@ -113,19 +142,20 @@ pub fn allocate(
                     && DYNAMIC_PORTS.contains(&q.published)
                     && !taken.contains_key(&(q.published, q.protocol.clone()))
             });
-            port.published =
-                match kept {
-                    Some(q) => q.published,
-                    None => DYNAMIC_PORTS
-                        .clone()
-                        .find(|n| {
-                            !taken.contains_key(&(*n, p.protocol.clone()))
-                                && !spec.ports.iter().chain(ports.iter()).any(|q: &PortConfig| {
-                                    q.published == *n && q.protocol == p.protocol
-                                })
-                        })
-                        .ok_or(PortError::Exhausted)?,
-                };
+            port.published = match kept {
+                Some(q) => q.published,
+                None => DYNAMIC_PORTS
+                    .clone()
+                    .find(|n| {
+                        let daemons = p.protocol == "tcp" && daemon.contains_key(n);
+                        let mine =
+                            spec.ports.iter().chain(ports.iter()).any(|q: &PortConfig| {
+                                q.published == *n && q.protocol == p.protocol
+                            });
+                        !(taken.contains_key(&(*n, p.protocol.clone())) || daemons || mine)
+                    })
+                    .ok_or(PortError::Exhausted)?,
+            };
         }
         if port.mode == "ingress" {
             taken.insert((port.published, port.protocol.clone()), spec.name.clone());
@@ -156,7 +186,7 @@ mod tests {
             ..Default::default()
         };
         normalise(&mut spec).expect("valid");
-        let endpoint = allocate(id, &spec, None, &[]).expect("free");
+        let endpoint = allocate(id, &spec, None, &[], &HashMap::new()).expect("free");
         Service {
             id: id.into(),
             spec: Some(spec),
@@ -199,6 +229,7 @@ mod tests {
             "web",
             vec![port(8080, 80, "ingress"), port(0, 443, "")],
         );
+        let none = HashMap::new();
         let ep = web.endpoint.clone().expect("endpoint");
         assert_eq!(ep.ports[1].published, 30000);
         let mut other = ServiceSpec {
@@ -207,8 +238,8 @@ mod tests {
             ..Default::default()
         };
         normalise(&mut other).expect("valid");
-        let err =
-            allocate("a", &other, None, std::slice::from_ref(&web)).expect_err("8080 is taken");
+        let err = allocate("a", &other, None, std::slice::from_ref(&web), &none)
+            .expect_err("8080 is taken");
         assert_eq!(
             err.to_string(),
             "port 8080/tcp is already published by service web"
@@ -216,13 +247,14 @@ mod tests {
         // A dynamic port skips the taken one; the service itself keeps its own.
         other.ports = vec![port(0, 80, "")];
         normalise(&mut other).expect("valid");
-        let ep2 = allocate("a", &other, None, std::slice::from_ref(&web)).expect("free");
+        let ep2 = allocate("a", &other, None, std::slice::from_ref(&web), &none).expect("free");
         assert_eq!(ep2.ports[0].published, 30001);
         let again = allocate(
             "w",
             web.spec.as_ref().expect("spec"),
             Some(&ep),
             std::slice::from_ref(&web),
+            &none,
         )
         .expect("own ports");
         assert_eq!(again, ep);
@@ -232,6 +264,51 @@ mod tests {
             ..port(8080, 80, "ingress")
         }];
         normalise(&mut other).expect("valid");
-        assert!(allocate("a", &other, None, &[web]).is_ok());
+        assert!(allocate("a", &other, None, &[web], &none).is_ok());
+    }
+
+    #[test]
+    fn the_daemons_own_ports_are_never_published() {
+        let nodes = vec![
+            Node {
+                hostname: "h1".into(),
+                daemon_ports: vec![4242, 9323],
+                ..Default::default()
+            },
+            Node {
+                hostname: "h2".into(),
+                daemon_ports: vec![4242, 30000],
+                ..Default::default()
+            },
+        ];
+        let daemon = daemon_ports(&nodes);
+        let mut spec = ServiceSpec {
+            name: "web".into(),
+            ports: vec![port(4242, 80, "")],
+            ..Default::default()
+        };
+        normalise(&mut spec).expect("valid");
+        let err = allocate("w", &spec, None, &[], &daemon).expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            "port 4242/tcp is swarmd's own port on node h1: publish another port"
+        );
+        spec.ports = vec![port(9323, 80, "host")];
+        normalise(&mut spec).expect("valid");
+        assert!(
+            allocate("w", &spec, None, &[], &daemon).is_err(),
+            "host mode too"
+        );
+        // udp is another port space; a dynamic port skips the daemons' ports.
+        spec.ports = vec![PortConfig {
+            protocol: "udp".into(),
+            ..port(4242, 53, "")
+        }];
+        normalise(&mut spec).expect("valid");
+        assert!(allocate("w", &spec, None, &[], &daemon).is_ok());
+        spec.ports = vec![port(0, 80, "")];
+        normalise(&mut spec).expect("valid");
+        let ep = allocate("w", &spec, None, &[], &daemon).expect("dynamic");
+        assert_eq!(ep.ports[0].published, 30001);
     }
 }

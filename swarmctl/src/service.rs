@@ -316,7 +316,11 @@ pub async fn run(cli: &Cli, cmd: &ServiceCmd) -> anyhow::Result<()> {
                 .await
                 .map_err(status)?
                 .into_inner();
+            let mut unreadable = Vec::new();
             while let Some(line) = lines.message().await.map_err(status)? {
+                if line.unreadable {
+                    unreadable.push(line.source.trim_start_matches('@').to_string());
+                }
                 let text = String::from_utf8_lossy(&line.data);
                 for l in text.lines() {
                     if line.stderr {
@@ -325,6 +329,13 @@ pub async fn run(cli: &Cli, cmd: &ServiceCmd) -> anyhow::Result<()> {
                         println!("{} | {l}", line.source);
                     }
                 }
+            }
+            if !unreadable.is_empty() {
+                bail!(
+                    "the logs of {} node(s) could not be read: {}",
+                    unreadable.len(),
+                    unreadable.join(", ")
+                );
             }
         }
         ServiceCmd::Update(args) => {

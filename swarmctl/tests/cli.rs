@@ -137,6 +137,12 @@ async fn cluster_and_node_commands() {
         "invalid --heartbeat-period",
     );
     fails_with(&a, &["cluster", "join-token", "boss"], "unknown role");
+    // A lifetime shorter than Docker's minimum could lock nodes out for good.
+    fails_with(
+        &a,
+        &["cluster", "update", "--cert-expiry", "59m"],
+        "certificate expiry must be at least 1h",
+    );
     let ls = swarmctl(&a, &["node", "ls", "--format", "json"]);
     let after: serde_json::Value = serde_json::from_str(stdout(&ls).trim()).expect("json");
     assert_eq!(after.as_array().map(Vec::len), Some(2));
@@ -148,6 +154,16 @@ async fn cluster_and_node_commands() {
     let c: serde_json::Value = serde_json::from_str(&stdout(&insp)).expect("json object");
     assert_eq!(c["heartbeat_period_ms"], 2000);
     assert!(c.get("root_ca_key_pem").is_none() && !stdout(&insp).contains("PRIVATE KEY"));
+
+    // The state at rest is root's alone, from creation: the state dirs
+    // 0700, every directory in them 0700 and every file 0600, the control
+    // socket 0600.
+    for node in [&a, &b] {
+        assert_private(&node.state_dir);
+        use std::os::unix::fs::MetadataExt;
+        let mode = std::fs::metadata(&node.socket).expect("socket").mode() & 0o777;
+        assert_eq!(mode, 0o600, "control socket {}", node.socket.display());
+    }
 
     // node ps validates the node; empty until services exist.
     let ps = swarmctl(&a, &["node", "ps", "beta", "--format", "json"]);
@@ -651,4 +667,20 @@ async fn secret_and_config_commands() {
     assert!(swarmctl(&a, &["config", "rm", "app"]).status.success());
     fails_with(&a, &["secret", "inspect", "db"], "secret db not found");
     a.stop().await;
+}
+
+/// Asserts that `dir` and everything under it is 0700 (directories) or
+/// 0600 (files).
+fn assert_private(dir: &std::path::Path) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(dir).expect("stat");
+    let mode = meta.mode() & 0o7777;
+    if meta.is_dir() {
+        assert_eq!(mode, 0o700, "{} is {mode:o}", dir.display());
+        for entry in std::fs::read_dir(dir).expect("ls") {
+            assert_private(&entry.expect("entry").path());
+        }
+    } else {
+        assert_eq!(mode, 0o600, "{} is {mode:o}", dir.display());
+    }
 }

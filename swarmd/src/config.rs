@@ -24,6 +24,8 @@ pub struct DaemonConfig {
     pub snapshot_keep_entries: u64,
     /// How often the node checks whether its certificate needs renewal.
     pub cert_check_interval: Duration,
+    /// Shortest certificate lifetime a manager accepts (1 h; tests shorten it).
+    pub min_cert_expiry: Duration,
     /// `docker` or `sim`.
     pub executor: String,
     /// Start latency of the simulated executor.
@@ -58,6 +60,7 @@ impl DaemonConfig {
             snapshot_interval: 10_000,
             snapshot_keep_entries: 1_000,
             cert_check_interval: Duration::from_secs(60),
+            min_cert_expiry: swarmlet_manager::manager::MIN_CERT_EXPIRY,
             executor: "docker".into(),
             sim_start_latency: Duration::from_millis(10),
             resources: None,
@@ -66,6 +69,20 @@ impl DaemonConfig {
             force_new_cluster: false,
             metrics_addr: None,
         }
+    }
+
+    /// The TCP ports this daemon listens on (`--listen-addr`,
+    /// `--metrics-addr`), which no service may publish.
+    pub fn daemon_ports(&self) -> Vec<u32> {
+        let port = |addr: &str| {
+            addr.rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u32>().ok())
+                .filter(|p| *p != 0)
+        };
+        std::iter::once(port(&self.listen_addr))
+            .chain(std::iter::once(self.metrics_addr.as_deref().and_then(port)))
+            .flatten()
+            .collect()
     }
 
     /// Directory of the node's certificates.

@@ -37,8 +37,10 @@ impl Daemon {
     /// Starts the daemon: resumes the node if its state dir is populated,
     /// then serves the control socket.
     pub async fn start(cfg: DaemonConfig) -> anyhow::Result<Arc<Daemon>> {
-        std::fs::create_dir_all(&cfg.state_dir)
-            .with_context(|| format!("cannot create state dir {}", cfg.state_dir.display()))?;
+        // Everything the daemon creates from here on (sled's files included)
+        // is private to root from its creation.
+        swarmlet_common::private_fs::restrict_umask();
+        prepare_state_dir(&cfg.state_dir)?;
         let managers = ManagerSlot::default();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let state = NodeState::load(&cfg.state_dir)?;
@@ -78,11 +80,13 @@ impl Daemon {
         }
         let socket = &cfg.control_socket;
         if let Some(dir) = socket.parent() {
-            std::fs::create_dir_all(dir)?;
+            swarmlet_common::private_fs::create_dir_all(dir)?;
         }
         let _ = std::fs::remove_file(socket);
         let listener = tokio::net::UnixListener::bind(socket)
             .with_context(|| format!("cannot bind control socket {}", socket.display()))?;
+        // Created 0700 under the umask above (no moment with access for
+        // others); the execute bit means nothing on a socket.
         std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
         let local = LocalService::new(Arc::downgrade(&daemon));
         let mut rx = shutdown_rx;
@@ -132,4 +136,19 @@ impl Daemon {
         }
         let _ = std::fs::remove_file(&self.cfg.control_socket);
     }
+}
+
+/// Creates the state dir 0700, or tightens one that an older version (or
+/// an operator's `mkdir`) left open to others, before anything is written
+/// in it.
+fn prepare_state_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    swarmlet_common::private_fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create state dir {}", dir.display()))?;
+    let mode = std::fs::metadata(dir)?.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(dir = %dir.display(), mode = format!("{mode:o}"), "state dir was open to others: now 700");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
 }

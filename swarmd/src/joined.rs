@@ -161,6 +161,7 @@ impl Joined {
                     .cfg
                     .resources
                     .unwrap_or_else(swarmlet_worker::resources::host_resources),
+                daemon_ports: me.cfg.daemon_ports(),
             };
             agent::run(cfg, tx, shutdown).await;
         };
@@ -318,6 +319,7 @@ impl Joined {
             client_tls: self.client_tls.clone(),
             force_new_cluster: self.cfg.force_new_cluster && !bootstrap,
             secrets_key_path: self.cfg.state_dir.join("secrets.kek"),
+            min_cert_expiry: self.cfg.min_cert_expiry,
         };
         let manager = if bootstrap {
             Manager::bootstrap(mcfg)?

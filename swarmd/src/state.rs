@@ -29,6 +29,9 @@ pub enum StateError {
     /// I/O on the file.
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
+    /// The file could not be written privately.
+    #[error("{0}: {1}")]
+    Write(String, swarmlet_common::private_fs::PrivateFsError),
     /// The file is not valid JSON for a node state.
     #[error("{0}: {1}")]
     Json(String, serde_json::Error),
@@ -50,15 +53,13 @@ impl NodeState {
         }
     }
 
-    /// Writes the state to `dir` atomically.
+    /// Writes the state to `dir` atomically (0600, the directory 0700).
     pub fn save(&self, dir: &Path) -> Result<(), StateError> {
         let path = dir.join(FILE);
-        let tmp = dir.join(".node.json.tmp");
         let shown = path.display().to_string();
-        std::fs::create_dir_all(dir).map_err(|e| StateError::Io(shown.clone(), e))?;
         let body =
             serde_json::to_vec_pretty(self).map_err(|e| StateError::Json(shown.clone(), e))?;
-        std::fs::write(&tmp, body).map_err(|e| StateError::Io(shown.clone(), e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| StateError::Io(shown, e))
+        swarmlet_common::private_fs::write_atomic(&path, &body)
+            .map_err(|e| StateError::Write(shown, e))
     }
 }

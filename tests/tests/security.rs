@@ -222,6 +222,7 @@ async fn certificates_are_renewed_before_they_expire() {
     let dir = tempfile::tempdir().expect("tempdir");
     let fast_check: fn(&mut swarmd::config::DaemonConfig) = |c| {
         c.cert_check_interval = Duration::from_millis(200);
+        c.min_cert_expiry = Duration::from_secs(1);
     };
     let mut m = InProcessNode::new(dir.path(), "m");
     let mut w = InProcessNode::new(dir.path(), "w");
@@ -272,4 +273,109 @@ async fn certificates_are_renewed_before_they_expire() {
     assert_eq!(worker.status, "ready");
     w.stop().await;
     m.stop().await;
+}
+
+/// A client channel to `addr` presenting `identity`'s certificate.
+fn channel_as(
+    identity: &swarmlet_common::identity::NodeIdentity,
+    addr: &str,
+) -> tonic::transport::Channel {
+    let slot = CertSlot::new(identity).expect("slot");
+    tls_channel(addr, client_config(&identity.ca_pem, slot).expect("tls")).expect("channel")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_demoted_then_removed_managers_kept_certificate_is_refused() {
+    use swarmlet_proto::ca::ca_client::CaClient;
+    use swarmlet_proto::control::{NodeRef, RemoveNodeRequest, SetRoleRequest};
+    use swarmlet_proto::dispatcher::dispatcher_client::DispatcherClient;
+    use swarmlet_proto::dispatcher::HeartbeatRequest;
+    use swarmlet_proto::raft::raft_transport_client::RaftTransportClient;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes = form_cluster(dir.path(), 2, 1, |i| ["m1", "m2", "w"][i].into(), |_| {})
+        .await
+        .unwrap_or_else(|e| panic!("cluster forms: {e:#}"));
+    let mut w = nodes.pop().expect("w");
+    let mut m2 = nodes.pop().expect("m2");
+    let mut m1 = nodes.pop().expect("m1");
+    // The certificate m2 holds as a manager, copied away.
+    let kept = swarmlet_common::identity::NodeIdentity::load(&m2.state_dir.join("certs"))
+        .expect("load")
+        .expect("present");
+    assert_eq!(kept.info.role, swarmlet_common::identity::Role::Manager);
+    let worker_id = m1
+        .control()
+        .inspect_node(NodeRef { node: "w".into() })
+        .await
+        .expect("w")
+        .into_inner()
+        .id;
+    // Before: the kept certificate works.
+    let ch = channel_as(&kept, &m1.addr);
+    ControlClient::new(ch.clone())
+        .list_nodes(Empty {})
+        .await
+        .expect("a manager's certificate reaches the control API");
+
+    // Demoted: the certificate still says manager, the store does not.
+    m1.control()
+        .set_node_role(SetRoleRequest {
+            node: "m2".into(),
+            role: "worker".into(),
+        })
+        .await
+        .expect("demote m2");
+    let e = ControlClient::new(ch.clone())
+        .list_nodes(Empty {})
+        .await
+        .expect_err("demoted manager's certificate");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{}", e.message());
+    assert!(
+        e.message().contains("no longer a manager"),
+        "{}",
+        e.message()
+    );
+    let e = RaftTransportClient::new(ch.clone())
+        .fetch_secrets_key(Empty {})
+        .await
+        .expect_err("secrets key");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{}", e.message());
+    // Nor may it speak for another node.
+    let mut hb = tonic::Request::new(HeartbeatRequest::default());
+    hb.metadata_mut().insert(
+        swarmlet_manager::services::ON_BEHALF_OF,
+        worker_id.parse().expect("header"),
+    );
+    let e = DispatcherClient::new(ch.clone())
+        .heartbeat(hb)
+        .await
+        .expect_err("impersonation");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{}", e.message());
+    assert!(e.message().contains("only for itself"), "{}", e.message());
+
+    // Removed: refused everywhere, renewal included.
+    m2.stop().await;
+    m1.control()
+        .remove_node(RemoveNodeRequest {
+            node: "m2".into(),
+            force: true,
+        })
+        .await
+        .expect("rm m2");
+    let e = ControlClient::new(ch.clone())
+        .list_nodes(Empty {})
+        .await
+        .expect_err("removed node's certificate");
+    assert!(e.message().contains("was removed"), "{}", e.message());
+    let (_, csr) = swarmlet_common::identity::new_key_and_csr().expect("csr");
+    let e = CaClient::new(ch.clone())
+        .renew_node_certificate(swarmlet_proto::ca::RenewRequest { csr_pem: csr })
+        .await
+        .expect_err("renewal");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{}", e.message());
+    // The cluster itself is fine.
+    m1.control().list_nodes(Empty {}).await.expect("ls");
+    w.stop().await;
+    m1.stop().await;
 }

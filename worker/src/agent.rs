@@ -37,6 +37,8 @@ pub struct AgentConfig {
     pub managers: Vec<String>,
     /// What this node offers to tasks.
     pub resources: Resources,
+    /// TCP ports this node's swarmd listens on.
+    pub daemon_ports: Vec<u32>,
 }
 
 const RETRY: Duration = Duration::from_millis(250);
@@ -115,6 +117,7 @@ async fn heartbeat_once(
         hostname: cfg.hostname.clone(),
         addr: cfg.addr.clone(),
         resources: Some(cfg.resources),
+        daemon_ports: cfg.daemon_ports.clone(),
     };
     match tokio::time::timeout(CALL_TIMEOUT, client.heartbeat(req)).await {
         Ok(Ok(r)) => Ok(r.into_inner()),

@@ -60,6 +60,7 @@ pub fn container_log_lines<E: Executor>(
                 data,
                 stderr,
                 source: String::new(),
+                unreadable: false,
             }),
             Err(e) => Err(Status::unavailable(e.to_string())),
         })

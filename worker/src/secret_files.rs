@@ -12,7 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -70,12 +70,13 @@ impl SecretFiles {
                 "{SHM} is not a tmpfs: secrets are never written to disk"
             ));
         }
+        // The node's root sits in a directory anyone can write to: it is
+        // made 0700 by us, or refused if someone else prepared it.
+        swarmlet_common::private_fs::create_owned_dir(&self.root)
+            .map_err(|e| format!("secrets directory refused: {e}"))?;
         let dir = self.task_dir(&task.id);
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        swarmlet_common::private_fs::create_owned_dir(&dir)
+            .map_err(|e| format!("secrets directory refused: {e}"))?;
         let data = self
             .data
             .lock()
@@ -93,7 +94,11 @@ impl SecretFiles {
                 .mode(0o444)
                 .open(&path)
                 .map_err(|e| format!("writing {}: {e}", r.name))?;
-            f.write_all(bytes)
+            // Readable by the container's user whatever it is, as Docker's
+            // (the daemon's umask keeps new files private; widened here on
+            // the open file, which sits in a 0700 directory).
+            f.set_permissions(std::fs::Permissions::from_mode(0o444))
+                .and_then(|_| f.write_all(bytes))
                 .map_err(|e| format!("writing {}: {e}", r.name))?;
             mounts.push(FileMount {
                 source: path,
@@ -192,12 +197,47 @@ mod tests {
             id: "s1".into(),
             data: b"hunter2".to_vec(),
         }]);
+        // The daemon's umask keeps its own files private; secret files are
+        // still readable by a container's user.
+        swarmlet_common::private_fs::restrict_umask();
         let mounts = files.materialize(&task).expect("written");
         assert_eq!(mounts.len(), 1);
+        use std::os::unix::fs::MetadataExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).expect("stat").mode() & 0o7777;
+        assert_eq!(mode(&mounts[0].source), 0o444);
+        assert_eq!(mode(&files.root), 0o700);
         assert_eq!(mounts[0].target, "/run/secrets/db");
         assert_eq!(std::fs::read(&mounts[0].source).expect("read"), b"hunter2");
         files.retain(&[]);
         assert!(!mounts[0].source.exists());
+        let _ = std::fs::remove_dir_all(&files.root);
+    }
+
+    #[test]
+    fn a_secrets_root_prepared_by_someone_else_is_refused() {
+        let files = SecretFiles::new(&format!("unittestopen{}", std::process::id()));
+        std::fs::create_dir(&files.root).expect("mkdir");
+        std::fs::set_permissions(&files.root, std::fs::Permissions::from_mode(0o777))
+            .expect("chmod");
+        files.remember(vec![FilePayload {
+            id: "s1".into(),
+            data: b"hunter2".to_vec(),
+        }]);
+        let task = Task {
+            id: "t1".into(),
+            spec: Some(ServiceSpec {
+                secrets: vec![FileReference {
+                    id: "s1".into(),
+                    name: "db".into(),
+                    target: "/run/secrets/db".into(),
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let err = files.materialize(&task).expect_err("refused");
+        assert!(err.contains("secrets directory refused"), "{err}");
+        assert!(std::fs::read_dir(&files.root).expect("ls").next().is_none());
         let _ = std::fs::remove_dir_all(&files.root);
     }
 }

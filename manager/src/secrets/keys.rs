@@ -8,8 +8,6 @@
 //! the Raft data alone does not reveal any secret. Both keys are made by
 //! the leader the first time a secret or config is created.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -68,18 +66,7 @@ impl KeyRing {
 
     /// Keeps `kek` in memory and in the file (0600, written atomically).
     fn store_kek(&self, kek: &Key) -> Result<(), Status> {
-        let tmp = self.kek_path.with_extension("tmp");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| internal("writing the secrets key", e))?;
-        f.write_all(kek.as_bytes())
-            .and_then(|_| f.sync_all())
-            .map_err(|e| internal("writing the secrets key", e))?;
-        std::fs::rename(&tmp, &self.kek_path)
+        swarmlet_common::private_fs::write_atomic(&self.kek_path, kek.as_bytes())
             .map_err(|e| internal("writing the secrets key", e))?;
         if let Ok(mut g) = self.kek.lock() {
             *g = Some(kek.clone());

@@ -11,7 +11,8 @@ use swarmlet_proto::common::Empty;
 use swarmlet_proto::objects::{Node, NodeAvailability, NodeRole, NodeStatus, RemovedNode};
 use tonic::{Request, Response, Status};
 
-use super::{calling_node, forwarded, ManagerSlot};
+use super::auth::{acting_node, Need};
+use super::{forwarded, ManagerSlot};
 use crate::manager::{store_status, Manager};
 use crate::store::Tx;
 
@@ -119,7 +120,7 @@ impl Ca for CaService {
         request: Request<RenewRequest>,
     ) -> Result<Response<IssueResponse>, Status> {
         let m = self.slot.get()?;
-        let node_id = calling_node(&request)?;
+        let node_id = acting_node(&m, &request, Need::Member)?;
         if m.store
             .get::<RemovedNode>(&node_id)
             .map_err(store_status)?

@@ -11,7 +11,6 @@ use prost::Message as _;
 use swarmlet_common::names::{
     availability_name, parse_availability, parse_role, role_name, status_name,
 };
-use swarmlet_common::tls::require_manager;
 use swarmlet_common::token::{new_secret, root_digest, JoinToken};
 use swarmlet_proto::common::Empty;
 use swarmlet_proto::control::control_client::ControlClient;
@@ -23,6 +22,7 @@ use swarmlet_proto::objects::{
 use swarmlet_proto::store::ConfChangeContext;
 use tonic::{Request, Response, Status};
 
+use super::auth::{authorize, Need};
 use super::service_ops;
 use super::{forwarded, ManagerSlot};
 use crate::manager::{propose_status, Manager};
@@ -42,12 +42,14 @@ impl ControlService {
         ControlService { slot, local }
     }
 
-    /// The manager, after checking the caller may use the control API.
+    /// The manager, after checking the caller may use the control API: a
+    /// manager now, in the store's view ([`super::auth`]).
     fn manager<T>(&self, request: &Request<T>) -> Result<std::sync::Arc<Manager>, Status> {
+        let m = self.slot.get()?;
         if !self.local {
-            require_manager(request)?;
+            authorize(&m, request, Need::Manager)?;
         }
-        self.slot.get()
+        Ok(m)
     }
 }
 
@@ -432,10 +434,15 @@ impl Control for ControlService {
                 "heartbeat period must be positive",
             ));
         }
-        if req.node_cert_expiry_ms.is_some_and(|ms| ms < 1000) {
-            return Err(Status::invalid_argument(
-                "certificate expiry must be at least 1s",
-            ));
+        let min = m.min_cert_expiry;
+        if req
+            .node_cert_expiry_ms
+            .is_some_and(|ms| ms < min.as_millis() as u64)
+        {
+            return Err(Status::invalid_argument(format!(
+                "certificate expiry must be at least {}",
+                humantime::format_duration(min)
+            )));
         }
         if req.task_history_limit.is_some_and(|l| l < 0) {
             return Err(Status::invalid_argument(

@@ -19,7 +19,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{calling_node, forwarded, ManagerSlot};
+use super::auth::{acting_node, Need};
+use super::{forwarded, ManagerSlot};
 use crate::assignments::{diff, NodeAssignments, NodeTasks};
 use crate::liveness::{heartbeat_period, mark_ready};
 use crate::manager::{store_status, Manager};
@@ -136,8 +137,8 @@ impl Dispatcher for DispatcherService {
         &self,
         request: Request<AssignmentsRequest>,
     ) -> Result<Response<Self::AssignmentsStream>, Status> {
-        let node_id = calling_node(&request)?;
         let m = self.slot.get()?;
+        let node_id = acting_node(&m, &request, Need::Member)?;
         if let Some(leader) = m.forward_target().await? {
             let upstream = DispatcherClient::new(leader)
                 .assignments(forwarded(request.into_inner(), Some(&node_id)))
@@ -153,8 +154,8 @@ impl Dispatcher for DispatcherService {
         &self,
         request: Request<UpdateTaskStatusRequest>,
     ) -> Result<Response<Empty>, Status> {
-        let node_id = calling_node(&request)?;
         let m = self.slot.get()?;
+        let node_id = acting_node(&m, &request, Need::Member)?;
         if let Some(leader) = m.forward_target().await? {
             return DispatcherClient::new(leader)
                 .update_task_status(forwarded(request.into_inner(), Some(&node_id)))
@@ -174,8 +175,8 @@ impl Dispatcher for DispatcherService {
     }
 
     async fn attach(&self, request: Request<AttachRequest>) -> Result<Response<Task>, Status> {
-        let node_id = calling_node(&request)?;
         let m = self.slot.get()?;
+        let node_id = acting_node(&m, &request, Need::Member)?;
         if let Some(leader) = m.forward_target().await? {
             return DispatcherClient::new(leader)
                 .attach(forwarded(request.into_inner(), Some(&node_id)))
@@ -189,8 +190,20 @@ impl Dispatcher for DispatcherService {
         &self,
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
-        let node_id = calling_node(&request)?;
         let m = self.slot.get()?;
+        // A removed node is told so (it then leaves the cluster by itself)
+        // rather than refused.
+        let own = swarmlet_common::tls::peer_cert_info(&request)?.node_id;
+        if request.metadata().get(super::ON_BEHALF_OF).is_none()
+            && m.store.get_shared::<RemovedNode>(&own).is_some()
+        {
+            return Ok(Response::new(HeartbeatResponse {
+                period_ms: heartbeat_period(&m).as_millis() as u64,
+                removed: true,
+                ..Default::default()
+            }));
+        }
+        let node_id = acting_node(&m, &request, Need::Member)?;
         if let Some(leader) = m.forward_target().await? {
             return DispatcherClient::new(leader)
                 .heartbeat(forwarded(request.into_inner(), Some(&node_id)))
@@ -219,9 +232,12 @@ impl Dispatcher for DispatcherService {
         };
         m.liveness.record(&node_id);
         let m2 = m.clone();
-        let addr = req.addr.clone();
-        let resources = req.resources;
-        tokio::spawn(async move { mark_ready(&m2, &node_id, &addr, resources).await });
+        let reported = crate::liveness::Reported {
+            addr: req.addr,
+            resources: req.resources,
+            daemon_ports: req.daemon_ports,
+        };
+        tokio::spawn(async move { mark_ready(&m2, &node_id, reported).await });
         Ok(Response::new(HeartbeatResponse {
             period_ms: period.as_millis() as u64,
             desired_role: role_name(node.role()).to_string(),

@@ -75,7 +75,9 @@ pub async fn service_logs(
             tail,
         };
         let hostname = node.hostname.clone();
-        let lines = match m.channel_to(&node.addr) {
+        // Verified as that very node (its certificate names its ID), whatever
+        // its role.
+        let lines = match m.channel_to_node(&node.id, &node.addr) {
             Ok(ch) => NodeLogsClient::new(ch).task_logs(request).await,
             Err(e) => Err(e),
         };
@@ -97,6 +99,7 @@ pub async fn service_logs(
                         .into_bytes(),
                     stderr: true,
                     source: format!("@{hostname}"),
+                    unreadable: true,
                 })])
                 .boxed(),
             ),

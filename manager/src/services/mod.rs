@@ -3,6 +3,7 @@
 //! Services find the running manager through a [`ManagerSlot`], since a
 //! node's role can change while its listener keeps running.
 
+pub mod auth;
 pub mod ca;
 pub mod control;
 pub mod dispatcher;
@@ -13,8 +14,6 @@ pub mod service_ops;
 
 use std::sync::{Arc, RwLock};
 
-use swarmlet_common::identity::Role;
-use swarmlet_common::tls::peer_cert_info;
 use tonic::Status;
 
 use crate::manager::Manager;
@@ -47,22 +46,6 @@ impl ManagerSlot {
             *g = manager;
         }
     }
-}
-
-/// The node a request is for: the caller's certificate's node, or, when a
-/// manager forwards a call, the node named in [`ON_BEHALF_OF`].
-pub fn calling_node<T>(request: &tonic::Request<T>) -> Result<String, Status> {
-    let info = peer_cert_info(request)?;
-    if info.role == Role::Manager {
-        if let Some(v) = request
-            .metadata()
-            .get(ON_BEHALF_OF)
-            .and_then(|v| v.to_str().ok())
-        {
-            return Ok(v.to_string());
-        }
-    }
-    Ok(info.node_id)
 }
 
 /// A copy of `message` to send to the leader on behalf of `node`.

@@ -4,7 +4,6 @@
 use prost::Message as _;
 use protobuf::Message as PbMessage;
 use raft::eraftpb::Message;
-use swarmlet_common::tls::require_manager;
 use swarmlet_proto::common::Empty;
 use swarmlet_proto::objects::{Node, NodeRole};
 use swarmlet_proto::raft::raft_transport_client::RaftTransportClient;
@@ -15,7 +14,8 @@ use swarmlet_proto::raft::{
 use swarmlet_proto::store::ConfChangeContext;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{calling_node, forwarded, ManagerSlot};
+use super::auth::{self, acting_node, authorize, Need};
+use super::{forwarded, ManagerSlot};
 use crate::manager::{propose_status, store_status};
 
 /// The Raft transport service of one node.
@@ -36,7 +36,9 @@ impl RaftTransport for RaftService {
         &self,
         request: Request<Streaming<RaftChunk>>,
     ) -> Result<Response<Empty>, Status> {
-        require_manager(&request)?;
+        // Checked against the store at the start and again as messages
+        // come: a stream outlives a demotion or a removal.
+        let cert = authorize(&*self.slot.get()?, &request, Need::Manager)?;
         let from_addr = request
             .metadata()
             .get(crate::raft::transport::FROM_ADDR)
@@ -59,6 +61,17 @@ impl RaftTransport for RaftService {
             if m.transport.is_blocked(msg.from) {
                 continue;
             }
+            if let Some(refused) = auth::refuse_raft_peer(&m.store, &cert) {
+                return Err(refused);
+            }
+            if !auth::raft_sender_matches(&m.store, &cert, msg.from) {
+                tracing::warn!(
+                    node = %cert.node_id,
+                    from = msg.from,
+                    "raft message from a member that is not the sender's: dropped"
+                );
+                continue;
+            }
             m.transport.learn_peer(msg.from, &from_addr);
             m.raft.step(msg);
         }
@@ -70,8 +83,8 @@ impl RaftTransport for RaftService {
         request: Request<Empty>,
     ) -> Result<Response<SecretsKey>, Status> {
         // Managers only: the key opens every secret of the cluster.
-        require_manager(&request)?;
         let m = self.slot.get()?;
+        authorize(&m, &request, Need::Manager)?;
         let key = m.keys.local_kek()?;
         Ok(Response::new(SecretsKey {
             key: key.map(|k| k.as_bytes().to_vec()).unwrap_or_default(),
@@ -82,9 +95,8 @@ impl RaftTransport for RaftService {
         &self,
         request: Request<JoinRaftRequest>,
     ) -> Result<Response<JoinRaftResponse>, Status> {
-        require_manager(&request)?;
-        let node_id = calling_node(&request)?;
         let m = self.slot.get()?;
+        let node_id = acting_node(&m, &request, Need::Manager)?;
         if let Some(leader) = m.forward_target().await? {
             return RaftTransportClient::new(leader)
                 .join_raft(forwarded(request.into_inner(), Some(&node_id)))

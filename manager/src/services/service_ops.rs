@@ -100,8 +100,17 @@ fn allocate_endpoint(
         .into_iter()
         .map(|(_, s)| s)
         .collect();
-    crate::ports::allocate(id, spec, previous, &services).map_err(|e| match e {
+    let nodes: Vec<Node> = m
+        .store
+        .list::<Node>()
+        .map_err(store_status)?
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect();
+    let daemon = crate::ports::daemon_ports(&nodes);
+    crate::ports::allocate(id, spec, previous, &services, &daemon).map_err(|e| match e {
         crate::ports::PortError::InUse { .. } => Status::already_exists(e.to_string()),
+        crate::ports::PortError::Daemon { .. } => Status::invalid_argument(e.to_string()),
         crate::ports::PortError::Exhausted => Status::resource_exhausted(e.to_string()),
         crate::ports::PortError::Invalid(_) => Status::invalid_argument(e.to_string()),
     })

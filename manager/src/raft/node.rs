@@ -1,11 +1,16 @@
 //! The Ready loop: one thread owns the `RawNode` and its storage.
 //!
-//! Order per Ready, as raft-rs documents it: send the leader's `messages` at
-//! once, install a snapshot, apply committed entries, append new entries and
-//! the HardState, fsync once, send `persisted_messages`, `advance`, then the
-//! light ready's commit index, messages and committed entries, and
-//! `advance_apply`. Commands (proposals, peer messages) are drained in
-//! batches between Readies, so many concurrent proposals share one fsync.
+//! Order per Ready: send the leader's `messages` at once, install a
+//! snapshot, append new entries and the HardState, fsync once, **then**
+//! apply committed entries (raft-rs's example applies them before the
+//! append; here the applied index lives in the same sled database as the
+//! HardState, and applying first could leave it durable ahead of the
+//! commit index, which raft-rs refuses at start-up), send
+//! `persisted_messages`, `advance`, then the light ready's commit index
+//! (written before its entries are applied: sled recovers a prefix of its
+//! writes), messages and committed entries, and `advance_apply`. Commands
+//! (proposals, peer messages) are drained in batches between Readies, so
+//! many concurrent proposals share one fsync.
 
 use std::collections::HashMap;
 use std::sync::mpsc as std_mpsc;
@@ -335,7 +340,9 @@ impl Loop {
             self.install_snapshot(ready.snapshot().clone())?;
         }
         let committed = ready.take_committed_entries();
-        self.apply(committed)?;
+        // Durable first: the entries and the HardState with the commit index
+        // that covers `committed`; only then are they applied, so a crash can
+        // never leave the applied index ahead of the durable commit index.
         let must_persist =
             !ready.entries().is_empty() || ready.hs().is_some() || !ready.snapshot().is_empty();
         if !ready.entries().is_empty() {
@@ -349,6 +356,7 @@ impl Loop {
             // of its writes, and the log replays whatever was lost.
             self.raw.store().persist()?;
         }
+        self.apply(committed)?;
         if let Some(ss) = ready.ss() {
             if ss.raft_state != StateRole::Leader {
                 self.fail_all(ProposeError::LeadershipLost);

@@ -8,6 +8,16 @@
 //!
 //! Writes are buffered by sled; [`SledStorage::persist`] makes them durable
 //! with one fsync, which the Ready loop calls once per Ready.
+//!
+//! Crash consistency: sled recovers a prefix of its writes, and the Ready
+//! loop persists the HardState (with the commit index) before it applies
+//! committed entries, so the applied index never gets ahead of the durable
+//! commit index in the normal course. A snapshot install writes the state
+//! tree (applied index included) before the log and the HardState; a crash
+//! in between leaves applied > commit, which raft-rs refuses at start-up
+//! (it panics). [`SledStorage::open`] therefore repairs that shape first:
+//! what was applied was committed, so the commit index is raised to it
+//! (and an install cut short is finished: the state tree *is* the snapshot).
 
 use std::sync::Mutex;
 
@@ -55,13 +65,54 @@ fn storage_err(e: sled::Error) -> raft::Error {
 impl SledStorage {
     /// Opens the storage in `db`.
     pub fn open(db: sled::Db, store: Store) -> Result<Self, RaftStorageError> {
-        Ok(SledStorage {
+        let storage = SledStorage {
             log: db.open_tree("raft_log")?,
             meta: db.open_tree("raft_meta")?,
             db,
             store,
             snapshot_cache: Mutex::new(None),
-        })
+        };
+        storage.repair_applied_beyond_commit()?;
+        Ok(storage)
+    }
+
+    /// Raises the commit index to the applied index when a crash left the
+    /// state ahead of the HardState (see the module doc). Returns the index
+    /// repaired to, if anything was wrong.
+    fn repair_applied_beyond_commit(&self) -> Result<Option<u64>, RaftStorageError> {
+        let Some(bytes) = self.store.state.get(APPLIED_KEY)? else {
+            return Ok(None);
+        };
+        let (applied, applied_term) = decode_applied(&bytes);
+        let mut hs = self.hard_state()?;
+        if applied <= hs.commit {
+            return Ok(None);
+        }
+        let last = match self.last_log_index()? {
+            Some(i) => i,
+            None => self.compacted()?.index,
+        };
+        if last < applied {
+            // A snapshot's install stopped after the state tree: the log
+            // still describes the past; finish the install.
+            self.log.clear()?;
+            self.set_compacted(&SnapshotMetadata {
+                index: applied,
+                term: applied_term,
+                ..Default::default()
+            })?;
+        }
+        tracing::warn!(
+            applied,
+            commit = hs.commit,
+            "raft storage: applied index ahead of the commit index (a crash between \
+             the two writes); commit index raised to it"
+        );
+        hs.commit = applied;
+        hs.term = hs.term.max(applied_term);
+        self.set_hard_state(&hs)?;
+        self.persist()?;
+        Ok(Some(applied))
     }
 
     /// Whether this storage has never been part of a Raft group.
@@ -459,6 +510,59 @@ mod tests {
         let db = sled::Config::new().temporary(true).open().expect("db");
         let store = Store::open(&db).expect("store");
         SledStorage::open(db, store).expect("storage")
+    }
+
+    /// What a restart does: open the storage again over the same database
+    /// and start a `RawNode` at the applied index (raft-rs panics when the
+    /// applied index is past the commit index).
+    fn restart(s: SledStorage) -> raft::RawNode<SledStorage> {
+        let (db, store) = (s.db.clone(), s.store.clone());
+        drop(s);
+        let s = SledStorage::open(db, store.clone()).expect("reopen");
+        let (applied, _) = store.applied().expect("applied");
+        let cfg = raft::Config {
+            id: 7,
+            applied,
+            ..Default::default()
+        };
+        raft::RawNode::new(&cfg, s, &raft::default_logger()).expect("raft starts")
+    }
+
+    #[test]
+    fn entries_applied_before_their_commit_was_durable_are_repaired() {
+        let s = open();
+        s.bootstrap(7).expect("bootstrap");
+        s.append(&[entry(2, 1), entry(3, 1), entry(4, 1)])
+            .expect("append");
+        s.set_commit(2).expect("commit");
+        // The crash: entries up to 4 applied, the HardState still says 2.
+        s.store
+            .state
+            .insert(APPLIED_KEY, &encode_applied(4, 1)[..])
+            .expect("applied");
+        let node = restart(s);
+        assert_eq!(node.raft.raft_log.committed, 4);
+        assert_eq!(node.raft.raft_log.last_index(), 4);
+    }
+
+    #[test]
+    fn a_snapshot_install_cut_short_is_finished() {
+        let s = open();
+        s.bootstrap(7).expect("bootstrap");
+        s.append(&[entry(2, 1), entry(3, 1)]).expect("append");
+        s.set_commit(3).expect("commit");
+        // The crash: the state tree holds a snapshot at 10 (term 2); the log,
+        // the compaction point and the HardState are from before.
+        s.store
+            .state
+            .insert(APPLIED_KEY, &encode_applied(10, 2)[..])
+            .expect("applied");
+        let node = restart(s);
+        assert_eq!(node.raft.raft_log.committed, 10);
+        assert_eq!(node.store().first_index().expect("first"), 11);
+        assert_eq!(node.store().last_index().expect("last"), 10);
+        assert_eq!(node.store().term(10).expect("term"), 2);
+        assert!(node.raft.term >= 2);
     }
 
     #[test]

@@ -19,9 +19,11 @@
 //! - [`events`]: the cluster events kept in memory and fed live (`swarmctl events`).
 //! - [`secrets`]: secrets and configs: sealed rows, their keys, handing them to nodes.
 //! - [`metrics`]: the manager's gauges on `/metrics` (nodes, tasks, Raft).
+//! - [`at_rest`]: the Raft log and rows sealed on disk, the keys behind them, autolock.
 
 pub mod allocator;
 pub mod assignments;
+pub mod at_rest;
 pub mod events;
 pub mod ipam;
 pub mod liveness;

@@ -14,11 +14,14 @@ use swarmlet_proto::objects::{Cluster, Node, RaftMember};
 use tonic::transport::Channel;
 use tonic::Status;
 
+use crate::at_rest::keys::KeyFiles;
+use crate::at_rest::tree::SealedTree;
 use crate::liveness::Liveness;
 use crate::raft::node::{self, RaftConfig};
 use crate::raft::storage::SledStorage;
 use crate::raft::transport::GrpcTransport;
 use crate::raft::{ProposeError, RaftHandle};
+use crate::secrets::crypto::Key;
 use crate::store::{Store, StoreError, Tx};
 
 /// Failures starting a manager.
@@ -27,6 +30,9 @@ pub enum ManagerError {
     /// The state database could not be opened.
     #[error("state database: {0}")]
     Db(#[from] sled::Error),
+    /// Values of the state database could not be sealed or opened.
+    #[error("state database: {0}")]
+    Sealed(#[from] crate::at_rest::tree::SealedError),
     /// Raft could not start.
     #[error(transparent)]
     Start(#[from] node::StartError),
@@ -64,6 +70,13 @@ pub struct ManagerConfig {
     /// The shortest node certificate lifetime `cluster update --cert-expiry`
     /// accepts ([`MIN_CERT_EXPIRY`]; tests of renewal shorten it).
     pub min_cert_expiry: Duration,
+    /// This manager's data key: it seals the Raft log and the rows on disk.
+    pub data_key: Arc<Key>,
+    /// Where the data key is kept sealed (re-sealed when autolock changes).
+    pub key_files: KeyFiles,
+    /// The data key was made just now for a database that may hold values
+    /// of an older version, written before values were sealed: seal them.
+    pub seal_plaintext: bool,
 }
 
 /// Docker's minimum certificate lifetime: shorter ones could expire between
@@ -113,8 +126,21 @@ impl Manager {
 
     fn start_inner(cfg: ManagerConfig, bootstrap: bool) -> Result<Arc<Manager>, ManagerError> {
         let db = open_db(&cfg.db_dir)?;
-        let store = Store::open(&db)?;
-        let storage = SledStorage::open(db.clone(), store.clone())?;
+        if cfg.seal_plaintext {
+            for tree in [crate::store::STATE_TREE, crate::raft::storage::LOG_TREE] {
+                let n =
+                    SealedTree::open(&db, tree, cfg.data_key.clone())?.seal_plaintext_values()?;
+                if n > 0 {
+                    tracing::info!(
+                        tree,
+                        values = n,
+                        "sealed the values an older version stored in plaintext"
+                    );
+                }
+            }
+        }
+        let store = Store::open(&db, cfg.data_key.clone())?;
+        let storage = SledStorage::open(db.clone(), store.clone(), cfg.data_key.clone())?;
         if bootstrap && storage.is_empty()? {
             storage.bootstrap(cfg.raft.raft_id)?;
         }
@@ -159,6 +185,12 @@ impl Manager {
             tokio::spawn(crate::status_batcher::run(weak.clone(), status_rx)),
             tokio::spawn(crate::assignments::run(weak.clone())),
             tokio::spawn(crate::secrets::keys::run_fetcher(weak)),
+            tokio::spawn(crate::at_rest::follow_autolock(
+                manager.store.clone(),
+                cfg.key_files,
+                cfg.data_key,
+                manager.raft.watch_applied(),
+            )),
         ];
         if let Ok(mut bg) = manager.background.lock() {
             bg.extend(tasks);

@@ -84,6 +84,10 @@ pub enum ClusterCmd {
         /// Prefix length of each network cut from the pool.
         #[arg(long)]
         default_addr_pool_mask_len: Option<u32>,
+        /// Seal the managers' state with an unlock key that no manager
+        /// stores: a restarted manager waits for `cluster unlock`.
+        #[arg(long)]
+        autolock: bool,
     },
     /// Show the cluster.
     Inspect,
@@ -98,6 +102,20 @@ pub enum ClusterCmd {
         /// Lifetime of node certificates issued from now on, e.g. 2160h.
         #[arg(long)]
         cert_expiry: Option<String>,
+        /// Turn autolock on or off (`--autolock=true|false`).
+        #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "true|false")]
+        autolock: Option<bool>,
+    },
+    /// Unlock a manager restarted under autolock (the key from stdin or a prompt).
+    Unlock,
+    /// Show (or rotate) the unlock key of an autolocked cluster.
+    UnlockKey {
+        /// Replace the key; managers re-seal their state with the new one.
+        #[arg(long)]
+        rotate: bool,
+        /// Print only the key.
+        #[arg(short, long)]
+        quiet: bool,
     },
     /// Show (or rotate) a join token.
     JoinToken {

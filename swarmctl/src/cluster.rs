@@ -1,12 +1,14 @@
-//! `swarmctl cluster init|inspect|update|join-token`.
+//! `swarmctl cluster init|inspect|update|join-token|unlock|unlock-key`.
 
 use anyhow::anyhow;
 use serde_json::json;
 use swarmlet_proto::common::Empty;
 use swarmlet_proto::control::control_client::ControlClient;
-use swarmlet_proto::control::{ClusterInfo, JoinTokenRequest, UpdateClusterRequest};
+use swarmlet_proto::control::{
+    ClusterInfo, JoinTokenRequest, UnlockKeyRequest, UpdateClusterRequest,
+};
 use swarmlet_proto::local::local_client::LocalClient;
-use swarmlet_proto::local::InitRequest;
+use swarmlet_proto::local::{InitRequest, UnlockRequest};
 
 use crate::cli::{Cli, ClusterCmd, Format};
 use crate::output::{connect, json as print_json, status, time};
@@ -26,6 +28,7 @@ fn cluster_json(c: &ClusterInfo) -> serde_json::Value {
         "raft_commit_index": c.raft_commit_index,
         "leader": c.leader_node_id,
         "node_cert_expiry_ms": c.node_cert_expiry_ms,
+        "autolock": c.autolock,
     })
 }
 
@@ -37,12 +40,14 @@ pub async fn run(cli: &Cli, cmd: &ClusterCmd) -> anyhow::Result<()> {
             advertise_addr,
             default_addr_pool,
             default_addr_pool_mask_len,
+            autolock,
         } => {
             let resp = LocalClient::new(channel)
                 .init(InitRequest {
                     advertise_addr: advertise_addr.clone().unwrap_or_default(),
                     default_addr_pool: default_addr_pool.clone().unwrap_or_default(),
                     default_addr_pool_mask_len: default_addr_pool_mask_len.unwrap_or(0),
+                    autolock: *autolock,
                 })
                 .await
                 .map_err(status)?
@@ -54,6 +59,7 @@ pub async fn run(cli: &Cli, cmd: &ClusterCmd) -> anyhow::Result<()> {
                     "worker_token": resp.worker_token,
                     "manager_token": resp.manager_token,
                     "manager_addr": resp.manager_addr,
+                    "unlock_key": Some(&resp.unlock_key).filter(|k| !k.is_empty()),
                 }));
             } else {
                 println!(
@@ -70,6 +76,10 @@ pub async fn run(cli: &Cli, cmd: &ClusterCmd) -> anyhow::Result<()> {
                     "    swarmctl node join --token {} {}",
                     resp.manager_token, resp.manager_addr
                 );
+                if !resp.unlock_key.is_empty() {
+                    println!();
+                    print_unlock_key(&resp.unlock_key);
+                }
             }
         }
         ClusterCmd::Inspect => {
@@ -85,6 +95,7 @@ pub async fn run(cli: &Cli, cmd: &ClusterCmd) -> anyhow::Result<()> {
             heartbeat_period,
             task_history_limit,
             cert_expiry,
+            autolock,
         } => {
             let duration = |flag: &str, v: &Option<String>| {
                 v.as_deref()
@@ -97,24 +108,75 @@ pub async fn run(cli: &Cli, cmd: &ClusterCmd) -> anyhow::Result<()> {
             };
             let period = duration("heartbeat-period", heartbeat_period)?;
             let expiry = duration("cert-expiry", cert_expiry)?;
-            if period.is_none() && task_history_limit.is_none() && expiry.is_none() {
+            if period.is_none()
+                && task_history_limit.is_none()
+                && expiry.is_none()
+                && autolock.is_none()
+            {
                 return Err(anyhow!(
-                    "nothing to update: give --heartbeat-period, --task-history-limit or --cert-expiry"
+                    "nothing to update: give --heartbeat-period, --task-history-limit, --cert-expiry or --autolock"
                 ));
             }
-            let c = ControlClient::new(channel)
+            let mut client = ControlClient::new(channel);
+            let c = client
                 .update_cluster(UpdateClusterRequest {
                     heartbeat_period_ms: period.map(|d| d.as_millis() as u64),
                     task_history_limit: *task_history_limit,
                     node_cert_expiry_ms: expiry.map(|d| d.as_millis() as u64),
+                    autolock: *autolock,
                 })
                 .await
                 .map_err(status)?
                 .into_inner();
+            // Turning autolock on shows the key it needs from now on.
+            let unlock_key = match autolock {
+                Some(true) => Some(
+                    client
+                        .get_unlock_key(UnlockKeyRequest { rotate: false })
+                        .await
+                        .map_err(status)?
+                        .into_inner()
+                        .unlock_key,
+                ),
+                _ => None,
+            };
             if cli.format == Format::Json {
-                print_json(&cluster_json(&c));
+                let mut out = cluster_json(&c);
+                if let Some(k) = &unlock_key {
+                    out["unlock_key"] = json!(k);
+                }
+                print_json(&out);
             } else {
                 println!("{}", c.id);
+                if let Some(k) = &unlock_key {
+                    println!();
+                    print_unlock_key(k);
+                }
+            }
+        }
+        ClusterCmd::Unlock => {
+            let key = read_unlock_key()?;
+            LocalClient::new(channel)
+                .unlock(UnlockRequest { unlock_key: key })
+                .await
+                .map_err(status)?;
+        }
+        ClusterCmd::UnlockKey { rotate, quiet } => {
+            let key = ControlClient::new(channel)
+                .get_unlock_key(UnlockKeyRequest { rotate: *rotate })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .unlock_key;
+            if *quiet {
+                println!("{key}");
+            } else if cli.format == Format::Json {
+                print_json(&json!({ "unlock_key": key }));
+            } else {
+                if *rotate {
+                    println!("Successfully rotated manager unlock key.\n");
+                }
+                print_unlock_key(&key);
             }
         }
         ClusterCmd::JoinToken {
@@ -152,4 +214,30 @@ pub async fn run(cli: &Cli, cmd: &ClusterCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn print_unlock_key(key: &str) {
+    println!(
+        "To unlock a swarm manager after it restarts, run the `swarmctl cluster unlock`\n\
+         command and provide the following key:\n\n    {key}\n\n\
+         Remember to store this key in a password manager: without it a restarted\n\
+         manager cannot be unlocked."
+    );
+}
+
+/// The unlock key from stdin, with a prompt when stdin is a terminal.
+fn read_unlock_key() -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("Enter unlock key: ");
+        let _ = std::io::stderr().flush();
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line)?;
+    let key = line.trim().to_string();
+    if key.is_empty() {
+        return Err(anyhow!("no unlock key given"));
+    }
+    Ok(key)
 }

@@ -31,6 +31,8 @@ pub struct InitParams {
     pub default_addr_pool: String,
     /// Prefix length of each network cut from the pool.
     pub default_addr_pool_mask_len: u32,
+    /// Autolock from the start.
+    pub autolock: bool,
 }
 
 /// Tokens and address printed by `cluster init`.
@@ -41,6 +43,8 @@ pub struct InitOutcome {
     pub worker_token: String,
     /// Manager join token.
     pub manager_token: String,
+    /// With autolock: the unlock key (`SWMKEY-1-…`).
+    pub unlock_key: Option<String>,
 }
 
 /// The address other nodes dial: `IP[:PORT]` with the listen port by default.
@@ -118,7 +122,7 @@ pub async fn init(
     };
     state.save(&cfg.state_dir)?;
     let now = swarmlet_common::clock::now_ms();
-    let cluster = Cluster {
+    let mut cluster = Cluster {
         id: cluster_id,
         name: "default".into(),
         root_ca_cert_pem: ca.cert_pem().as_bytes().to_vec(),
@@ -134,7 +138,12 @@ pub async fn init(
         node_cert_expiry_ms: 0,
         // Made with the first secret or config.
         wrapped_data_key: Vec::new(),
+        ..Default::default()
     };
+    swarmlet_manager::services::autolock::set_autolock(&mut cluster, params.autolock)
+        .map_err(|e| anyhow!("{}", e.message()))?;
+    let unlock_key = swarmlet_manager::secrets::crypto::Key::from_bytes(&cluster.unlock_key)
+        .map(|k| swarmlet_manager::at_rest::keys::format_unlock_key(&k));
     let mut node = Node {
         id: node_id.clone(),
         hostname: cfg.hostname.clone(),
@@ -156,7 +165,7 @@ pub async fn init(
         .create(&node)
         .put(&member, None)
         .create(&swarmlet_manager::services::network_ops::ingress_network());
-    let joined = Joined::start(cfg.clone(), state, identity, managers.clone(), true).await?;
+    let joined = Joined::start(cfg.clone(), state, identity, managers.clone(), true, None).await?;
     let registered = async {
         let m = managers.get().map_err(|s| anyhow!("{}", s.message()))?;
         m.wait_for_leader(Duration::from_secs(10)).await?;
@@ -174,6 +183,7 @@ pub async fn init(
         joined,
         worker_token: JoinToken::format(&digest_der, &cluster.worker_token_secret),
         manager_token: JoinToken::format(&digest_der, &cluster.manager_token_secret),
+        unlock_key,
     })
 }
 
@@ -249,5 +259,5 @@ pub async fn join(
         managers: known,
     };
     state.save(&cfg.state_dir)?;
-    Joined::start(cfg.clone(), state, identity, managers, false).await
+    Joined::start(cfg.clone(), state, identity, managers, false, None).await
 }

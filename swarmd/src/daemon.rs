@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use swarmlet_common::identity::NodeIdentity;
+use swarmlet_manager::at_rest::keys::KeyFiles;
+use swarmlet_manager::secrets::crypto::Key;
 use swarmlet_manager::services::control::ControlService;
-use swarmlet_manager::services::ManagerSlot;
+use swarmlet_manager::services::{ManagerSlot, LOCKED};
 use swarmlet_proto::control::control_server::ControlServer;
 use swarmlet_proto::local::local_server::LocalServer;
 use tokio::sync::{watch, Mutex};
@@ -26,6 +28,9 @@ pub struct Daemon {
     pub managers: ManagerSlot,
     /// Its cluster membership, once joined.
     pub joined: Mutex<Option<Arc<Joined>>>,
+    /// A manager's state waiting for its unlock key (autolock): the node
+    /// runs nothing until `swarmctl cluster unlock`.
+    pub locked: Mutex<Option<NodeState>>,
     shutdown: watch::Sender<bool>,
     server: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     metrics: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -64,13 +69,22 @@ impl Daemon {
             cfg: cfg.clone(),
             managers: managers.clone(),
             joined: Mutex::new(None),
+            locked: Mutex::new(None),
             shutdown,
             server: std::sync::Mutex::new(None),
             metrics: std::sync::Mutex::new(metrics),
             metrics_addr,
         });
-        if let Some(state) = state {
-            match Self::resume(&cfg, state, managers.clone()).await {
+        let locked = match &state {
+            Some(s) if s.role == "manager" => KeyFiles::new(&cfg.state_dir).is_locked()?,
+            _ => false,
+        };
+        if let (true, Some(state)) = (locked, state.clone()) {
+            tracing::warn!("{LOCKED}");
+            managers.set_locked(true);
+            *daemon.locked.lock().await = Some(state);
+        } else if let Some(state) = state {
+            match Self::resume(&cfg, state, managers.clone(), None).await {
                 Ok(joined) => *daemon.joined.lock().await = Some(joined),
                 Err(e) => {
                     let _ = daemon.shutdown.send(true); // the metrics listener
@@ -108,16 +122,18 @@ impl Daemon {
         Ok(daemon)
     }
 
-    /// Resumes the cluster membership a populated state dir records.
-    async fn resume(
+    /// Resumes the cluster membership a populated state dir records (a
+    /// locked manager with the data key its unlock opened).
+    pub async fn resume(
         cfg: &DaemonConfig,
         state: NodeState,
         managers: ManagerSlot,
+        unlocked_key: Option<Key>,
     ) -> anyhow::Result<Arc<Joined>> {
         let identity = NodeIdentity::load(&cfg.certs_dir())?
             .context("state dir has node.json but no certificates")?;
         tracing::info!(node = %state.node_id, role = %state.role, "resuming node");
-        Joined::start(cfg.clone(), state, identity, managers, false).await
+        Joined::start(cfg.clone(), state, identity, managers, false, unlocked_key).await
     }
 
     /// Stops the node's parts and the control socket.

@@ -6,12 +6,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, Context};
+use anyhow::{anyhow, bail, Context};
 use swarmlet_common::grpc::{tls_channel, tls_incoming, MAX_MESSAGE_BYTES};
 use swarmlet_common::identity::{new_key_and_csr, NodeIdentity};
 use swarmlet_common::tls::{client_config, server_config, CertSlot};
+use swarmlet_manager::at_rest::keys::{KeyFiles, Opened};
 use swarmlet_manager::manager::{Manager, ManagerConfig};
 use swarmlet_manager::raft::RaftConfig;
+use swarmlet_manager::secrets::crypto::Key;
 use swarmlet_manager::services::{
     ca::CaService, control::ControlService, dispatcher::DispatcherService, raft::RaftService,
     ManagerSlot,
@@ -54,17 +56,23 @@ pub struct Joined {
     manager_addrs: watch::Sender<Vec<String>>,
     /// The tasks this node runs.
     pub task_manager: Arc<TaskManager<NodeExecutor>>,
+    /// The manager's data key when an unlock opened it; taken by the
+    /// manager's start.
+    unlocked_key: std::sync::Mutex<Option<Key>>,
 }
 
 impl Joined {
     /// Starts the listener, the agent and (for a manager) the manager.
-    /// `bootstrap` makes this node the first manager of a new cluster.
+    /// `bootstrap` makes this node the first manager of a new cluster;
+    /// `unlocked_key` is a locked manager's data key that
+    /// `swarmctl cluster unlock` opened.
     pub async fn start(
         cfg: DaemonConfig,
         state: NodeState,
         identity: NodeIdentity,
         managers: ManagerSlot,
         bootstrap: bool,
+        unlocked_key: Option<Key>,
     ) -> anyhow::Result<Arc<Joined>> {
         let slot = CertSlot::new(&identity)?;
         let client_tls = client_config(&identity.ca_pem, slot.clone())?;
@@ -104,6 +112,7 @@ impl Joined {
             tasks: std::sync::Mutex::new(Vec::new()),
             manager_addrs,
             task_manager,
+            unlocked_key: std::sync::Mutex::new(unlocked_key),
         });
         let manager_states = session::ManagerStates::default();
         joined.spawn(session::run_assignments(
@@ -215,6 +224,7 @@ impl Joined {
                     st.raft_joined = false;
                     st.save(&self.cfg.state_dir)?;
                     let _ = std::fs::remove_dir_all(self.cfg.raft_dir());
+                    KeyFiles::new(&self.cfg.state_dir).remove();
                 }
             }
         }
@@ -301,12 +311,28 @@ impl Joined {
         Err(last.context("certificate renewal failed"))
     }
 
+    /// The data key of this manager's state at rest: the one an unlock
+    /// opened, else the one its stored key opens (made on first use). Also
+    /// whether it is new (values of an older version are then sealed).
+    fn data_key(&self) -> anyhow::Result<(Key, bool)> {
+        if let Some(key) = self.unlocked_key.lock().ok().and_then(|mut k| k.take()) {
+            return Ok((key, false));
+        }
+        match KeyFiles::new(&self.cfg.state_dir).open_or_create()? {
+            Opened::Unlocked { key, created } => Ok((key, created)),
+            Opened::Locked => bail!(
+                "this manager is locked (autolock): run `swarmctl cluster unlock` with the cluster's unlock key"
+            ),
+        }
+    }
+
     async fn start_manager(self: &Arc<Self>, bootstrap: bool) -> anyhow::Result<()> {
         let mut st = self.state.lock().await;
         if st.raft_id == 0 {
             st.raft_id = swarmlet_common::ids::new_raft_id();
             st.save(&self.cfg.state_dir)?;
         }
+        let (data_key, seal_plaintext) = self.data_key()?;
         let mut raft = RaftConfig::new(st.raft_id);
         raft.tick = self.cfg.raft_tick;
         raft.snapshot_interval = self.cfg.snapshot_interval;
@@ -320,6 +346,9 @@ impl Joined {
             force_new_cluster: self.cfg.force_new_cluster && !bootstrap,
             secrets_key_path: self.cfg.state_dir.join("secrets.kek"),
             min_cert_expiry: self.cfg.min_cert_expiry,
+            data_key: Arc::new(data_key),
+            key_files: KeyFiles::new(&self.cfg.state_dir),
+            seal_plaintext,
         };
         let manager = if bootstrap {
             Manager::bootstrap(mcfg)?

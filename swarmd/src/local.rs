@@ -70,6 +70,7 @@ fn wipe_state(d: &Daemon) {
     let _ = std::fs::remove_file(d.cfg.state_dir.join("node.json"));
     let _ = std::fs::remove_dir_all(d.cfg.certs_dir());
     let _ = std::fs::remove_dir_all(d.cfg.raft_dir());
+    swarmlet_manager::at_rest::keys::KeyFiles::new(&d.cfg.state_dir).remove();
 }
 
 #[tonic::async_trait]
@@ -77,7 +78,7 @@ impl Local for LocalService {
     async fn init(&self, request: Request<InitRequest>) -> Result<Response<InitResponse>, Status> {
         let d = self.daemon()?;
         let mut joined = d.joined.lock().await;
-        if joined.is_some() {
+        if joined.is_some() || d.locked.lock().await.is_some() {
             return Err(already_joined());
         }
         let req = request.into_inner();
@@ -89,6 +90,7 @@ impl Local for LocalService {
             default_addr_pool_mask_len: Some(req.default_addr_pool_mask_len)
                 .filter(|l| *l != 0)
                 .unwrap_or(24),
+            autolock: req.autolock,
         };
         match bootstrap::init(&d.cfg, params, d.managers.clone()).await {
             Ok(out) => {
@@ -100,6 +102,7 @@ impl Local for LocalService {
                     worker_token: out.worker_token,
                     manager_token: out.manager_token,
                     manager_addr: st.addr,
+                    unlock_key: out.unlock_key.unwrap_or_default(),
                 }))
             }
             Err(e) => Err(abandon(&d, e)),
@@ -109,7 +112,7 @@ impl Local for LocalService {
     async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
         let d = self.daemon()?;
         let mut joined = d.joined.lock().await;
-        if joined.is_some() {
+        if joined.is_some() || d.locked.lock().await.is_some() {
             return Err(already_joined());
         }
         let req = request.into_inner();
@@ -139,6 +142,20 @@ impl Local for LocalService {
     async fn leave(&self, request: Request<LeaveRequest>) -> Result<Response<Empty>, Status> {
         let d = self.daemon()?;
         let mut joined = d.joined.lock().await;
+        let mut locked = d.locked.lock().await;
+        if locked.is_some() {
+            // A locked manager runs nothing; with --force it forgets its
+            // state, as `docker swarm leave --force` does.
+            if !request.get_ref().force {
+                return Err(Status::failed_precondition(
+                    "this node is a locked manager: unlock it first, or use --force",
+                ));
+            }
+            *locked = None;
+            d.managers.set_locked(false);
+            wipe_state(&d);
+            return Ok(Response::new(Empty {}));
+        }
         let Some(j) = joined.as_ref() else {
             return Err(Status::failed_precondition(
                 "this node is not part of a swarm",
@@ -260,9 +277,46 @@ impl Local for LocalService {
             .ok_or_else(|| Status::not_found(format!("no run container {id} on this node")))
     }
 
+    async fn unlock(&self, request: Request<UnlockRequest>) -> Result<Response<Empty>, Status> {
+        use swarmlet_manager::at_rest::keys::{parse_unlock_key, AtRestError, KeyFiles};
+        let d = self.daemon()?;
+        let mut joined = d.joined.lock().await;
+        let mut locked = d.locked.lock().await;
+        let Some(state) = locked.clone() else {
+            return Err(Status::failed_precondition("this node is not locked"));
+        };
+        let refused = |e: AtRestError| match e {
+            AtRestError::WrongUnlockKey | AtRestError::BadUnlockKey => {
+                Status::invalid_argument(e.to_string())
+            }
+            other => Status::internal(other.to_string()),
+        };
+        let key = parse_unlock_key(&request.get_ref().unlock_key).map_err(refused)?;
+        let data_key = KeyFiles::new(&d.cfg.state_dir)
+            .unlock(&key)
+            .map_err(refused)?;
+        let j = Daemon::resume(&d.cfg, state, d.managers.clone(), Some(data_key))
+            .await
+            .map_err(|e| Status::failed_precondition(format!("{e:#}")))?;
+        *joined = Some(j);
+        *locked = None;
+        d.managers.set_locked(false);
+        tracing::info!("unlocked: this manager runs again");
+        Ok(Response::new(Empty {}))
+    }
+
     async fn info(&self, _request: Request<Empty>) -> Result<Response<LocalInfo>, Status> {
         let d = self.daemon()?;
         let joined = d.joined.lock().await;
+        if let Some(st) = d.locked.lock().await.as_ref() {
+            return Ok(Response::new(LocalInfo {
+                state: "locked".into(),
+                node_id: st.node_id.clone(),
+                cluster_id: st.cluster_id.clone(),
+                addr: st.addr.clone(),
+                hostname: d.cfg.hostname.clone(),
+            }));
+        }
         let info = match joined.as_ref() {
             None => LocalInfo {
                 state: "inactive".into(),

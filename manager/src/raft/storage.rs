@@ -19,7 +19,7 @@
 //! what was applied was committed, so the commit index is raised to it
 //! (and an install cut short is finished: the state tree *is* the snapshot).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use prost::Message as _;
 use protobuf::Message as PbMessage;
@@ -29,7 +29,12 @@ use raft::eraftpb::{
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 use swarmlet_proto::store::{KeyValue, SnapshotData};
 
+use crate::at_rest::tree::{SealedError, SealedTree};
+use crate::secrets::crypto::Key;
 use crate::store::{decode_applied, encode_applied, Store, APPLIED_KEY, CONF_STATE_KEY};
+
+/// The sled tree of the Raft log.
+pub(crate) const LOG_TREE: &str = "raft_log";
 
 const HARD_STATE_KEY: &[u8] = b"hard_state";
 const COMPACTED_KEY: &[u8] = b"compacted";
@@ -40,6 +45,9 @@ pub enum RaftStorageError {
     /// sled failed.
     #[error("raft storage: {0}")]
     Sled(#[from] sled::Error),
+    /// A sealed value did not open (or could not be sealed).
+    #[error("raft storage: {0}")]
+    Sealed(#[from] SealedError),
     /// A stored protobuf does not decode.
     #[error("raft storage: corrupt {0}")]
     Corrupt(&'static str),
@@ -51,7 +59,9 @@ pub enum RaftStorageError {
 /// The Raft log, hard state and snapshots of one manager, in sled.
 pub struct SledStorage {
     db: sled::Db,
-    log: sled::Tree,
+    /// Entries, sealed with the data key.
+    log: SealedTree,
+    /// HardState and compaction point (no cluster data: not sealed).
     meta: sled::Tree,
     store: Store,
     /// The last snapshot cut, reused while nothing new was applied.
@@ -63,10 +73,10 @@ fn storage_err(e: sled::Error) -> raft::Error {
 }
 
 impl SledStorage {
-    /// Opens the storage in `db`.
-    pub fn open(db: sled::Db, store: Store) -> Result<Self, RaftStorageError> {
+    /// Opens the storage in `db`, its log sealed with `key` (the store's).
+    pub fn open(db: sled::Db, store: Store, key: Arc<Key>) -> Result<Self, RaftStorageError> {
         let storage = SledStorage {
-            log: db.open_tree("raft_log")?,
+            log: SealedTree::open(&db, LOG_TREE, key)?,
             meta: db.open_tree("raft_meta")?,
             db,
             store,
@@ -135,7 +145,7 @@ impl SledStorage {
             ..Default::default()
         };
         self.set_hard_state(&hs)?;
-        let mut batch = sled::Batch::default();
+        let mut batch = self.store.state.batch();
         batch.insert(APPLIED_KEY, &encode_applied(1, 1)[..]);
         batch.insert(CONF_STATE_KEY, pb_bytes(meta.get_conf_state()));
         self.store.state.apply_batch(batch)?;
@@ -199,10 +209,9 @@ impl SledStorage {
             entries.push(e);
         }
         // `append` also drops the uncommitted suffix the new entries replace.
-        let mut batch = sled::Batch::default();
-        for old in self.log.range((commit + 1).to_be_bytes()..) {
-            let (k, _) = old?;
-            batch.remove(k);
+        let mut batch = self.log.batch();
+        for k in self.log.keys_in((commit + 1).to_be_bytes()..) {
+            batch.remove(k?);
         }
         self.log.apply_batch(batch)?;
         self.append(&entries)?;
@@ -276,13 +285,12 @@ impl SledStorage {
         let Some(first) = entries.first() else {
             return Ok(());
         };
-        let mut batch = sled::Batch::default();
-        for old in self.log.range(first.index.to_be_bytes()..) {
-            let (k, _) = old?;
-            batch.remove(k);
+        let mut batch = self.log.batch();
+        for k in self.log.keys_in(first.index.to_be_bytes()..) {
+            batch.remove(k?);
         }
         for e in entries {
-            batch.insert(&e.index.to_be_bytes(), pb_bytes(e));
+            batch.insert(e.index.to_be_bytes(), pb_bytes(e));
         }
         self.log.apply_batch(batch)?;
         Ok(())
@@ -302,10 +310,9 @@ impl SledStorage {
         meta.index = index;
         meta.term = term;
         self.set_compacted(&meta)?;
-        let mut batch = sled::Batch::default();
-        for old in self.log.range(..=index.to_be_bytes()) {
-            let (k, _) = old?;
-            batch.remove(k);
+        let mut batch = self.log.batch();
+        for k in self.log.keys_in(..=index.to_be_bytes()) {
+            batch.remove(k?);
         }
         self.log.apply_batch(batch)?;
         Ok(())
@@ -322,10 +329,9 @@ impl SledStorage {
         let meta = snap.get_metadata();
         let data = SnapshotData::decode(snap.get_data())
             .map_err(|_| RaftStorageError::Corrupt("snapshot data"))?;
-        let mut batch = sled::Batch::default();
-        for row in self.store.state.iter() {
-            let (k, _) = row?;
-            batch.remove(k);
+        let mut batch = self.store.state.batch();
+        for k in self.store.state.keys() {
+            batch.remove(k?);
         }
         for kv in data.rows {
             batch.insert(kv.key, kv.value);
@@ -361,7 +367,7 @@ impl SledStorage {
     }
 
     fn last_log_index(&self) -> Result<Option<u64>, RaftStorageError> {
-        Ok(self.log.last()?.map(|(k, _)| be_u64(&k)))
+        Ok(self.log.last_key()?.map(|k| be_u64(&k)))
     }
 
     /// Cuts a snapshot of the state tree at the applied index.
@@ -385,7 +391,7 @@ impl SledStorage {
             }
             data.rows.push(KeyValue {
                 key: k.to_vec(),
-                value: v.to_vec(),
+                value: v,
             });
         }
         let mut snap = Snapshot::default();
@@ -417,6 +423,7 @@ fn be_u64(b: &[u8]) -> u64 {
 fn to_raft<T>(r: Result<T, RaftStorageError>) -> raft::Result<T> {
     r.map_err(|e| match e {
         RaftStorageError::Sled(s) => storage_err(s),
+        RaftStorageError::Sealed(SealedError::Sled(s)) => storage_err(s),
         other => raft::Error::Store(StorageError::Other(Box::new(other))),
     })
 }
@@ -443,7 +450,7 @@ impl Storage for SledStorage {
         let mut out = Vec::new();
         let mut size = 0u64;
         for row in self.log.range(low.to_be_bytes()..high.to_be_bytes()) {
-            let (_, v) = row.map_err(storage_err)?;
+            let (_, v) = to_raft(row.map_err(RaftStorageError::from))?;
             let e = Entry::parse_from_bytes(&v)
                 .map_err(|_| raft::Error::Store(StorageError::Unavailable))?;
             size += u64::from(e.compute_size());
@@ -508,8 +515,8 @@ mod tests {
 
     fn open() -> SledStorage {
         let db = sled::Config::new().temporary(true).open().expect("db");
-        let store = Store::open(&db).expect("store");
-        SledStorage::open(db, store).expect("storage")
+        let store = Store::open(&db, crate::secrets::crypto::test_key()).expect("store");
+        SledStorage::open(db, store, crate::secrets::crypto::test_key()).expect("storage")
     }
 
     /// What a restart does: open the storage again over the same database
@@ -518,7 +525,8 @@ mod tests {
     fn restart(s: SledStorage) -> raft::RawNode<SledStorage> {
         let (db, store) = (s.db.clone(), s.store.clone());
         drop(s);
-        let s = SledStorage::open(db, store.clone()).expect("reopen");
+        let s = SledStorage::open(db, store.clone(), crate::secrets::crypto::test_key())
+            .expect("reopen");
         let (applied, _) = store.applied().expect("applied");
         let cfg = raft::Config {
             id: 7,

@@ -86,6 +86,12 @@ impl Key {
     }
 }
 
+/// A fixed key for unit tests that reopen what they sealed.
+#[cfg(test)]
+pub(crate) fn test_key() -> std::sync::Arc<Key> {
+    std::sync::Arc::new(Key([7; 32]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -88,6 +88,7 @@ fn cluster_info(m: &Manager, c: &Cluster, status: &RaftStatus) -> Result<Cluster
             0 => swarmlet_common::ca::NODE_CERT_VALIDITY.as_millis() as u64,
             ms => ms,
         },
+        autolock: c.autolock,
     })
 }
 
@@ -462,6 +463,9 @@ impl Control for ControlService {
                 if let Some(ms) = req.node_cert_expiry_ms {
                     c.node_cert_expiry_ms = ms;
                 }
+                if let Some(on) = req.autolock {
+                    super::autolock::set_autolock(&mut c, on)?;
+                }
                 c.updated_at_ms = swarmlet_common::clock::now_ms();
                 Ok((Tx::new().put(&c, Some(version)), c))
             })
@@ -505,6 +509,16 @@ impl Control for ControlService {
             token: JoinToken::format(m.root_ca()?.cert_der(), secret),
             manager_addr: m.advertise_addr.clone(),
         }))
+    }
+
+    async fn get_unlock_key(
+        &self,
+        request: Request<UnlockKeyRequest>,
+    ) -> Result<Response<UnlockKeyResponse>, Status> {
+        let m = self.manager(&request)?;
+        forward_to_leader!(m, request, get_unlock_key);
+        let unlock_key = super::autolock::unlock_key(&m, request.get_ref().rotate).await?;
+        Ok(Response::new(UnlockKeyResponse { unlock_key }))
     }
 
     async fn list_nodes(&self, request: Request<Empty>) -> Result<Response<NodeList>, Status> {

@@ -4,6 +4,7 @@
 //! node's role can change while its listener keeps running.
 
 pub mod auth;
+pub mod autolock;
 pub mod ca;
 pub mod control;
 pub mod dispatcher;
@@ -12,6 +13,7 @@ pub mod network_ops;
 pub mod raft;
 pub mod service_ops;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use tonic::Status;
@@ -23,28 +25,44 @@ pub const ON_BEHALF_OF: &str = "x-swarmlet-node";
 
 /// The manager this node runs, if it is a manager now.
 #[derive(Clone, Default)]
-pub struct ManagerSlot(Arc<RwLock<Option<Arc<Manager>>>>);
+pub struct ManagerSlot {
+    manager: Arc<RwLock<Option<Arc<Manager>>>>,
+    /// A manager waits for its unlock key (autolock) instead of running.
+    locked: Arc<AtomicBool>,
+}
+
+/// What a locked manager answers to everything but `cluster unlock`.
+pub const LOCKED: &str = "this manager is locked (autolock): run `swarmctl cluster unlock` with the cluster's unlock key";
 
 impl ManagerSlot {
-    /// The running manager, or the error a worker gives.
+    /// The running manager, or the error a worker (or a locked manager) gives.
     pub fn get(&self) -> Result<Arc<Manager>, Status> {
-        self.0.read().ok().and_then(|g| g.clone()).ok_or_else(|| {
-            Status::failed_precondition(
-                "this node is not a swarm manager: run this command on a manager node",
-            )
-        })
+        if let Some(m) = self.manager.read().ok().and_then(|g| g.clone()) {
+            return Ok(m);
+        }
+        if self.locked.load(Ordering::SeqCst) {
+            return Err(Status::unavailable(LOCKED));
+        }
+        Err(Status::failed_precondition(
+            "this node is not a swarm manager: run this command on a manager node",
+        ))
     }
 
     /// Whether a manager runs.
     pub fn is_set(&self) -> bool {
-        self.0.read().map(|g| g.is_some()).unwrap_or(false)
+        self.manager.read().map(|g| g.is_some()).unwrap_or(false)
     }
 
     /// Installs or clears the manager.
     pub fn set(&self, manager: Option<Arc<Manager>>) {
-        if let Ok(mut g) = self.0.write() {
+        if let Ok(mut g) = self.manager.write() {
             *g = manager;
         }
+    }
+
+    /// Marks this node's manager as waiting for its unlock key, or not.
+    pub fn set_locked(&self, locked: bool) {
+        self.locked.store(locked, Ordering::SeqCst);
     }
 }
 

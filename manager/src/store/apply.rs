@@ -57,7 +57,7 @@ impl Store {
         proposals: &[&[Mutation]],
         extra: &[(&[u8], Vec<u8>)],
     ) -> Result<Vec<Applied>, StoreError> {
-        let mut batch = sled::Batch::default();
+        let mut batch = self.state.batch();
         // Versions written earlier in this batch: None = deleted.
         let mut written: HashMap<Vec<u8>, Option<u64>> = HashMap::new();
         let mut outcomes = Vec::with_capacity(proposals.len());
@@ -170,7 +170,7 @@ mod tests {
     #[test]
     fn create_put_delete_with_checks() {
         let db = sled::Config::new().temporary(true).open().expect("db");
-        let store = Store::open(&db).expect("store");
+        let store = Store::open(&db, crate::secrets::crypto::test_key()).expect("store");
         let tx = Tx::new().create(&node("a", "h1"));
         assert_eq!(
             store.apply_entry(5, 1, &tx.mutations, &[]).expect("apply"),

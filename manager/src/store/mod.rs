@@ -15,6 +15,14 @@ mod tables;
 pub use apply::{Applied, ApplyError};
 pub use tables::{Object, Tx};
 
+use std::sync::Arc;
+
+use crate::at_rest::tree::SealedTree;
+use crate::secrets::crypto::Key;
+
+/// The sled tree of the rows.
+pub(crate) const STATE_TREE: &str = "state";
+
 /// Key of the applied (index, term) pair in the state tree.
 pub(crate) const APPLIED_KEY: &[u8] = b"\0meta/applied";
 /// Key of the current Raft ConfState (raft-rs protobuf bytes).
@@ -23,9 +31,9 @@ pub(crate) const CONF_STATE_KEY: &[u8] = b"\0meta/conf_state";
 /// Failures reading the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// sled failed.
+    /// sled failed, or a value did not open with the data key.
     #[error("store: {0}")]
-    Sled(#[from] sled::Error),
+    Sealed(#[from] crate::at_rest::tree::SealedError),
     /// A stored row does not decode.
     #[error("store: corrupt row {0}")]
     Corrupt(String),
@@ -34,7 +42,7 @@ pub enum StoreError {
 /// Read access to the local copy of the replicated state.
 #[derive(Clone)]
 pub struct Store {
-    pub(crate) state: sled::Tree,
+    pub(crate) state: SealedTree,
     /// The rows of `state`, decoded.
     pub(crate) rows: std::sync::Arc<rows::Rows>,
     /// The changes applied to rows that have events (`swarmctl events`).
@@ -50,10 +58,10 @@ fn row_key(table: &str, key: &str) -> Vec<u8> {
 }
 
 impl Store {
-    /// The store kept in `db`'s `state` tree.
-    pub fn open(db: &sled::Db) -> Result<Self, StoreError> {
+    /// The store kept in `db`'s `state` tree, its values sealed with `key`.
+    pub fn open(db: &sled::Db, key: Arc<Key>) -> Result<Self, StoreError> {
         let store = Store {
-            state: db.open_tree("state")?,
+            state: SealedTree::open(db, STATE_TREE, key)?,
             rows: Default::default(),
             events: Default::default(),
         };

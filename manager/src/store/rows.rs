@@ -57,7 +57,7 @@ fn decode_object(table: &str, data: &[u8]) -> Option<Shared> {
 
 impl Rows {
     /// Loads every row of sled tree `state` (meta keys start with a zero byte).
-    pub(crate) fn load(&self, state: &sled::Tree) -> Result<(), StoreError> {
+    pub(crate) fn load(&self, state: &crate::at_rest::tree::SealedTree) -> Result<(), StoreError> {
         let mut tables: HashMap<String, BTreeMap<String, Row>> = HashMap::new();
         for row in state.iter() {
             let (k, v) = row?;

@@ -1,0 +1,58 @@
+//! Autolock in the control API: `cluster update --autolock`, `cluster
+//! unlock-key [--rotate]`. The unlock key lives in the cluster object
+//! (replicated, sealed at rest like every row); each manager re-seals its
+//! own data key with it ([`crate::at_rest::follow_autolock`]).
+
+use swarmlet_proto::objects::Cluster;
+use tonic::Status;
+
+use crate::at_rest::keys::format_unlock_key;
+use crate::manager::Manager;
+use crate::secrets::crypto::Key;
+use crate::store::Tx;
+
+/// Turns autolock on (with a fresh unlock key, unless it is on already) or
+/// off (the key is forgotten) in `c`.
+pub fn set_autolock(c: &mut Cluster, on: bool) -> Result<(), Status> {
+    if on && !c.autolock {
+        c.unlock_key = new_unlock_key()?;
+    }
+    if !on {
+        c.unlock_key.clear();
+    }
+    c.autolock = on;
+    Ok(())
+}
+
+fn new_unlock_key() -> Result<Vec<u8>, Status> {
+    Key::generate()
+        .map(|k| k.as_bytes().to_vec())
+        .map_err(|e| Status::internal(format!("making an unlock key: {e}")))
+}
+
+/// The unlock key (`SWMKEY-1-…`), replaced by a new one first with
+/// `rotate`. Leader only. Managers re-seal with the new key as they apply
+/// the change; one restarted before that still opens with the old key.
+pub async fn unlock_key(m: &Manager, rotate: bool) -> Result<String, Status> {
+    m.read_barrier().await?;
+    let (_, c) = m.cluster()?;
+    if !c.autolock {
+        return Err(Status::failed_precondition(
+            "no unlock key is set: autolock is off (swarmctl cluster update --autolock=true)",
+        ));
+    }
+    let c = if rotate {
+        m.update(|m| {
+            let (version, mut c) = m.cluster()?;
+            c.unlock_key = new_unlock_key()?;
+            c.updated_at_ms = swarmlet_common::clock::now_ms();
+            Ok((Tx::new().put(&c, Some(version)), c))
+        })
+        .await?
+    } else {
+        c
+    };
+    let key = Key::from_bytes(&c.unlock_key)
+        .ok_or_else(|| Status::internal("the cluster's unlock key is malformed"))?;
+    Ok(format_unlock_key(&key))
+}

@@ -17,8 +17,67 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::tls::MANAGER_SERVER_NAME;
 
-/// Largest gRPC message a Swarmlet service accepts (snapshots are chunked below this).
+/// Largest gRPC message a Swarmlet client or server accepts or sends, on
+/// every service alike (tonic's default is 4 MiB: `service ps` of a large
+/// service, or a node's assignments, would fail above it). Streams that can
+/// grow without bound are cut into chunks well below it: Raft snapshots
+/// (1 MiB) and assignment sets ([`ASSIGNMENT_CHUNK_BYTES`]).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The size assignment messages are cut to (a node's first set holds all
+/// its tasks and their secrets).
+pub const ASSIGNMENT_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Raises a generated client's or server's message limits to
+/// [`MAX_MESSAGE_BYTES`]; every Swarmlet client and server is built with it.
+pub trait WithLimits {
+    /// The same client or server with Swarmlet's limits.
+    fn with_limits(self) -> Self;
+}
+
+macro_rules! with_limits {
+    ($($ty:ty),* $(,)?) => {$(
+        impl WithLimits for $ty {
+            fn with_limits(self) -> Self {
+                self.max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES)
+            }
+        }
+    )*};
+}
+
+with_limits!(
+    swarmlet_proto::control::control_client::ControlClient<Channel>,
+    swarmlet_proto::local::local_client::LocalClient<Channel>,
+    swarmlet_proto::dispatcher::dispatcher_client::DispatcherClient<Channel>,
+    swarmlet_proto::ca::ca_client::CaClient<Channel>,
+    swarmlet_proto::raft::raft_transport_client::RaftTransportClient<Channel>,
+    swarmlet_proto::logs::node_logs_client::NodeLogsClient<Channel>,
+);
+
+/// [`WithLimits`] for a generated server around service `S`.
+macro_rules! server_limits {
+    ($($($seg:ident)::+),* $(,)?) => {$(
+        impl<S> WithLimits for swarmlet_proto::$($seg)::+<S>
+        where
+            S: Send + Sync + 'static,
+        {
+            fn with_limits(self) -> Self {
+                self.max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES)
+            }
+        }
+    )*};
+}
+
+server_limits!(
+    control::control_server::ControlServer,
+    local::local_server::LocalServer,
+    dispatcher::dispatcher_server::DispatcherServer,
+    ca::ca_server::CaServer,
+    raft::raft_transport_server::RaftTransportServer,
+    logs::node_logs_server::NodeLogsServer,
+);
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -14,6 +14,7 @@
 //! - [`ports`]: published-port checks and allocation (pure).
 //! - [`reconciler`]: runs orchestrators and scheduler on the leader.
 //! - [`assignments`]: each node's assigned tasks, for the worker sessions.
+//! - [`chunks`]: an assignments update cut into messages of bounded size.
 //! - [`overlay_view`]: each node's overlay peers (neighbour and FDB entries to program).
 //! - [`status_batcher`]: worker task status updates → few proposals.
 //! - [`events`]: the cluster events kept in memory and fed live (`swarmctl events`).
@@ -24,6 +25,7 @@
 pub mod allocator;
 pub mod assignments;
 pub mod at_rest;
+pub mod chunks;
 pub mod events;
 pub mod ipam;
 pub mod liveness;

@@ -2,6 +2,7 @@
 
 use anyhow::anyhow;
 use serde_json::json;
+use swarmlet_common::grpc::WithLimits;
 use swarmlet_proto::common::Empty;
 use swarmlet_proto::control::control_client::ControlClient;
 use swarmlet_proto::control::{
@@ -43,6 +44,7 @@ pub async fn run(cli: &Cli, cmd: &ClusterCmd) -> anyhow::Result<()> {
             autolock,
         } => {
             let resp = LocalClient::new(channel)
+                .with_limits()
                 .init(InitRequest {
                     advertise_addr: advertise_addr.clone().unwrap_or_default(),
                     default_addr_pool: default_addr_pool.clone().unwrap_or_default(),
@@ -84,6 +86,7 @@ pub async fn run(cli: &Cli, cmd: &ClusterCmd) -> anyhow::Result<()> {
         }
         ClusterCmd::Inspect => {
             let c = ControlClient::new(channel)
+                .with_limits()
                 .get_cluster(Empty {})
                 .await
                 .map_err(status)?
@@ -117,7 +120,7 @@ pub async fn run(cli: &Cli, cmd: &ClusterCmd) -> anyhow::Result<()> {
                     "nothing to update: give --heartbeat-period, --task-history-limit, --cert-expiry or --autolock"
                 ));
             }
-            let mut client = ControlClient::new(channel);
+            let mut client = ControlClient::new(channel).with_limits();
             let c = client
                 .update_cluster(UpdateClusterRequest {
                     heartbeat_period_ms: period.map(|d| d.as_millis() as u64),
@@ -157,12 +160,14 @@ pub async fn run(cli: &Cli, cmd: &ClusterCmd) -> anyhow::Result<()> {
         ClusterCmd::Unlock => {
             let key = read_unlock_key()?;
             LocalClient::new(channel)
+                .with_limits()
                 .unlock(UnlockRequest { unlock_key: key })
                 .await
                 .map_err(status)?;
         }
         ClusterCmd::UnlockKey { rotate, quiet } => {
             let key = ControlClient::new(channel)
+                .with_limits()
                 .get_unlock_key(UnlockKeyRequest { rotate: *rotate })
                 .await
                 .map_err(status)?
@@ -188,6 +193,7 @@ pub async fn run(cli: &Cli, cmd: &ClusterCmd) -> anyhow::Result<()> {
                 return Err(anyhow!("unknown role {role:?}: use worker or manager"));
             }
             let t = ControlClient::new(channel)
+                .with_limits()
                 .get_join_token(JoinTokenRequest {
                     role: role.clone(),
                     rotate: *rotate,

@@ -2,6 +2,7 @@
 //! one line each (`--format json`: one JSON object each), until interrupted.
 
 use std::time::Duration;
+use swarmlet_common::grpc::WithLimits;
 
 use clap::Args;
 use swarmlet_proto::control::control_client::ControlClient;
@@ -62,7 +63,7 @@ pub async fn run(cli: &Cli, args: &EventsArgs) -> anyhow::Result<()> {
         }
         None => 0,
     };
-    let mut client = ControlClient::new(connect(&cli.host)?);
+    let mut client = ControlClient::new(connect(&cli.host)?).with_limits();
     let mut events = client
         .events(EventsRequest { since_ms })
         .await

@@ -2,6 +2,7 @@
 
 use clap::Subcommand;
 use serde_json::json;
+use swarmlet_common::grpc::WithLimits;
 use swarmlet_proto::common::Empty;
 use swarmlet_proto::control::control_client::ControlClient;
 use swarmlet_proto::control::NetworkRef;
@@ -65,7 +66,7 @@ fn network_json(n: &Network) -> serde_json::Value {
 
 /// Runs a `network` subcommand.
 pub async fn run(cli: &Cli, cmd: &NetworkCmd) -> anyhow::Result<()> {
-    let mut client = ControlClient::new(connect(&cli.host)?);
+    let mut client = ControlClient::new(connect(&cli.host)?).with_limits();
     match cmd {
         NetworkCmd::Create {
             driver,

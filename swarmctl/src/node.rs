@@ -1,6 +1,7 @@
 //! `swarmctl node join|leave|ls|inspect|ps|update|promote|demote|rm`.
 
 use std::collections::HashMap;
+use swarmlet_common::grpc::WithLimits;
 
 use anyhow::anyhow;
 use serde_json::json;
@@ -49,7 +50,7 @@ fn parse_labels(items: &[String]) -> anyhow::Result<HashMap<String, String>> {
 /// Runs a `node` subcommand.
 pub async fn run(cli: &Cli, cmd: &NodeCmd) -> anyhow::Result<()> {
     let channel = connect(&cli.host)?;
-    let mut control = ControlClient::new(channel.clone());
+    let mut control = ControlClient::new(channel.clone()).with_limits();
     match cmd {
         NodeCmd::Join {
             token,
@@ -57,6 +58,7 @@ pub async fn run(cli: &Cli, cmd: &NodeCmd) -> anyhow::Result<()> {
             advertise_addr,
         } => {
             let r = LocalClient::new(channel)
+                .with_limits()
                 .join(JoinRequest {
                     token: token.clone(),
                     remote_addr: manager.clone(),
@@ -72,6 +74,7 @@ pub async fn run(cli: &Cli, cmd: &NodeCmd) -> anyhow::Result<()> {
         }
         NodeCmd::Leave { force } => {
             LocalClient::new(channel)
+                .with_limits()
                 .leave(LeaveRequest { force: *force })
                 .await
                 .map_err(status)?;
@@ -128,6 +131,7 @@ pub async fn run(cli: &Cli, cmd: &NodeCmd) -> anyhow::Result<()> {
                 Some(n) => n.clone(),
                 None => {
                     let info = LocalClient::new(channel)
+                        .with_limits()
                         .info(Empty {})
                         .await
                         .map_err(status)?

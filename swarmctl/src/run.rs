@@ -5,6 +5,7 @@
 //! and exits with its code.
 
 use std::io::Write;
+use swarmlet_common::grpc::WithLimits;
 
 use anyhow::bail;
 use swarmlet_proto::local::local_client::LocalClient;
@@ -35,7 +36,7 @@ pub struct RunArgs {
 
 /// Runs `swarmctl run`.
 pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<()> {
-    let mut client = LocalClient::new(connect(&cli.host)?);
+    let mut client = LocalClient::new(connect(&cli.host)?).with_limits();
     let started = client
         .run(RunRequest {
             name: args.name.clone().unwrap_or_default(),

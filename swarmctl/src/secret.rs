@@ -3,6 +3,7 @@
 //! or stdin, and are never printed.
 
 use std::io::Read;
+use swarmlet_common::grpc::WithLimits;
 
 use anyhow::Context;
 use clap::Subcommand;
@@ -67,7 +68,7 @@ fn read_content(file: &str) -> anyhow::Result<Vec<u8>> {
 
 /// Runs a `secret` (`config == false`) or `config` subcommand.
 pub async fn run(cli: &Cli, cmd: &SecretCmd, config: bool) -> anyhow::Result<()> {
-    let mut client = ControlClient::new(connect(&cli.host)?);
+    let mut client = ControlClient::new(connect(&cli.host)?).with_limits();
     match cmd {
         SecretCmd::Create { label, name, file } => {
             let labels = crate::kv::pairs(label, "label")?.into_iter().collect();

@@ -3,6 +3,7 @@
 use anyhow::{anyhow, bail};
 use clap::Subcommand;
 use serde_json::json;
+use swarmlet_common::grpc::WithLimits;
 use swarmlet_proto::common::Empty;
 use swarmlet_proto::control::control_client::ControlClient;
 use swarmlet_proto::control::{
@@ -223,7 +224,7 @@ async fn update_with(
 
 /// Runs a `service` subcommand.
 pub async fn run(cli: &Cli, cmd: &ServiceCmd) -> anyhow::Result<()> {
-    let mut client = ControlClient::new(connect(&cli.host)?);
+    let mut client = ControlClient::new(connect(&cli.host)?).with_limits();
     match cmd {
         ServiceCmd::Create(args) => {
             let spec = spec_from(args)?;

@@ -1,6 +1,7 @@
 //! `swarmctl task ls|inspect`, and the task table shared with `service ps`.
 
 use serde_json::json;
+use swarmlet_common::grpc::WithLimits;
 use swarmlet_common::task_state::state_name;
 use swarmlet_proto::control::control_client::ControlClient;
 use swarmlet_proto::control::{ListTasksRequest, TaskInfo, TaskRef};
@@ -118,7 +119,7 @@ fn print_tasks(tasks: &[TaskInfo]) {
 
 /// Runs a `task` subcommand.
 pub async fn run(cli: &Cli, cmd: &TaskCmd) -> anyhow::Result<()> {
-    let mut client = ControlClient::new(connect(&cli.host)?);
+    let mut client = ControlClient::new(connect(&cli.host)?).with_limits();
     match cmd {
         TaskCmd::Ls { service, node } => {
             let tasks = client

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use swarmlet_common::grpc::WithLimits;
 
 use anyhow::{anyhow, bail, Context};
 use swarmlet_common::ca::{RootCa, NODE_CERT_VALIDITY};
@@ -218,7 +219,9 @@ pub async fn join(
     let fetch = tls_channel(remote, root_fetch_client_config()?)?;
     let root = tokio::time::timeout(
         Duration::from_secs(5),
-        CaClient::new(fetch).get_root_ca_certificate(Empty {}),
+        CaClient::new(fetch)
+            .with_limits()
+            .get_root_ca_certificate(Empty {}),
     )
     .await
     .map_err(|_| anyhow!("manager {remote} is unreachable"))?
@@ -234,6 +237,7 @@ pub async fn join(
     let (key, csr) = new_key_and_csr()?;
     let pinned = tls_channel(remote, anonymous_client_config(&root)?)?;
     let issued = CaClient::new(pinned)
+        .with_limits()
         .issue_node_certificate(IssueRequest {
             token: format!("SWMTKN-1-{}-{}", token.root_digest, token.secret),
             csr_pem: csr,

@@ -5,6 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
 use anyhow::Context;
+use swarmlet_common::grpc::WithLimits;
 use swarmlet_common::identity::NodeIdentity;
 use swarmlet_manager::at_rest::keys::KeyFiles;
 use swarmlet_manager::secrets::crypto::Key;
@@ -106,8 +107,8 @@ impl Daemon {
         let mut rx = shutdown_rx;
         let server = tokio::spawn(async move {
             let result = tonic::transport::Server::builder()
-                .add_service(LocalServer::new(local))
-                .add_service(ControlServer::new(ControlService::new(managers, true)))
+                .add_service(LocalServer::new(local).with_limits())
+                .add_service(ControlServer::new(ControlService::new(managers, true)).with_limits())
                 .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
                     let _ = rx.wait_for(|s| *s).await;
                 })

@@ -5,9 +5,10 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use swarmlet_common::grpc::WithLimits;
 
 use anyhow::{anyhow, bail, Context};
-use swarmlet_common::grpc::{tls_channel, tls_incoming, MAX_MESSAGE_BYTES};
+use swarmlet_common::grpc::{tls_channel, tls_incoming};
 use swarmlet_common::identity::{new_key_and_csr, NodeIdentity};
 use swarmlet_common::tls::{client_config, server_config, CertSlot};
 use swarmlet_manager::at_rest::keys::{KeyFiles, Opened};
@@ -269,6 +270,7 @@ impl Joined {
             let channel = tls_channel(&addr, self.client_tls.clone())
                 .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
             match swarmlet_proto::dispatcher::dispatcher_client::DispatcherClient::new(channel)
+                .with_limits()
                 .attach(req.clone())
                 .await
             {
@@ -290,6 +292,7 @@ impl Joined {
         for addr in managers {
             let channel = tls_channel(&addr, self.client_tls.clone())?;
             match CaClient::new(channel)
+                .with_limits()
                 .renew_node_certificate(RenewRequest {
                     csr_pem: csr.clone(),
                 })
@@ -427,7 +430,11 @@ async fn join_raft(
                 raft_id,
                 addr: addr.to_string(),
             };
-            match RaftTransportClient::new(channel).join_raft(req).await {
+            match RaftTransportClient::new(channel)
+                .with_limits()
+                .join_raft(req)
+                .await
+            {
                 Ok(resp) => {
                     for m in resp.into_inner().members {
                         manager.transport.add_peer(m.raft_id, &m.addr);
@@ -452,14 +459,11 @@ async fn serve(
 ) {
     let incoming = tls_incoming(listener, tls);
     let result = tonic::transport::Server::builder()
-        .add_service(CaServer::new(CaService::new(slot.clone())))
-        .add_service(
-            RaftTransportServer::new(RaftService::new(slot.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(DispatcherServer::new(DispatcherService::new(slot.clone())))
-        .add_service(ControlServer::new(ControlService::new(slot, false)))
-        .add_service(NodeLogsServer::new(logs))
+        .add_service(CaServer::new(CaService::new(slot.clone())).with_limits())
+        .add_service(RaftTransportServer::new(RaftService::new(slot.clone())).with_limits())
+        .add_service(DispatcherServer::new(DispatcherService::new(slot.clone())).with_limits())
+        .add_service(ControlServer::new(ControlService::new(slot, false)).with_limits())
+        .add_service(NodeLogsServer::new(logs).with_limits())
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = shutdown.wait_for(|s| *s).await;
         })

@@ -2,6 +2,7 @@
 //! info) and `swarmctl run` containers on this node.
 
 use std::sync::{Arc, Weak};
+use swarmlet_common::grpc::WithLimits;
 
 use swarmlet_proto::common::Empty;
 use swarmlet_proto::control::control_client::ControlClient;
@@ -184,7 +185,11 @@ impl Local for LocalService {
                     let req = RemoveRaftMemberRequest {
                         node_id: st.node_id.clone(),
                     };
-                    match ControlClient::new(ch).remove_raft_member(req).await {
+                    match ControlClient::new(ch)
+                        .with_limits()
+                        .remove_raft_member(req)
+                        .await
+                    {
                         Ok(_) => break,
                         Err(s) => {
                             tracing::warn!(manager = %addr, "leaving raft failed: {}", s.message())

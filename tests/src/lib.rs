@@ -13,6 +13,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use swarmlet_common::grpc::WithLimits;
 
 use swarmd::config::DaemonConfig;
 use swarmd::daemon::Daemon;
@@ -145,12 +146,12 @@ impl InProcessNode {
 
     /// Control API client over the socket.
     pub fn control(&self) -> ControlClient<Channel> {
-        ControlClient::new(self.channel())
+        ControlClient::new(self.channel()).with_limits()
     }
 
     /// Local API client over the socket.
     pub fn local(&self) -> LocalClient<Channel> {
-        LocalClient::new(self.channel())
+        LocalClient::new(self.channel()).with_limits()
     }
 
     /// The running manager, if this node is one.

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use swarmlet_common::grpc::WithLimits;
 
 use swarmlet_common::grpc::unix_channel;
 use swarmlet_proto::common::Empty;
@@ -73,11 +74,11 @@ impl Proc {
     }
 
     fn control(&self) -> ControlClient<tonic::transport::Channel> {
-        ControlClient::new(unix_channel(&self.socket))
+        ControlClient::new(unix_channel(&self.socket)).with_limits()
     }
 
     fn local(&self) -> LocalClient<tonic::transport::Channel> {
-        LocalClient::new(unix_channel(&self.socket))
+        LocalClient::new(unix_channel(&self.socket)).with_limits()
     }
 
     fn log_tail(&self) -> String {
@@ -181,7 +182,7 @@ async fn managers_killed_at_random_points_restart_and_lose_no_acknowledged_write
                     label_add: [(format!("k{i}"), "v".to_string())].into(),
                     ..Default::default()
                 };
-                let mut client = ControlClient::new(unix_channel(socket));
+                let mut client = ControlClient::new(unix_channel(socket)).with_limits();
                 let call = client.update_node(req);
                 if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(3), call).await {
                     if let Ok(mut a) = acked.lock() {

@@ -1,6 +1,7 @@
 //! Join tokens, certificates and who may call what.
 
 use std::time::Duration;
+use swarmlet_common::grpc::WithLimits;
 
 use swarmlet_common::grpc::tls_channel;
 use swarmlet_common::tls::{anonymous_client_config, client_config, CertSlot};
@@ -128,6 +129,7 @@ async fn control_api_needs_a_manager_certificate() {
     let anon =
         tls_channel(&m.addr, anonymous_client_config(&ca_pem).expect("tls")).expect("channel");
     let e = ControlClient::new(anon)
+        .with_limits()
         .list_nodes(Empty {})
         .await
         .expect_err("anonymous");
@@ -140,6 +142,7 @@ async fn control_api_needs_a_manager_certificate() {
     let slot = CertSlot::new(&worker_id).expect("slot");
     let wc = tls_channel(&m.addr, client_config(&ca_pem, slot).expect("tls")).expect("channel");
     let e = ControlClient::new(wc)
+        .with_limits()
         .list_nodes(Empty {})
         .await
         .expect_err("worker cert");
@@ -177,7 +180,11 @@ async fn control_api_needs_a_manager_certificate() {
     .expect("identity");
     let slot = CertSlot::new(&intruder).expect("slot");
     let ic = tls_channel(&m.addr, client_config(&ca_pem, slot).expect("tls")).expect("channel");
-    assert!(ControlClient::new(ic).list_nodes(Empty {}).await.is_err());
+    assert!(ControlClient::new(ic)
+        .with_limits()
+        .list_nodes(Empty {})
+        .await
+        .is_err());
 
     w.stop().await;
     m.stop().await;
@@ -314,6 +321,7 @@ async fn a_demoted_then_removed_managers_kept_certificate_is_refused() {
     // Before: the kept certificate works.
     let ch = channel_as(&kept, &m1.addr);
     ControlClient::new(ch.clone())
+        .with_limits()
         .list_nodes(Empty {})
         .await
         .expect("a manager's certificate reaches the control API");
@@ -327,6 +335,7 @@ async fn a_demoted_then_removed_managers_kept_certificate_is_refused() {
         .await
         .expect("demote m2");
     let e = ControlClient::new(ch.clone())
+        .with_limits()
         .list_nodes(Empty {})
         .await
         .expect_err("demoted manager's certificate");
@@ -337,6 +346,7 @@ async fn a_demoted_then_removed_managers_kept_certificate_is_refused() {
         e.message()
     );
     let e = RaftTransportClient::new(ch.clone())
+        .with_limits()
         .fetch_secrets_key(Empty {})
         .await
         .expect_err("secrets key");
@@ -348,6 +358,7 @@ async fn a_demoted_then_removed_managers_kept_certificate_is_refused() {
         worker_id.parse().expect("header"),
     );
     let e = DispatcherClient::new(ch.clone())
+        .with_limits()
         .heartbeat(hb)
         .await
         .expect_err("impersonation");
@@ -364,12 +375,14 @@ async fn a_demoted_then_removed_managers_kept_certificate_is_refused() {
         .await
         .expect("rm m2");
     let e = ControlClient::new(ch.clone())
+        .with_limits()
         .list_nodes(Empty {})
         .await
         .expect_err("removed node's certificate");
     assert!(e.message().contains("was removed"), "{}", e.message());
     let (_, csr) = swarmlet_common::identity::new_key_and_csr().expect("csr");
     let e = CaClient::new(ch.clone())
+        .with_limits()
         .renew_node_certificate(swarmlet_proto::ca::RenewRequest { csr_pem: csr })
         .await
         .expect_err("renewal");

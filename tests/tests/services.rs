@@ -909,3 +909,47 @@ async fn force_new_cluster_restores_service() {
         n.stop().await;
     }
 }
+
+/// A node whose tasks outgrow one gRPC message (2,000 tasks of ~3 KiB:
+/// ~6 MiB, over tonic's 4 MiB default) gets them all: in the diff that
+/// creates them, in its first full set after a restart, and in `service ps`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_with_2000_large_tasks_gets_its_whole_first_set() {
+    let (_dir, mut nodes) = cluster(1, 1).await;
+    let mut worker = nodes.pop().expect("worker");
+    let m = nodes.pop().expect("manager");
+    let mut big = spec("big", 2000);
+    big.env = vec![format!("PAD={}", "x".repeat(3000))];
+    big.constraints = vec!["node.role==worker".into()];
+    create(&m, big.clone()).await;
+    let all_running = |n: usize| {
+        let m = &m;
+        async move {
+            let ts = tasks(m, "big").await;
+            (running(&ts).len() == n).then_some(())
+        }
+    };
+    wait_until("2000 tasks running", Duration::from_secs(120), || {
+        all_running(2000)
+    })
+    .await;
+    // The worker restarts: its first full set holds all 2,000 tasks. One
+    // more task runs only once that session is up.
+    worker.stop().await;
+    worker.start().await.expect("restart worker");
+    m.control()
+        .update_service(swarmlet_proto::control::UpdateServiceRequest {
+            service: "big".into(),
+            spec: Some(ServiceSpec {
+                replicas: 2001,
+                ..big
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("scale");
+    wait_until("2001 tasks running", Duration::from_secs(120), || {
+        all_running(2001)
+    })
+    .await;
+}

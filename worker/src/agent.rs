@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use swarmlet_common::grpc::WithLimits;
 
 use rustls::ClientConfig;
 use swarmlet_common::grpc::tls_channel;
@@ -111,7 +112,7 @@ async fn heartbeat_once(
             c
         }
     };
-    let mut client = DispatcherClient::new(channel);
+    let mut client = DispatcherClient::new(channel).with_limits();
     let req = HeartbeatRequest {
         node_id: String::new(),
         hostname: cfg.hostname.clone(),

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use swarmlet_common::grpc::WithLimits;
 
 use rustls::ClientConfig;
 use swarmlet_common::grpc::tls_channel;
@@ -69,12 +70,41 @@ fn client(
 ) -> Option<DispatcherClient<tonic::transport::Channel>> {
     tls_channel(addr, tls.clone())
         .ok()
-        .map(DispatcherClient::new)
+        .map(|c| DispatcherClient::new(c).with_limits())
 }
 
 fn pick(managers: &watch::Receiver<Vec<String>>, turn: usize) -> Option<String> {
     let list = managers.borrow();
     (!list.is_empty()).then(|| list[turn % list.len()].clone())
+}
+
+/// Adds chunk `m` to the update being put together in `partial`; the whole
+/// update once its last chunk arrived.
+fn reassemble(
+    partial: &mut Option<AssignmentsMessage>,
+    m: AssignmentsMessage,
+) -> Option<AssignmentsMessage> {
+    let whole = match partial.take() {
+        None => m,
+        Some(mut acc) => {
+            acc.updated.extend(m.updated);
+            acc.removed.extend(m.removed);
+            acc.files.extend(m.files);
+            acc.states.extend(m.states);
+            if m.networks_changed {
+                acc.networks_changed = true;
+                acc.networks = m.networks;
+            }
+            acc.more = m.more;
+            acc
+        }
+    };
+    if whole.more {
+        *partial = Some(whole);
+        None
+    } else {
+        Some(whole)
+    }
 }
 
 /// Holds an assignments session until `shutdown`, feeding `tasks`.
@@ -91,10 +121,15 @@ pub async fn run_assignments<E: Executor>(
             match c.assignments(AssignmentsRequest {}).await {
                 Ok(stream) => {
                     let mut stream = stream.into_inner();
+                    // The chunks of one update, until its last one.
+                    let mut partial: Option<AssignmentsMessage> = None;
                     loop {
                         tokio::select! {
                             msg = stream.message() => match msg {
                                 Ok(Some(m)) => {
+                                    let Some(m) = reassemble(&mut partial, m) else {
+                                        continue;
+                                    };
                                     states.observe(&m);
                                     tasks.apply(m);
                                 }
@@ -198,5 +233,52 @@ pub async fn run_status_reports(
             turn = turn.wrapping_add(1);
             tokio::time::sleep(RETRY).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarmlet_proto::objects::Task;
+
+    fn task(id: &str) -> Task {
+        Task {
+            id: id.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn chunks_are_acted_on_only_as_a_whole() {
+        let mut partial = None;
+        let first = AssignmentsMessage {
+            full: true,
+            updated: vec![task("a")],
+            removed: vec!["old".into()],
+            more: true,
+            ..Default::default()
+        };
+        assert!(reassemble(&mut partial, first).is_none());
+        let middle = AssignmentsMessage {
+            updated: vec![task("b")],
+            more: true,
+            ..Default::default()
+        };
+        assert!(reassemble(&mut partial, middle).is_none());
+        let last = AssignmentsMessage {
+            updated: vec![task("c")],
+            ..Default::default()
+        };
+        let whole = reassemble(&mut partial, last).expect("complete");
+        assert!(whole.full && !whole.more && partial.is_none());
+        let ids: Vec<&str> = whole.updated.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        assert_eq!(whole.removed, ["old"]);
+        // A message on its own passes straight through.
+        let single = AssignmentsMessage {
+            updated: vec![task("d")],
+            ..Default::default()
+        };
+        assert_eq!(reassemble(&mut partial, single.clone()), Some(single));
     }
 }

@@ -9,11 +9,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
+use swarmlet_common::grpc::WithLimits;
 
 use protobuf::Message as PbMessage;
 use raft::eraftpb::{Message, MessageType};
 use rustls::ClientConfig;
-use swarmlet_common::grpc::{tls_channel, MAX_MESSAGE_BYTES};
+use swarmlet_common::grpc::tls_channel;
 use swarmlet_proto::objects::RaftMember;
 use swarmlet_proto::raft::raft_transport_client::RaftTransportClient;
 use swarmlet_proto::raft::RaftChunk;
@@ -209,9 +210,7 @@ async fn peer_loop(
                 return;
             }
         };
-        let mut client = RaftTransportClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let mut client = RaftTransportClient::new(channel).with_limits();
         let (chunk_tx, chunk_rx) = mpsc::channel::<RaftChunk>(1024);
         let mut request = tonic::Request::new(ReceiverStream::new(chunk_rx));
         if let Ok(v) = from_addr.parse() {

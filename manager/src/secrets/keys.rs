@@ -10,6 +10,7 @@
 
 use std::path::PathBuf;
 use std::sync::Mutex;
+use swarmlet_common::grpc::WithLimits;
 
 use swarmlet_proto::common::Empty;
 use swarmlet_proto::objects::Cluster;
@@ -87,7 +88,9 @@ async fn fetch_kek(m: &Manager) -> Result<Option<Key>, Status> {
         };
         let answer = tokio::time::timeout(
             std::time::Duration::from_secs(3),
-            RaftTransportClient::new(channel).fetch_secrets_key(Empty {}),
+            RaftTransportClient::new(channel)
+                .with_limits()
+                .fetch_secrets_key(Empty {}),
         )
         .await;
         match answer {

@@ -2,6 +2,7 @@
 //! against a join token, and renewals for nodes that hold a certificate.
 
 use swarmlet_common::ca::NODE_CERT_VALIDITY;
+use swarmlet_common::grpc::WithLimits;
 use swarmlet_common::identity::Role;
 use swarmlet_common::token::{root_digest, JoinToken};
 use swarmlet_proto::ca::ca_client::CaClient;
@@ -87,6 +88,7 @@ impl Ca for CaService {
         let m = self.slot.get()?;
         if let Some(leader) = m.forward_target().await? {
             return CaClient::new(leader)
+                .with_limits()
                 .issue_node_certificate(forwarded(request.into_inner(), None))
                 .await;
         }

@@ -6,6 +6,7 @@
 //! barrier, so what a client sees is linearizable.
 
 use std::time::Duration;
+use swarmlet_common::grpc::WithLimits;
 
 use prost::Message as _;
 use swarmlet_common::names::{
@@ -58,6 +59,7 @@ macro_rules! forward_to_leader {
     ($m:expr, $request:ident, $method:ident) => {
         if let Some(leader) = $m.forward_target().await? {
             return ControlClient::new(leader)
+                .with_limits()
                 .$method(forwarded($request.into_inner(), None))
                 .await;
         }
@@ -623,6 +625,7 @@ impl Control for ControlService {
                     .await?
                     .ok_or_else(|| Status::unavailable("retry"))?;
                 return ControlClient::new(leader)
+                    .with_limits()
                     .set_node_role(forwarded(req, None))
                     .await;
             }
@@ -689,6 +692,7 @@ impl Control for ControlService {
                 .await?
                 .ok_or_else(|| Status::unavailable("retry"))?;
             return ControlClient::new(leader)
+                .with_limits()
                 .remove_raft_member(forwarded(req, None))
                 .await;
         }

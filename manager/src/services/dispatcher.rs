@@ -3,6 +3,7 @@
 
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
+use swarmlet_common::grpc::{WithLimits, ASSIGNMENT_CHUNK_BYTES};
 
 use futures::Stream;
 use swarmlet_common::names::role_name;
@@ -115,9 +116,12 @@ async fn session(
                 } else {
                     Vec::new()
                 },
+                more: false,
             };
-            if tx.send(Ok(msg)).await.is_err() {
-                return;
+            for chunk in crate::chunks::into_chunks(msg, ASSIGNMENT_CHUNK_BYTES) {
+                if tx.send(Ok(chunk)).await.is_err() {
+                    return;
+                }
             }
             sent = Some(now);
         }
@@ -141,6 +145,7 @@ impl Dispatcher for DispatcherService {
         let node_id = acting_node(&m, &request, Need::Member)?;
         if let Some(leader) = m.forward_target().await? {
             let upstream = DispatcherClient::new(leader)
+                .with_limits()
                 .assignments(forwarded(request.into_inner(), Some(&node_id)))
                 .await?;
             return Ok(Response::new(Box::pin(upstream.into_inner())));
@@ -158,6 +163,7 @@ impl Dispatcher for DispatcherService {
         let node_id = acting_node(&m, &request, Need::Member)?;
         if let Some(leader) = m.forward_target().await? {
             return DispatcherClient::new(leader)
+                .with_limits()
                 .update_task_status(forwarded(request.into_inner(), Some(&node_id)))
                 .await;
         }
@@ -179,6 +185,7 @@ impl Dispatcher for DispatcherService {
         let node_id = acting_node(&m, &request, Need::Member)?;
         if let Some(leader) = m.forward_target().await? {
             return DispatcherClient::new(leader)
+                .with_limits()
                 .attach(forwarded(request.into_inner(), Some(&node_id)))
                 .await;
         }
@@ -206,6 +213,7 @@ impl Dispatcher for DispatcherService {
         let node_id = acting_node(&m, &request, Need::Member)?;
         if let Some(leader) = m.forward_target().await? {
             return DispatcherClient::new(leader)
+                .with_limits()
                 .heartbeat(forwarded(request.into_inner(), Some(&node_id)))
                 .await;
         }

@@ -4,6 +4,7 @@
 //! streams. Any manager answers from its own store; no leader needed.
 
 use std::collections::HashMap;
+use swarmlet_common::grpc::WithLimits;
 
 use futures::stream::{self, BoxStream};
 use futures::StreamExt;
@@ -78,7 +79,12 @@ pub async fn service_logs(
         // Verified as that very node (its certificate names its ID), whatever
         // its role.
         let lines = match m.channel_to_node(&node.id, &node.addr) {
-            Ok(ch) => NodeLogsClient::new(ch).task_logs(request).await,
+            Ok(ch) => {
+                NodeLogsClient::new(ch)
+                    .with_limits()
+                    .task_logs(request)
+                    .await
+            }
             Err(e) => Err(e),
         };
         match lines {

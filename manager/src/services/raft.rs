@@ -4,6 +4,7 @@
 use prost::Message as _;
 use protobuf::Message as PbMessage;
 use raft::eraftpb::Message;
+use swarmlet_common::grpc::WithLimits;
 use swarmlet_proto::common::Empty;
 use swarmlet_proto::objects::{Node, NodeRole};
 use swarmlet_proto::raft::raft_transport_client::RaftTransportClient;
@@ -99,6 +100,7 @@ impl RaftTransport for RaftService {
         let node_id = acting_node(&m, &request, Need::Manager)?;
         if let Some(leader) = m.forward_target().await? {
             return RaftTransportClient::new(leader)
+                .with_limits()
                 .join_raft(forwarded(request.into_inner(), Some(&node_id)))
                 .await;
         }

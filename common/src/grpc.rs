@@ -1,18 +1,16 @@
 //! gRPC plumbing: channels to managers over mTLS, channels over the local
-//! unix control socket, and a TLS listener stream for tonic servers.
+//! unix control socket, and the message limits of every client and server
+//! (the listener's connections are [`crate::listener`]'s).
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
-use rustls::{ClientConfig, ServerConfig};
+use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
-use tokio::net::{TcpListener, TcpStream, UnixStream};
-use tokio_rustls::server::TlsStream;
-use tokio_rustls::{TlsAcceptor, TlsConnector};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::net::{TcpStream, UnixStream};
+use tokio_rustls::TlsConnector;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::tls::MANAGER_SERVER_NAME;
@@ -156,42 +154,4 @@ pub fn unix_channel(path: &Path) -> Channel {
         let path = path.clone();
         async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
     }))
-}
-
-/// Accepted TLS connections of `listener`, handshakes done concurrently so
-/// that one slow client never holds up the others. Ends when the receiver drops.
-pub fn tls_incoming(
-    listener: TcpListener,
-    config: Arc<ServerConfig>,
-) -> ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let acceptor = TlsAcceptor::from(config);
-    tokio::spawn(async move {
-        loop {
-            let (tcp, peer): (TcpStream, SocketAddr) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                _ = tx.closed() => return,
-            };
-            let _ = tcp.set_nodelay(true);
-            let acceptor = acceptor.clone();
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => {
-                        let _ = tx.send(Ok(tls)).await;
-                    }
-                    Ok(Err(e)) => tracing::debug!(%peer, "tls handshake failed: {e}"),
-                    Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
-                }
-            });
-        }
-    });
-    ReceiverStream::new(rx)
 }

@@ -6,7 +6,8 @@
 //! - [`ca`]: the cluster's root certificate authority (create, sign CSRs).
 //! - [`identity`]: a node's key and certificate, their roles and persistence.
 //! - [`tls`]: rustls client/server configurations with hot-swappable certificates.
-//! - [`grpc`]: gRPC channels and listeners over mTLS TCP and the unix control socket.
+//! - [`grpc`]: gRPC channels over mTLS TCP and the unix control socket, message limits.
+//! - [`listener`]: the mTLS listener's connections, capped and closed when idle.
 //! - [`names`]: enum ↔ string conversions used in the API and CLI.
 //! - [`task_state`]: the task state machine.
 //! - [`clock`]: wall-clock helpers.
@@ -18,6 +19,7 @@ pub mod clock;
 pub mod grpc;
 pub mod identity;
 pub mod ids;
+pub mod listener;
 pub mod metrics;
 pub mod names;
 pub mod private_fs;

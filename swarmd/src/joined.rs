@@ -8,8 +8,9 @@ use std::time::Duration;
 use swarmlet_common::grpc::WithLimits;
 
 use anyhow::{anyhow, bail, Context};
-use swarmlet_common::grpc::{tls_channel, tls_incoming};
+use swarmlet_common::grpc::tls_channel;
 use swarmlet_common::identity::{new_key_and_csr, NodeIdentity};
+use swarmlet_common::listener::{tls_incoming, Limits};
 use swarmlet_common::tls::{client_config, server_config, CertSlot};
 use swarmlet_manager::at_rest::keys::{KeyFiles, Opened};
 use swarmlet_manager::manager::{Manager, ManagerConfig};
@@ -457,8 +458,11 @@ async fn serve(
     logs: LogsService<NodeExecutor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let incoming = tls_incoming(listener, tls);
+    let incoming = tls_incoming(listener, tls, Limits::for_this_process());
     let result = tonic::transport::Server::builder()
+        // Dead peers are found by pings; silent ones by the idle timeout.
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(CaServer::new(CaService::new(slot.clone())).with_limits())
         .add_service(RaftTransportServer::new(RaftService::new(slot.clone())).with_limits())
         .add_service(DispatcherServer::new(DispatcherService::new(slot.clone())).with_limits())

@@ -14,6 +14,10 @@ use tokio::sync::watch;
 
 /// Largest request head read.
 const MAX_HEAD: usize = 8 * 1024;
+/// Scrapes answered at once; connections beyond are closed at once.
+const MAX_CONNECTIONS: usize = 64;
+/// Time a client has to send its whole request head.
+const HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The text of one scrape.
 pub fn render(managers: &ManagerSlot) -> String {
@@ -40,14 +44,21 @@ pub async fn start(
     let bound = listener.local_addr()?;
     tracing::info!("metrics on http://{bound}/metrics");
     let managers = Arc::new(managers);
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let task = tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = shutdown.wait_for(|s| *s) => return,
                 accepted = listener.accept() => {
                     let Ok((conn, _)) = accepted else { continue };
+                    // Closed at once beyond the cap: idle clients cannot
+                    // take every file descriptor.
+                    let Ok(permit) = permits.clone().try_acquire_owned() else {
+                        continue;
+                    };
                     let managers = managers.clone();
                     tokio::spawn(async move {
+                        let _permit = permit;
                         if let Err(e) = answer(conn, &managers).await {
                             tracing::debug!("metrics request: {e}");
                         }
@@ -62,8 +73,11 @@ pub async fn start(
 async fn answer(mut conn: TcpStream, managers: &ManagerSlot) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
+    // One deadline for the whole head: a client dripping a byte at a time
+    // is cut off as surely as a silent one.
+    let deadline = tokio::time::Instant::now() + HEAD_TIMEOUT;
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {
-        let n = tokio::time::timeout(std::time::Duration::from_secs(5), conn.read(&mut buf))
+        let n = tokio::time::timeout_at(deadline, conn.read(&mut buf))
             .await
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "slow client"))??;
         if n == 0 {

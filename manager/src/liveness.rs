@@ -107,21 +107,35 @@ pub struct Reported {
     pub resources: Option<Resources>,
     /// The TCP ports its swarmd listens on.
     pub daemon_ports: Vec<u32>,
+    /// Why its container engine cannot be reached (empty: it can).
+    pub engine_error: String,
 }
 
 /// Marks `node_id` ready (leader only) if it is not already, recording what
-/// it reported of itself when that changed.
+/// it reported of itself when that changed. A node whose container engine
+/// cannot be reached is marked `down` instead, with the reason, so that it
+/// gets no tasks and its tasks are placed elsewhere until the engine is back.
 pub async fn mark_ready(m: &Manager, node_id: &str, reported: Reported) {
     let Reported {
         addr,
         resources,
         daemon_ports,
+        engine_error,
     } = reported;
     let Ok(Some((version, mut node))) = m.store.get::<Node>(node_id) else {
         return;
     };
     let resources_known = resources.is_none() || node.resources == resources;
-    if node.status() == NodeStatus::Ready
+    let (status, message) = if engine_error.is_empty() {
+        (NodeStatus::Ready, String::new())
+    } else {
+        (
+            NodeStatus::Down,
+            format!("engine unreachable: {engine_error}"),
+        )
+    };
+    if node.status() == status
+        && node.status_message == message
         && (addr.is_empty() || node.addr == addr)
         && resources_known
         && node.daemon_ports == daemon_ports
@@ -132,8 +146,11 @@ pub async fn mark_ready(m: &Manager, node_id: &str, reported: Reported) {
         node.resources = resources;
     }
     node.daemon_ports = daemon_ports;
-    node.set_status(NodeStatus::Ready);
-    node.status_message.clear();
+    if status == NodeStatus::Down && node.status() != NodeStatus::Down {
+        tracing::warn!(node = node_id, "{message}: marked down");
+    }
+    node.set_status(status);
+    node.status_message = message;
     if !addr.is_empty() {
         node.addr = addr.to_string();
     }

@@ -173,6 +173,13 @@ impl Joined {
                     .resources
                     .unwrap_or_else(swarmlet_worker::resources::host_resources),
                 daemon_ports: me.cfg.daemon_ports(),
+                engine: {
+                    let exec = me.task_manager.executor();
+                    Arc::new(move || {
+                        let exec = exec.clone();
+                        Box::pin(async move { exec.engine_error().await })
+                    })
+                },
             };
             agent::run(cfg, tx, shutdown).await;
         };

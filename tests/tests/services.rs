@@ -953,3 +953,97 @@ async fn a_node_with_2000_large_tasks_gets_its_whole_first_set() {
     })
     .await;
 }
+
+/// A node whose container engine is unreachable says so in its heartbeats:
+/// it is `down` with the reason and gets no task until the engine is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_whose_engine_is_unreachable_is_down_and_gets_no_tasks() {
+    use std::sync::{Arc, Mutex};
+    use swarmlet_common::grpc::{tls_channel, WithLimits};
+    use swarmlet_common::tls::{client_config, CertSlot};
+    use swarmlet_proto::dispatcher::dispatcher_client::DispatcherClient;
+    use swarmlet_proto::dispatcher::HeartbeatRequest;
+
+    let (_dir, mut nodes) = cluster(1, 1).await;
+    let mut worker = nodes.pop().expect("worker");
+    let m = nodes.pop().expect("manager");
+    // The worker's heartbeats, sent with its certificate, as its agent
+    // would send them with the engine down, then up again.
+    let id = swarmlet_common::identity::NodeIdentity::load(&worker.state_dir.join("certs"))
+        .expect("load")
+        .expect("present");
+    worker.stop().await;
+    let channel = tls_channel(
+        &m.addr,
+        client_config(&id.ca_pem, CertSlot::new(&id).expect("slot")).expect("tls"),
+    )
+    .expect("channel");
+    let engine_error = Arc::new(Mutex::new(
+        "cannot reach the Docker daemon at unix:///run/docker.sock: connection refused".to_string(),
+    ));
+    let beats = {
+        let engine_error = engine_error.clone();
+        tokio::spawn(async move {
+            let mut client = DispatcherClient::new(channel).with_limits();
+            loop {
+                let e = engine_error.lock().map(|e| e.clone()).unwrap_or_default();
+                let _ = client
+                    .heartbeat(HeartbeatRequest {
+                        engine_error: e,
+                        ..Default::default()
+                    })
+                    .await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        })
+    };
+    let node = |m: &InProcessNode| {
+        let mut c = m.control();
+        async move {
+            c.inspect_node(swarmlet_proto::control::NodeRef { node: "n01".into() })
+                .await
+                .ok()
+                .map(|n| n.into_inner())
+        }
+    };
+    let down = wait_until("the worker down with its engine", CONVERGE, || async {
+        node(&m).await.filter(|n| n.status == "down")
+    })
+    .await;
+    assert!(
+        down.status_message.contains(
+            "engine unreachable: cannot reach the Docker daemon at unix:///run/docker.sock"
+        ),
+        "{}",
+        down.status_message
+    );
+    // No task goes there.
+    let mut pinned = spec("pinned", 1);
+    pinned.constraints = vec!["node.hostname==n01".into()];
+    create(&m, pinned).await;
+    let waiting = wait_until("the task waits for a node", CONVERGE, || async {
+        let ts = tasks(&m, "pinned").await;
+        ts.first().and_then(|i| i.task.clone()).filter(|t| {
+            t.node_id.is_empty() && t.status.as_ref().is_some_and(|s| !s.err.is_empty())
+        })
+    })
+    .await;
+    let err = waiting.status.map(|s| s.err).unwrap_or_default();
+    assert!(err.contains("no suitable node"), "{err}");
+    // The engine is back: ready, and the task is placed on it.
+    if let Ok(mut e) = engine_error.lock() {
+        e.clear();
+    }
+    wait_until("the worker ready again", CONVERGE, || async {
+        node(&m).await.filter(|n| n.status == "ready")
+    })
+    .await;
+    wait_until("the task placed on the worker", CONVERGE, || async {
+        let ts = tasks(&m, "pinned").await;
+        ts.first()
+            .and_then(|i| i.task.clone())
+            .filter(|t| !t.node_id.is_empty())
+    })
+    .await;
+    beats.abort();
+}

@@ -40,7 +40,13 @@ pub struct AgentConfig {
     pub resources: Resources,
     /// TCP ports this node's swarmd listens on.
     pub daemon_ports: Vec<u32>,
+    /// Checks the container engine before each heartbeat.
+    pub engine: EngineCheck,
 }
+
+/// Why the node's container engine cannot be reached, if it cannot.
+pub type EngineCheck =
+    Arc<dyn Fn() -> futures::future::BoxFuture<'static, Option<String>> + Send + Sync>;
 
 const RETRY: Duration = Duration::from_millis(250);
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -119,6 +125,7 @@ async fn heartbeat_once(
         addr: cfg.addr.clone(),
         resources: Some(cfg.resources),
         daemon_ports: cfg.daemon_ports.clone(),
+        engine_error: (cfg.engine)().await.unwrap_or_default(),
     };
     match tokio::time::timeout(CALL_TIMEOUT, client.heartbeat(req)).await {
         Ok(Ok(r)) => Ok(r.into_inner()),

@@ -121,6 +121,9 @@ impl DockerExecutor {
         }
     }
 
+    /// How long a liveness check of the engine may take.
+    const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
     fn unreachable(&self, why: &str) -> ExecError {
         ExecError::Runtime(format!(
             "cannot reach the Docker daemon at {}: {why}",
@@ -164,9 +167,10 @@ impl DockerExecutor {
     /// Maps a failed call: a refused connection means the daemon is down.
     fn runtime(&self, e: DockerError) -> ExecError {
         match e {
-            DockerError::HyperResponseError { .. } | DockerError::IOError { .. } => {
-                self.unreachable(&e.to_string())
-            }
+            DockerError::HyperResponseError { .. }
+            | DockerError::HyperLegacyError { .. }
+            | DockerError::IOError { .. }
+            | DockerError::RequestTimeoutError => self.unreachable(&e.to_string()),
             other => ExecError::Runtime(message(&other)),
         }
     }
@@ -474,6 +478,18 @@ pub fn task_name(task: &Task) -> String {
 }
 
 impl Executor for DockerExecutor {
+    async fn engine_error(&self) -> Option<String> {
+        let d = match self.docker().await {
+            Ok(d) => d,
+            Err(e) => return Some(e.to_string()),
+        };
+        match tokio::time::timeout(Self::PING_TIMEOUT, d.ping()).await {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(self.runtime(e).to_string()),
+            Err(_) => Some(self.unreachable("no answer within 2s").to_string()),
+        }
+    }
+
     async fn prepare(&self, task: &Task, files: &[FileMount]) -> Result<String, ExecError> {
         let d = self.docker().await?;
         let image = task
@@ -812,5 +828,24 @@ mod tests {
                 .starts_with("cannot reach the Docker daemon at unix:///nonexistent/docker.sock"),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn an_engine_that_is_down_is_named_with_its_address() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let host = format!("unix://{}/docker.sock", dir.path().display());
+        let exec = DockerExecutor::new(DockerConfig {
+            host: host.clone(),
+            node_id: "n1".into(),
+            pull_missing: false,
+        });
+        let err = exec.engine_error().await.expect("no engine there");
+        assert!(
+            err.contains(&format!("cannot reach the Docker daemon at {host}")),
+            "{err}"
+        );
+        // A task's error names it the same way.
+        let e = exec.prepare(&task(), &[]).await.expect_err("no engine");
+        assert!(e.to_string().contains(&host), "{e}");
     }
 }

@@ -93,6 +93,11 @@ pub trait Executor: Send + Sync + 'static {
     /// The container's output: (from stderr, bytes) chunks; the last `tail`
     /// lines (negative: all), then new output while `follow`.
     fn logs(&self, container_id: &str, follow: bool, tail: i64) -> LogStream;
+    /// Why the container engine cannot be reached now, naming it and its
+    /// address; `None` when it answers.
+    fn engine_error(&self) -> impl Future<Output = Option<String>> + Send {
+        async { None }
+    }
 }
 
 /// Where a running container lives: its main process and the path of its
@@ -125,6 +130,13 @@ impl Executor for NodeExecutor {
         match self {
             NodeExecutor::Sim(s) => s.prepare(task, files).await,
             NodeExecutor::Docker(d) => d.prepare(task, files).await,
+        }
+    }
+
+    async fn engine_error(&self) -> Option<String> {
+        match self {
+            NodeExecutor::Sim(_) => None,
+            NodeExecutor::Docker(d) => d.engine_error().await,
         }
     }
 

@@ -244,6 +244,7 @@ impl Dispatcher for DispatcherService {
             addr: req.addr,
             resources: req.resources,
             daemon_ports: req.daemon_ports,
+            engine_error: req.engine_error,
         };
         tokio::spawn(async move { mark_ready(&m2, &node_id, reported).await });
         Ok(Response::new(HeartbeatResponse {

@@ -40,6 +40,8 @@ pub struct DaemonConfig {
     pub force_new_cluster: bool,
     /// `--metrics-addr`: where Prometheus text is served; off when `None`.
     pub metrics_addr: Option<String>,
+    /// `--host-pool`: addresses of the legs in the node's own namespace.
+    pub host_pool: swarmlet_worker::overlay::host_pool::HostPool,
 }
 
 impl DaemonConfig {
@@ -68,6 +70,7 @@ impl DaemonConfig {
             pull_missing: true,
             force_new_cluster: false,
             metrics_addr: None,
+            host_pool: Default::default(),
         }
     }
 

@@ -96,7 +96,11 @@ impl Joined {
         };
         let real_containers = matches!(executor, NodeExecutor::Docker(_));
         let data_ip = data_path_ip(&state.addr);
-        let overlay = Overlay::new(&state.node_id, data_ip);
+        if real_containers {
+            swarmlet_worker::overlay::host_pool::check_host_routes(&cfg.host_pool)
+                .map_err(|e| anyhow!(e))?;
+        }
+        let overlay = Overlay::new(&state.node_id, data_ip, cfg.host_pool);
         let (status_tx, status_rx) = mpsc::unbounded_channel();
         let task_manager = Arc::new(TaskManager::new(
             Arc::new(executor),

@@ -49,6 +49,10 @@ struct Args {
     /// Manager only: restart as a one-manager cluster from this node's state.
     #[arg(long)]
     force_new_cluster: bool,
+    /// Host-side addresses for the ingress and host-mode legs (IPv4 CIDR,
+    /// /8 to /24; refused if it overlaps a route of this node).
+    #[arg(long, default_value = swarmlet_worker::overlay::host_pool::DEFAULT)]
+    host_pool: swarmlet_worker::overlay::host_pool::HostPool,
 }
 
 fn system_hostname() -> String {
@@ -92,6 +96,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     cfg.executor = args.executor;
     cfg.docker_host = args.docker_host;
     cfg.force_new_cluster = args.force_new_cluster;
+    cfg.host_pool = args.host_pool;
     cfg.metrics_addr = args.metrics_addr;
     // No registry is reachable on some hosts (and tests must not try one).
     cfg.pull_missing = std::env::var("SWARMD_NO_PULL").map_or(true, |v| v.is_empty() || v == "0");

@@ -1,15 +1,13 @@
 //! Ports published in `mode=host`: reachable on the task's own node only.
 //!
 //! A task with such ports gets a leg to the node's namespace: a veth
-//! `swh-<task id:10>` there and `host0` in the container, a /30 from
-//! 172.19.0.0/16 (node side `.1`, container side `.2`; the container's
+//! `swh-<task id:10>` there and `host0` in the container, a /30 of the
+//! host pool ([`super::host_pool`]; node side `.1`, container side `.2`; the container's
 //! default route goes back through it, so replies reach any client). The
 //! node's routing-mesh table ([`super::ingress::host_ruleset`]) DNATs the
 //! published port on the node's local addresses to the container's side,
 //! at the target port. The scheduler never puts two tasks publishing the
 //! same host port on one node.
-
-use std::net::Ipv4Addr;
 
 use swarmlet_proto::objects::Task;
 
@@ -17,9 +15,6 @@ use super::lb::Proto;
 
 /// The container side of the leg.
 pub const CONTAINER_LEG: &str = "host0";
-
-/// Number of /30 slots in 172.19.0.0/16.
-pub const SLOTS: u32 = 16384;
 
 /// One host-mode port of a task: (protocol, published, target).
 pub type HostPort = (Proto, u16, u16);
@@ -53,49 +48,13 @@ pub fn temp_leg(task_id: &str) -> String {
     format!("swk-{}", super::plan::short(task_id, 10))
 }
 
-/// The (node side, container side) addresses of slot `slot` (/30).
-pub fn slot_ips(slot: u32) -> (Ipv4Addr, Ipv4Addr) {
-    let base = (172u32 << 24) | (19 << 16) | ((slot % SLOTS) << 2);
-    (Ipv4Addr::from(base + 1), Ipv4Addr::from(base + 2))
-}
-
-/// The slot of a node-side address (inverse of [`slot_ips`]).
-pub fn slot_of(node_side: Ipv4Addr) -> Option<u32> {
-    let v = u32::from(node_side);
-    (v >> 16 == (172 << 8 | 19) && v & 3 == 1).then_some((v >> 2) & (SLOTS - 1))
-}
-
-/// The first slot from the task's hash on that `taken` does not hold.
-pub fn pick_slot(task_id: &str, taken: &[u32]) -> u32 {
-    let start = task_id
-        .bytes()
-        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
-        % SLOTS;
-    (0..SLOTS)
-        .map(|i| (start + i) % SLOTS)
-        .find(|s| !taken.contains(s))
-        .unwrap_or(start)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use swarmlet_proto::objects::{PortConfig, ServiceSpec};
 
     #[test]
-    fn slots_and_addresses() {
-        assert_eq!(
-            slot_ips(0),
-            (Ipv4Addr::new(172, 19, 0, 1), Ipv4Addr::new(172, 19, 0, 2))
-        );
-        assert_eq!(
-            slot_ips(65),
-            (Ipv4Addr::new(172, 19, 1, 5), Ipv4Addr::new(172, 19, 1, 6))
-        );
-        assert_eq!(slot_of(Ipv4Addr::new(172, 19, 1, 5)), Some(65));
-        assert_eq!(slot_of(Ipv4Addr::new(172, 19, 1, 6)), None);
-        let s = pick_slot("abc", &[]);
-        assert_ne!(pick_slot("abc", &[s]), s);
+    fn leg_names_fit_an_interface_name() {
         assert!(node_leg("0123456789abcdef").len() <= 15);
     }
 

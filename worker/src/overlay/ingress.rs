@@ -2,14 +2,14 @@
 //!
 //! The ingress network's namespace is the node's *ingress sandbox*
 //! (`ingress_sbox-<node>`): besides `br0` on the ingress overlay (with the
-//! node's load-balancer IP there), it has a leg `gw0` (172.18.0.2/30) to the
-//! node's namespace, whose end there is `swi-<node>` (172.18.0.1/30), and a
-//! default route back through it. In the node's namespace, the table
+//! node's load-balancer IP there), it has a leg `gw0` (the first /30 of the
+//! host pool, `.2`; [`super::host_pool`]) to the node's namespace, whose end
+//! there is `swi-<node>` (`.1`), and a default route back through it. In the node's namespace, the table
 //! `swarmlet-mesh-<node>` DNATs every published port on a local address
 //! (the node's own IPs and localhost) to the sandbox, whose `swarmlet-lb`
 //! table balances it over the service's tasks on any node
 //! ([`super::lb`]). Connections from the node itself are masqueraded to
-//! 172.18.0.1 (localhost sources need `route_localnet` on the leg). The
+//! the leg's node side (localhost sources need `route_localnet` on the leg). The
 //! table's NAT turns connection tracking on in the node's namespace; the
 //! VXLAN packets (UDP 4789) are exempt (`notrack`): every overlay flow
 //! would otherwise cost a tracked UDP "connection" on both nodes.
@@ -23,10 +23,6 @@ use super::lb::Proto;
 use super::nft::{add_base_chain, add_rule, replace_table};
 use super::plan::VXLAN_PORT;
 
-/// The node side of the sandbox's leg.
-pub const HOST_LEG_IP: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 1);
-/// The sandbox side of the leg: where published ports are sent.
-pub const SBOX_LEG_IP: Ipv4Addr = Ipv4Addr::new(172, 18, 0, 2);
 /// Prefix length of the leg's point-to-point subnet.
 pub const LEG_PREFIX: u8 = 30;
 /// The sandbox's leg interface.
@@ -61,6 +57,7 @@ pub fn host_table(node_id: &str) -> String {
 /// always replaced whole, atomically.
 pub fn host_ruleset(
     node_id: &str,
+    sbox_ip: Ipv4Addr,
     published: &BTreeSet<(Proto, u16)>,
     host_ports: &BTreeMap<(Proto, u16), (Ipv4Addr, u16)>,
 ) -> Vec<Value> {
@@ -82,7 +79,7 @@ pub fn host_ruleset(
         {"match": {"op": "==", "left": {"fib": {"result": "type", "flags": ["daddr"]}}, "right": "local"}},
         {"match": {"op": "==", "left": {"concat": [{"meta": {"key": "l4proto"}},
             {"payload": {"protocol": "th", "field": "dport"}}]}, "right": "@published"}},
-        {"dnat": {"addr": SBOX_LEG_IP.to_string()}}
+        {"dnat": {"addr": sbox_ip.to_string()}}
     ]);
     let leg = host_leg(node_id);
     let mut host_rules = Vec::new();
@@ -151,16 +148,20 @@ mod tests {
     fn published_ports_are_sent_to_the_sandbox() {
         let ports: BTreeSet<_> = [(Proto::Tcp, 8080), (Proto::Udp, 5353)].into();
         let host: BTreeMap<_, _> =
-            [((Proto::Tcp, 9000), (Ipv4Addr::new(172, 19, 0, 2), 80))].into();
-        let text =
-            serde_json::to_string(&host_ruleset("abcdef0123", &ports, &host)).unwrap_or_default();
+            [((Proto::Tcp, 9000), (Ipv4Addr::new(198, 18, 0, 6), 80))].into();
+        let sbox = Ipv4Addr::new(198, 18, 0, 2);
+        let text = serde_json::to_string(&host_ruleset("abcdef0123", sbox, &ports, &host))
+            .unwrap_or_default();
         assert!(
-            text.contains("\"addr\":\"172.19.0.2\",\"port\":80"),
+            text.contains("\"addr\":\"198.18.0.6\",\"port\":80"),
             "{text}"
         );
         assert!(text.contains("\"concat\":[\"tcp\",8080]"), "{text}");
         assert!(text.contains("\"concat\":[\"udp\",5353]"), "{text}");
-        assert!(text.contains("172.18.0.2"));
+        assert!(
+            text.contains("\"dnat\":{\"addr\":\"198.18.0.2\"}"),
+            "{text}"
+        );
         assert!(text.contains("swi-abcdef01"));
         // VXLAN is not tracked.
         assert!(

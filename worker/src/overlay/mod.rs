@@ -22,9 +22,11 @@
 //! local endpoint uses.
 //!
 //! Layout: [`plan`] (names, MACs, diffs; pure), [`lb`] and [`ingress`]
-//! (nftables rules; pure), [`netns`] (namespaces and running work inside
+//! (nftables rules; pure), [`host_pool`] (the legs' addresses in the node's
+//! namespace, `--host-pool`), [`netns`] (namespaces and running work inside
 //! them), [`links`] (the netlink operations), [`nft`] (applying rules).
 
+pub mod host_pool;
 pub mod hostports;
 pub mod ingress;
 pub mod lb;
@@ -112,6 +114,8 @@ pub struct Overlay {
     /// The embedded DNS of the node's containers.
     dns: Arc<crate::dns::Dns>,
     data_ip: Option<Ipv4Addr>,
+    /// Where the legs in the node's namespace take their addresses.
+    pool: host_pool::HostPool,
     state: Mutex<State>,
     wake: Notify,
     /// Serialises kernel changes (attachments and reconcile passes).
@@ -160,12 +164,13 @@ impl Overlay {
     }
 
     /// The data plane of node `node_id`, whose VXLAN traffic leaves from
-    /// `data_ip`.
-    pub fn new(node_id: &str, data_ip: Option<Ipv4Addr>) -> Arc<Self> {
+    /// `data_ip`, with legs in the node's namespace from `pool`.
+    pub fn new(node_id: &str, data_ip: Option<Ipv4Addr>, pool: host_pool::HostPool) -> Arc<Self> {
         Arc::new(Overlay {
             node_id: node_id.to_string(),
             dns: crate::dns::Dns::new(crate::dns::upstream::system_upstreams()),
             data_ip,
+            pool,
             state: Mutex::new(State::default()),
             wake: Notify::new(),
             busy: tokio::sync::Mutex::new(()),
@@ -297,7 +302,7 @@ impl Overlay {
                 endpoint.host_slot = Some(existing_slot.unwrap_or_else(|| {
                     let taken: Vec<u32> =
                         st.endpoints.values().filter_map(|e| e.host_slot).collect();
-                    hostports::pick_slot(&task.id, &taken)
+                    self.pool.pick_slot(&task.id, &taken)
                 }));
             }
             st.endpoints.insert(task.id.clone(), endpoint.clone());
@@ -324,12 +329,13 @@ impl Overlay {
     /// The slot of the task's existing leg (after a `swarmd` restart).
     async fn existing_host_slot(&self, task_id: &str) -> Result<Option<u32>, OverlayError> {
         let leg = hostports::node_leg(task_id);
+        let pool = self.pool;
         netns::run_in(&netns::host_ns(), move |h| async move {
             match links::link(&h, &leg).await? {
                 Some(l) => Ok(links::addresses(&h, l.index)
                     .await?
                     .into_iter()
-                    .find_map(hostports::slot_of)),
+                    .find_map(|ip| pool.slot_of(ip))),
                 None => Ok(None),
             }
         })
@@ -338,7 +344,7 @@ impl Overlay {
 
     /// The container's leg to the node for host-mode ports.
     async fn plumb_host_leg(&self, task_id: &str, pid: u32, slot: u32) -> Result<(), OverlayError> {
-        let (node_ip, container_ip) = hostports::slot_ips(slot);
+        let (node_ip, container_ip) = self.pool.slot_ips(slot);
         ensure_leg(Leg {
             node_side: hostports::node_leg(task_id),
             temp: hostports::temp_leg(task_id),
@@ -486,10 +492,10 @@ impl Overlay {
         ensure_leg(Leg {
             node_side: ingress::host_leg(&self.node_id),
             temp: ingress::temp_leg(&self.node_id),
-            node_ip: (ingress::HOST_LEG_IP, ingress::LEG_PREFIX),
+            node_ip: (self.pool.ingress_leg().0, ingress::LEG_PREFIX),
             inner_ns: sbox.to_path_buf(),
             inner_name: ingress::SBOX_LEG,
-            inner_ip: (ingress::SBOX_LEG_IP, ingress::LEG_PREFIX),
+            inner_ip: (self.pool.ingress_leg().1, ingress::LEG_PREFIX),
         })
         .await
     }
@@ -569,7 +575,7 @@ impl Overlay {
             let mut host = BTreeMap::new();
             for e in st.endpoints.values() {
                 let Some(slot) = e.host_slot else { continue };
-                let (_, container_ip) = hostports::slot_ips(slot);
+                let (_, container_ip) = self.pool.slot_ips(slot);
                 for (proto, published, target) in &e.host_ports {
                     host.insert((*proto, *published), (container_ip, *target));
                 }
@@ -582,11 +588,12 @@ impl Overlay {
         let node = self.node_id.clone();
         let table = ingress::host_table(&node);
         let p2 = ports.clone();
+        let sbox_ip = self.pool.ingress_leg().1;
         netns::run_blocking_in(&netns::host_ns(), move || {
             let present =
                 applied.is_some() && (!check_table || nft::has_chain_here(&table, "postrouting")?);
             if !present || applied.as_ref() != Some(&p2) {
-                nft::apply_here(&ingress::host_ruleset(&node, &p2.0, &p2.1))?;
+                nft::apply_here(&ingress::host_ruleset(&node, sbox_ip, &p2.0, &p2.1))?;
             }
             if !present || check_table {
                 nft::docker_user_accept_here(&[&ingress::host_leg(&node), "swh-+"]);

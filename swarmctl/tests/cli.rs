@@ -165,6 +165,45 @@ async fn cluster_and_node_commands() {
         assert_eq!(mode, 0o600, "control socket {}", node.socket.display());
     }
 
+    // Autolock: the key is shown when it is turned on and by unlock-key.
+    fails_with(&a, &["cluster", "unlock-key"], "no unlock key is set");
+    let on = swarmctl(&a, &["cluster", "update", "--autolock=true"]);
+    assert!(on.status.success(), "{}", stderr(&on));
+    let shown = stdout(&on);
+    let key = shown
+        .split_whitespace()
+        .find(|w| w.starts_with("SWMKEY-1-"))
+        .unwrap_or_else(|| panic!("no key in {shown}"))
+        .to_string();
+    let q = swarmctl(&a, &["cluster", "unlock-key", "-q"]);
+    assert_eq!(stdout(&q).trim(), key);
+    let insp = swarmctl(&a, &["cluster", "inspect"]);
+    assert!(
+        stdout(&insp).contains("\"autolock\": true"),
+        "{}",
+        stdout(&insp)
+    );
+    assert!(!stdout(&insp).contains(&key), "the key is not in inspect");
+    let mut unlock = std::process::Command::new(env!("CARGO_BIN_EXE_swarmctl"))
+        .arg("-H")
+        .arg(format!("unix://{}", a.socket.display()))
+        .args(["cluster", "unlock"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    if let Some(mut stdin) = unlock.stdin.take() {
+        use std::io::Write;
+        let _ = writeln!(stdin, "{key}");
+    }
+    let out = unlock.wait_with_output().expect("unlock");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not locked"), "{}", stderr(&out));
+    let off = swarmctl(&a, &["cluster", "update", "--autolock=false"]);
+    assert!(off.status.success(), "{}", stderr(&off));
+    fails_with(&a, &["cluster", "unlock-key"], "no unlock key is set");
+
     // node ps validates the node; empty until services exist.
     let ps = swarmctl(&a, &["node", "ps", "beta", "--format", "json"]);
     assert_eq!(stdout(&ps).trim(), "[]");

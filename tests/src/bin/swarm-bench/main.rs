@@ -19,6 +19,7 @@ use swarmlet_proto::control::CreateServiceRequest;
 use swarmlet_proto::objects::{NodeStatus, RemovedNode, ServiceSpec, Task, TaskState};
 use swarmlet_tests::{form_cluster, wait_until, InProcessNode};
 
+mod host_loss;
 mod lb_update;
 mod mesh;
 mod overlay;
@@ -47,6 +48,10 @@ enum Scenario {
         managers: usize,
         #[arg(long, default_value_t = 5)]
         rounds: usize,
+        /// The leader's host is lost (its packets dropped, no reset), and the
+        /// write goes through a surviving manager.
+        #[arg(long)]
+        host_loss: bool,
     },
     /// Sim workers with real sessions; one service created → all tasks running.
     Sched {
@@ -578,16 +583,36 @@ async fn reschedule_bench(workers: usize, tasks: u64) -> anyhow::Result<serde_js
     }))
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Scenario::Failover {
+        host_loss: true, ..
+    } = args.scenario
+    {
+        // Before any thread exists: every thread must live in it.
+        host_loss::enter_private_netns()?;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let result = match args.scenario {
         Scenario::Raft {
             managers,
             clients,
             seconds,
         } => raft_bench(managers, clients, seconds).await?,
-        Scenario::Failover { managers, rounds } => failover_bench(managers, rounds).await?,
+        Scenario::Failover {
+            managers,
+            rounds,
+            host_loss: true,
+        } => host_loss::run_bench(managers, rounds).await?,
+        Scenario::Failover {
+            managers, rounds, ..
+        } => failover_bench(managers, rounds).await?,
         Scenario::Sched {
             managers,
             nodes,

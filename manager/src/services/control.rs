@@ -57,11 +57,16 @@ impl ControlService {
 /// Forwards the call to the leader when this manager is a follower.
 macro_rules! forward_to_leader {
     ($m:expr, $request:ident, $method:ident) => {
-        if let Some(leader) = $m.forward_target().await? {
-            return ControlClient::new(leader)
-                .with_limits()
-                .$method(forwarded($request.into_inner(), None))
-                .await;
+        let forwarded_reply =
+            super::forward_unary(&$m, $request.get_ref(), |leader, req| async move {
+                ControlClient::new(leader)
+                    .with_limits()
+                    .$method(forwarded(req, None))
+                    .await
+            })
+            .await?;
+        if let Some(reply) = forwarded_reply {
+            return Ok(reply);
         }
     };
 }

@@ -66,6 +66,41 @@ impl ManagerSlot {
     }
 }
 
+/// Sends `request` to the leader with `call` (`Ok(None)`: this manager leads
+/// now, the caller answers itself). The leader's host may be gone without a
+/// word (a cut link: its connection just goes silent), so the call is
+/// raced against a change of leader: when another manager takes over, the
+/// call is abandoned and sent to the new leader, instead of hanging until
+/// the old connection's keep-alive gives up (10 s). A lost leader cannot
+/// have committed the abandoned call (it has no quorum).
+pub async fn forward_unary<Req, Resp, F, Fut>(
+    m: &Manager,
+    request: &Req,
+    call: F,
+) -> Result<Option<tonic::Response<Resp>>, Status>
+where
+    Req: Clone,
+    F: Fn(tonic::transport::Channel, Req) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<Resp>, Status>>,
+{
+    loop {
+        let Some(channel) = m.forward_target().await? else {
+            return Ok(None);
+        };
+        let mut status = m.raft.watch_status();
+        let leader_id = status.borrow_and_update().leader_id;
+        tokio::select! {
+            r = call(channel, request.clone()) => return r.map(Some),
+            changed = status.wait_for(|s| s.leader_id != leader_id) => {
+                if changed.is_err() {
+                    return Err(Status::unavailable("this manager is stopping"));
+                }
+                tracing::debug!("the leader changed while a call was forwarded to it: sent again");
+            }
+        }
+    }
+}
+
 /// A copy of `message` to send to the leader on behalf of `node`.
 pub fn forwarded<T>(message: T, node: Option<&str>) -> tonic::Request<T> {
     let mut r = tonic::Request::new(message);

@@ -99,28 +99,36 @@ pub async fn run_bench(managers: usize, rounds: usize) -> anyhow::Result<serde_j
         let hostname = nodes[old].name.clone();
         cut(port_of(&nodes[old].addr)?)?;
         let lost_at = Instant::now();
-        let mut election = None;
-        let mut n = 0u64;
-        let written = loop {
-            if lost_at.elapsed() > Duration::from_secs(30) {
-                bail!("no write acknowledged within 30 s of losing the leader's host");
+        // The election, watched on its own while the write waits.
+        let watcher = tokio::spawn(async move {
+            loop {
+                if ms.iter().any(|m| m.is_leader()) {
+                    return Some(lost_at.elapsed());
+                }
+                if lost_at.elapsed() > Duration::from_secs(30) {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            if election.is_none() && ms.iter().any(|m| m.is_leader()) {
-                election = Some(lost_at.elapsed());
-            }
-            n += 1;
-            let req = UpdateNodeRequest {
-                node: hostname.clone(),
-                label_add: [(format!("hostloss-{round}"), n.to_string())].into(),
-                ..Default::default()
-            };
-            let mut client = via.control();
-            let call = client.update_node(req);
-            match tokio::time::timeout(Duration::from_millis(500), call).await {
-                Ok(Ok(_)) => break lost_at.elapsed(),
-                _ => tokio::time::sleep(Duration::from_millis(5)).await,
-            }
+        });
+        // One call, as a user's `swarmctl node update` on that manager: it
+        // must not hang on the lost leader's silent connection.
+        let req = UpdateNodeRequest {
+            node: hostname.clone(),
+            label_add: [(format!("hostloss-{round}"), "1".to_string())].into(),
+            ..Default::default()
         };
+        let mut client = via.control();
+        let written =
+            match tokio::time::timeout(Duration::from_secs(30), client.update_node(req)).await {
+                Ok(Ok(_)) => lost_at.elapsed(),
+                Ok(Err(e)) => bail!(
+                    "the write through a surviving manager failed: {}",
+                    e.message()
+                ),
+                Err(_) => bail!("no write acknowledged within 30 s of losing the leader's host"),
+            };
+        let election = watcher.await.ok().flatten();
         let election = election.unwrap_or(written);
         eprintln!(
             "host loss round {round}: election {:.3}s, write resumed {:.3}s",
@@ -129,7 +137,6 @@ pub async fn run_bench(managers: usize, rounds: usize) -> anyhow::Result<serde_j
         );
         elections.push(election.as_secs_f64());
         resumed.push(written.as_secs_f64());
-        drop(ms);
         // The host comes back (a restarted machine): its daemon too.
         nodes[old].stop().await;
         heal()?;

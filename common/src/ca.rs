@@ -43,26 +43,35 @@ impl RootCa {
     /// Creates a new self-signed root CA for a cluster.
     pub fn create(cluster_id: &str) -> Result<Self, CaError> {
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, "swarmlet-root-ca");
-        dn.push(DnType::OrganizationName, cluster_id);
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let now = OffsetDateTime::now_utc();
-        params.not_before = now - time::Duration::hours(1);
-        params.not_after = now + ROOT_CERT_VALIDITY;
+        let params = root_params(cluster_id, "swarmlet-root-ca");
         let cert = params.self_signed(&key)?;
         Ok(RootCa {
             cert_pem: cert.pem(),
             cert_der: cert.der().to_vec(),
             key,
         })
+    }
+
+    /// A new root to rotate to from `self` (`swarmctl cluster ca --rotate`),
+    /// and the new root's certificate cross-signed by `self`: a node
+    /// certificate chained with it is trusted by nodes that trust only the
+    /// old root, so nodes can move one by one. The new root has a name of
+    /// its own, so that chains never mix the two up.
+    pub fn rotate(&self, cluster_id: &str) -> Result<(RootCa, String), CaError> {
+        let key = KeyPair::generate()?;
+        let name = format!("swarmlet-root-ca-{}", &crate::ids::new_id()[..8]);
+        let params = root_params(cluster_id, &name);
+        let cert = params.self_signed(&key)?;
+        let old = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key)?;
+        let cross = params.signed_by(&key, &old)?;
+        Ok((
+            RootCa {
+                cert_pem: cert.pem(),
+                cert_der: cert.der().to_vec(),
+                key,
+            },
+            cross.pem(),
+        ))
     }
 
     /// Loads a root CA from its stored PEM certificate and key.
@@ -132,4 +141,23 @@ impl RootCa {
         let cert = params.signed_by(&csr.public_key, &issuer)?;
         Ok(cert.pem())
     }
+}
+
+/// The parameters of a root CA certificate named `name`.
+fn root_params(cluster_id: &str, name: &str) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, name);
+    dn.push(DnType::OrganizationName, cluster_id);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + ROOT_CERT_VALIDITY;
+    params
 }

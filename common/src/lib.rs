@@ -6,6 +6,7 @@
 //! - [`ca`]: the cluster's root certificate authority (create, sign CSRs).
 //! - [`identity`]: a node's key and certificate, their roles and persistence.
 //! - [`tls`]: rustls client/server configurations with hot-swappable certificates.
+//! - [`trust`]: the trusted roots, hot-swappable too (root CA rotation).
 //! - [`grpc`]: gRPC channels over mTLS TCP and the unix control socket, message limits.
 //! - [`listener`]: the mTLS listener's connections, capped and closed when idle.
 //! - [`names`]: enum ↔ string conversions used in the API and CLI.
@@ -26,3 +27,4 @@ pub mod private_fs;
 pub mod task_state;
 pub mod tls;
 pub mod token;
+pub mod trust;

@@ -14,13 +14,14 @@ use std::sync::{Arc, RwLock};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::ResolvesClientCert;
 use rustls::crypto::CryptoProvider;
-use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 use crate::identity::{parse_cert, CertInfo, NodeIdentity, Role};
+use crate::trust::{DynClientVerifier, DynServerVerifier, TrustSlot};
 
 /// The DNS name every manager certificate carries; clients verify it.
 pub const MANAGER_SERVER_NAME: &str = "swarm-manager";
@@ -39,7 +40,8 @@ pub enum TlsError {
     Verifier(String),
 }
 
-fn provider() -> Arc<CryptoProvider> {
+/// The crypto provider of every Swarmlet TLS configuration.
+pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -52,7 +54,7 @@ fn certified_key(identity: &NodeIdentity) -> Result<Arc<CertifiedKey>, TlsError>
     Ok(Arc::new(CertifiedKey::from_der(chain, key, &provider())?))
 }
 
-fn root_store(ca_pem: &str) -> Result<RootCertStore, TlsError> {
+pub(crate) fn root_store(ca_pem: &str) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         let cert = cert.map_err(|e| TlsError::Pem(e.to_string()))?;
@@ -112,17 +114,17 @@ impl ResolvesClientCert for CertSlot {
 /// Server side: present the slot's certificate, verify client certificates
 /// against the root CA when they are presented.
 pub fn server_config(ca_pem: &str, slot: CertSlot) -> Result<Arc<ServerConfig>, TlsError> {
-    let provider = provider();
-    let verifier = WebPkiClientVerifier::builder_with_provider(
-        Arc::new(root_store(ca_pem)?),
-        provider.clone(),
-    )
-    .allow_unauthenticated()
-    .build()
-    .map_err(|e| TlsError::Verifier(e.to_string()))?;
-    let mut config = ServerConfig::builder_with_provider(provider)
+    server_config_with(&TrustSlot::new(ca_pem, provider())?, slot)
+}
+
+/// [`server_config`] trusting what `trust` holds at each handshake.
+pub fn server_config_with(
+    trust: &TrustSlot,
+    slot: CertSlot,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(Arc::new(DynClientVerifier(trust.clone())))
         .with_cert_resolver(Arc::new(slot));
     config.alpn_protocols = vec![b"h2".to_vec()];
     // No resumption: a resumed session would carry the client certificate of
@@ -135,9 +137,18 @@ pub fn server_config(ca_pem: &str, slot: CertSlot) -> Result<Arc<ServerConfig>, 
 /// Client side with a node certificate: verify the server against the root
 /// CA and the manager name, present the slot's certificate.
 pub fn client_config(ca_pem: &str, slot: CertSlot) -> Result<Arc<ClientConfig>, TlsError> {
+    client_config_with(&TrustSlot::new(ca_pem, provider())?, slot)
+}
+
+/// [`client_config`] trusting what `trust` holds at each handshake.
+pub fn client_config_with(
+    trust: &TrustSlot,
+    slot: CertSlot,
+) -> Result<Arc<ClientConfig>, TlsError> {
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(root_store(ca_pem)?)
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(DynServerVerifier(trust.clone())))
         .with_client_cert_resolver(Arc::new(slot));
     config.alpn_protocols = vec![b"h2".to_vec()];
     config.resumption = rustls::client::Resumption::disabled();

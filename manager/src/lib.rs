@@ -20,11 +20,13 @@
 //! - [`events`]: the cluster events kept in memory and fed live (`swarmctl events`).
 //! - [`secrets`]: secrets and configs: sealed rows, their keys, handing them to nodes.
 //! - [`metrics`]: the manager's gauges on `/metrics` (nodes, tasks, Raft).
+//! - [`ca_rotation`]: moving every node to a new root CA without an outage.
 //! - [`at_rest`]: the Raft log and rows sealed on disk, the keys behind them, autolock.
 
 pub mod allocator;
 pub mod assignments;
 pub mod at_rest;
+pub mod ca_rotation;
 pub mod chunks;
 pub mod events;
 pub mod ipam;

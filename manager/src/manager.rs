@@ -184,7 +184,8 @@ impl Manager {
             tokio::spawn(crate::reconciler::run(weak.clone())),
             tokio::spawn(crate::status_batcher::run(weak.clone(), status_rx)),
             tokio::spawn(crate::assignments::run(weak.clone())),
-            tokio::spawn(crate::secrets::keys::run_fetcher(weak)),
+            tokio::spawn(crate::secrets::keys::run_fetcher(weak.clone())),
+            tokio::spawn(crate::ca_rotation::run(weak)),
             tokio::spawn(crate::at_rest::follow_autolock(
                 manager.store.clone(),
                 cfg.key_files,
@@ -269,14 +270,18 @@ impl Manager {
             .ok_or_else(|| Status::unavailable("cluster state not replicated yet"))
     }
 
-    /// The root CA (loaded from the store once).
+    /// The root CA that signs now (loaded from the store again when a
+    /// rotation replaced it).
     pub fn root_ca(&self) -> Result<Arc<RootCa>, Status> {
+        let (_, cluster) = self.cluster()?;
         if let Ok(guard) = self.root_ca.read() {
-            if let Some(ca) = guard.as_ref() {
+            if let Some(ca) = guard
+                .as_ref()
+                .filter(|ca| ca.cert_pem().as_bytes() == cluster.root_ca_cert_pem.as_slice())
+            {
                 return Ok(ca.clone());
             }
         }
-        let (_, cluster) = self.cluster()?;
         let cert = String::from_utf8_lossy(&cluster.root_ca_cert_pem).to_string();
         let key = String::from_utf8_lossy(&cluster.root_ca_key_pem).to_string();
         let ca =

@@ -108,6 +108,16 @@ pub enum ClusterCmd {
     },
     /// Unlock a manager restarted under autolock (the key from stdin or a prompt).
     Unlock,
+    /// Show the root CA, or rotate it (every node gets a certificate from a
+    /// new root; the old root is retired once all have one).
+    Ca {
+        /// Rotate to a new root CA.
+        #[arg(long)]
+        rotate: bool,
+        /// Return once the rotation started, without waiting for the nodes.
+        #[arg(short, long)]
+        detach: bool,
+    },
     /// Show (or rotate) the unlock key of an autolocked cluster.
     UnlockKey {
         /// Replace the key; managers re-seal their state with the new one.

@@ -1,4 +1,4 @@
-//! `swarmctl cluster init|inspect|update|join-token|unlock|unlock-key`.
+//! `swarmctl cluster init|inspect|update|join-token|unlock|unlock-key|ca`.
 
 use anyhow::anyhow;
 use serde_json::json;
@@ -157,6 +157,41 @@ pub async fn run(cli: &Cli, cmd: &ClusterCmd) -> anyhow::Result<()> {
                 }
             }
         }
+        ClusterCmd::Ca { rotate, detach } => {
+            let mut client = ControlClient::new(channel).with_limits();
+            let c = if *rotate {
+                client
+                    .rotate_root_ca(Empty {})
+                    .await
+                    .map_err(status)?
+                    .into_inner()
+            } else {
+                client
+                    .get_cluster(Empty {})
+                    .await
+                    .map_err(status)?
+                    .into_inner()
+            };
+            let c = if *rotate && !*detach {
+                wait_for_rotation(&mut client).await?
+            } else {
+                c
+            };
+            if cli.format == Format::Json {
+                print_json(&json!({
+                    "root_ca_digest": c.root_ca_digest,
+                    "rotating": c.ca_rotating,
+                    "nodes_pending": c.ca_rotation_pending,
+                }));
+            } else if c.ca_rotating {
+                println!(
+                    "Root CA {}: rotation in progress, {} node(s) still on the old root",
+                    c.root_ca_digest, c.ca_rotation_pending
+                );
+            } else {
+                println!("Root CA {}", c.root_ca_digest);
+            }
+        }
         ClusterCmd::Unlock => {
             let key = read_unlock_key()?;
             LocalClient::new(channel)
@@ -246,4 +281,39 @@ fn read_unlock_key() -> anyhow::Result<String> {
         return Err(anyhow!("no unlock key given"));
     }
     Ok(key)
+}
+
+/// Waits until every node has a certificate from the new root and the old
+/// root is retired, saying how many nodes are left as that changes.
+async fn wait_for_rotation(
+    client: &mut ControlClient<tonic::transport::Channel>,
+) -> anyhow::Result<ClusterInfo> {
+    let mut said = None;
+    let mut stalled_since = std::time::Instant::now();
+    loop {
+        let c = client
+            .get_cluster(Empty {})
+            .await
+            .map_err(status)?
+            .into_inner();
+        if !c.ca_rotating {
+            eprintln!("Root CA rotated: every node has a certificate from the new root.");
+            return Ok(c);
+        }
+        if said != Some(c.ca_rotation_pending) {
+            eprintln!(
+                "rotating the root CA: {} node(s) still on the old root",
+                c.ca_rotation_pending
+            );
+            said = Some(c.ca_rotation_pending);
+            stalled_since = std::time::Instant::now();
+        } else if stalled_since.elapsed() > std::time::Duration::from_secs(30) {
+            eprintln!(
+                "still waiting for {} node(s): a node that is down renews when it is back, or must be removed (node rm)",
+                c.ca_rotation_pending
+            );
+            stalled_since = std::time::Instant::now();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }

@@ -120,6 +120,7 @@ pub async fn init(
         raft_joined: true,
         addr: addr.clone(),
         managers: vec![addr.clone()],
+        cert_root_digest: root_digest(ca.cert_der()),
     };
     state.save(&cfg.state_dir)?;
     let now = swarmlet_common::clock::now_ms();
@@ -156,6 +157,7 @@ pub async fn init(
     node.set_role(NodeRole::Manager);
     node.set_availability(NodeAvailability::Active);
     node.set_status(NodeStatus::Ready);
+    node.cert_root_digest = root_digest(ca.cert_der());
     let member = RaftMember {
         raft_id,
         node_id,
@@ -247,7 +249,11 @@ pub async fn join(
         .await
         .map_err(|s| anyhow!("{}", s.message()))?
         .into_inner();
-    let identity = NodeIdentity::new(root, issued.cert_pem, key.serialize_pem())?;
+    // Trust what the cluster trusts now (both roots during a rotation).
+    let trust = Some(issued.trust_roots_pem.clone())
+        .filter(|t| !t.is_empty())
+        .unwrap_or(root);
+    let identity = NodeIdentity::new(trust, issued.cert_pem, key.serialize_pem())?;
     identity.save(&cfg.certs_dir())?;
     let mut known = issued.manager_addrs;
     if !known.iter().any(|a| a == remote) {
@@ -261,6 +267,7 @@ pub async fn join(
         raft_joined: false,
         addr,
         managers: known,
+        cert_root_digest: issued.root_digest,
     };
     state.save(&cfg.state_dir)?;
     Joined::start(cfg.clone(), state, identity, managers, false, None).await

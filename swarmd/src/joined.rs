@@ -11,7 +11,8 @@ use anyhow::{anyhow, bail, Context};
 use swarmlet_common::grpc::tls_channel;
 use swarmlet_common::identity::{new_key_and_csr, NodeIdentity};
 use swarmlet_common::listener::{tls_incoming, Limits};
-use swarmlet_common::tls::{client_config, server_config, CertSlot};
+use swarmlet_common::tls::{client_config_with, server_config_with, CertSlot};
+use swarmlet_common::trust::TrustSlot;
 use swarmlet_manager::at_rest::keys::{KeyFiles, Opened};
 use swarmlet_manager::manager::{Manager, ManagerConfig};
 use swarmlet_manager::raft::RaftConfig;
@@ -49,6 +50,8 @@ pub struct Joined {
     pub state: Mutex<NodeState>,
     identity: Mutex<NodeIdentity>,
     slot: CertSlot,
+    /// The roots this node trusts (changed by a root CA rotation).
+    trust: TrustSlot,
     client_tls: Arc<rustls::ClientConfig>,
     /// The manager, while this node is one.
     pub managers: ManagerSlot,
@@ -77,8 +80,9 @@ impl Joined {
         unlocked_key: Option<Key>,
     ) -> anyhow::Result<Arc<Joined>> {
         let slot = CertSlot::new(&identity)?;
-        let client_tls = client_config(&identity.ca_pem, slot.clone())?;
-        let server_tls = server_config(&identity.ca_pem, slot.clone())?;
+        let trust = TrustSlot::new(&identity.ca_pem, swarmlet_common::tls::provider())?;
+        let client_tls = client_config_with(&trust, slot.clone())?;
+        let server_tls = server_config_with(&trust, slot.clone())?;
         let listener = tokio::net::TcpListener::bind(&cfg.listen_addr)
             .await
             .with_context(|| format!("cannot listen on {}", cfg.listen_addr))?;
@@ -112,6 +116,7 @@ impl Joined {
             state: Mutex::new(state),
             identity: Mutex::new(identity),
             slot,
+            trust,
             client_tls,
             managers,
             shutdown,
@@ -206,6 +211,10 @@ impl Joined {
                 st.managers = addrs;
                 st.save(&self.cfg.state_dir)?;
             }
+            AgentEvent::Ca {
+                root_digest,
+                trust_roots_pem,
+            } => self.follow_root_ca(&root_digest, &trust_roots_pem).await?,
             AgentEvent::Removed => {
                 // The agent stops heartbeating; the node stays up so that an
                 // operator can `node leave` it and join again.
@@ -296,6 +305,32 @@ impl Joined {
         Err(last)
     }
 
+    /// Follows a root CA rotation: trusts what the cluster trusts, and
+    /// renews the certificate when it comes from another root than the one
+    /// that signs now.
+    async fn follow_root_ca(&self, root_digest: &str, trust_roots_pem: &str) -> anyhow::Result<()> {
+        if !trust_roots_pem.is_empty() && trust_roots_pem != self.trust.pem() {
+            self.trust_roots(trust_roots_pem).await?;
+            tracing::info!("trusted root CAs updated");
+        }
+        let mine = self.state.lock().await.cert_root_digest.clone();
+        if mine != root_digest {
+            tracing::info!("the cluster's root CA changed: renewing this node's certificate");
+            self.renew_certificate().await?;
+        }
+        Ok(())
+    }
+
+    /// Trusts `pem` from now on, and keeps it as the identity's `ca.crt`.
+    async fn trust_roots(&self, pem: &str) -> anyhow::Result<()> {
+        let mut id = self.identity.lock().await;
+        let new = NodeIdentity::new(pem.to_string(), id.cert_pem.clone(), id.key_pem.clone())?;
+        new.save(&self.cfg.certs_dir())?;
+        self.trust.replace(pem)?;
+        *id = new;
+        Ok(())
+    }
+
     /// Gets a certificate for the role the cluster now wants.
     async fn renew_certificate(&self) -> anyhow::Result<()> {
         let managers = self.state.lock().await.managers.clone();
@@ -313,11 +348,20 @@ impl Joined {
                 Ok(resp) => {
                     let resp = resp.into_inner();
                     let mut id = self.identity.lock().await;
-                    let new =
-                        NodeIdentity::new(id.ca_pem.clone(), resp.cert_pem, key.serialize_pem())?;
+                    let trust = Some(resp.trust_roots_pem)
+                        .filter(|t| !t.is_empty())
+                        .unwrap_or_else(|| id.ca_pem.clone());
+                    let new = NodeIdentity::new(trust, resp.cert_pem, key.serialize_pem())?;
                     new.save(&self.cfg.certs_dir())?;
+                    self.trust.replace(&new.ca_pem)?;
                     self.slot.replace(&new)?;
                     *id = new;
+                    drop(id);
+                    if !resp.root_digest.is_empty() {
+                        let mut st = self.state.lock().await;
+                        st.cert_root_digest = resp.root_digest;
+                        st.save(&self.cfg.state_dir)?;
+                    }
                     return Ok(());
                 }
                 Err(s) => last = anyhow!("{}", s.message()),

@@ -21,6 +21,10 @@ pub struct NodeState {
     pub addr: String,
     /// Managers last heard of.
     pub managers: Vec<String>,
+    /// Digest of the root CA that signed the node's certificate (a node
+    /// renews when the cluster's root changes; empty in older state files).
+    #[serde(default)]
+    pub cert_root_digest: String,
 }
 
 /// Failures reading or writing the state file.

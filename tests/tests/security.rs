@@ -392,3 +392,130 @@ async fn a_demoted_then_removed_managers_kept_certificate_is_refused() {
     w.stop().await;
     m1.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_root_ca_rotates_without_an_outage_and_the_old_root_is_retired() {
+    use swarmlet_proto::control::NodeRef;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fast: fn(&mut swarmd::config::DaemonConfig) = |c| c.executor = "sim".into();
+    let nodes = form_cluster(dir.path(), 2, 1, |i| ["m1", "m2", "w"][i].into(), fast)
+        .await
+        .unwrap_or_else(|e| panic!("cluster forms: {e:#}"));
+    let load = |n: &InProcessNode| {
+        swarmlet_common::identity::NodeIdentity::load(&n.state_dir.join("certs"))
+            .expect("load")
+            .expect("present")
+    };
+    let old_worker = load(&nodes[2]);
+    let old_token = token(&nodes[0], "worker", false).await;
+    let before = nodes[0]
+        .control()
+        .get_cluster(Empty {})
+        .await
+        .expect("cluster")
+        .into_inner();
+
+    let started = nodes[0]
+        .control()
+        .rotate_root_ca(Empty {})
+        .await
+        .expect("rotate")
+        .into_inner();
+    assert!(started.ca_rotating);
+    assert_ne!(started.root_ca_digest, before.root_ca_digest);
+    let e = nodes[0]
+        .control()
+        .rotate_root_ca(Empty {})
+        .await
+        .expect_err("one rotation at a time");
+    assert!(
+        e.message().contains("already in progress"),
+        "{}",
+        e.message()
+    );
+    let after = wait_until(
+        "the rotation to finish",
+        Duration::from_secs(30),
+        || async {
+            let c = nodes[0]
+                .control()
+                .get_cluster(Empty {})
+                .await
+                .ok()?
+                .into_inner();
+            (!c.ca_rotating).then_some(c)
+        },
+    )
+    .await;
+    assert_eq!(after.root_ca_digest, started.root_ca_digest);
+
+    // Every node trusts the new root alone and holds a certificate from it.
+    let new_root = wait_until(
+        "every node trusts the new root alone",
+        Duration::from_secs(15),
+        || {
+            let ids: Vec<_> = nodes.iter().map(load).collect();
+            let digest = after.root_ca_digest.clone();
+            async move {
+                let roots: Vec<String> = ids
+                    .iter()
+                    .map(|id| {
+                        swarmlet_common::identity::pem_to_der(&id.ca_pem)
+                            .map(|d| swarmlet_common::token::root_digest(&d))
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                let one_each = ids
+                    .iter()
+                    .all(|id| id.ca_pem.matches("BEGIN CERTIFICATE").count() == 1);
+                (one_each && roots.iter().all(|r| *r == digest)).then(|| ids[0].ca_pem.clone())
+            }
+        },
+    )
+    .await;
+    // The cluster keeps working: every node ready, the control API answers.
+    wait_until("every node ready", Duration::from_secs(15), || async {
+        let ls = nodes[0]
+            .control()
+            .list_nodes(Empty {})
+            .await
+            .ok()?
+            .into_inner();
+        ls.nodes.iter().all(|n| n.status == "ready").then_some(())
+    })
+    .await;
+    nodes[1]
+        .control()
+        .inspect_node(NodeRef { node: "w".into() })
+        .await
+        .expect("a follower forwards over the new certificates");
+
+    // A certificate from the old root is refused, and so is the old token.
+    let old_cert = tls_channel(
+        &nodes[0].addr,
+        client_config(&new_root, CertSlot::new(&old_worker).expect("slot")).expect("tls"),
+    )
+    .expect("channel");
+    assert!(
+        swarmlet_proto::dispatcher::dispatcher_client::DispatcherClient::new(old_cert)
+            .heartbeat(swarmlet_proto::dispatcher::HeartbeatRequest::default())
+            .await
+            .is_err(),
+        "an old-root certificate must not be accepted"
+    );
+    let mut late = InProcessNode::new(dir.path(), "late");
+    late.tune = fast;
+    late.start().await.expect("start");
+    let e = join(&late, &old_token, &nodes[0].addr)
+        .await
+        .expect_err("old token");
+    assert!(e.message().contains("does not match"), "{}", e.message());
+    let fresh = token(&nodes[0], "worker", false).await;
+    join(&late, &fresh, &nodes[0].addr)
+        .await
+        .expect("new token joins");
+    late.stop().await;
+    for mut n in nodes {
+        n.stop().await;
+    }
+}

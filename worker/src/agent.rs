@@ -24,6 +24,14 @@ pub enum AgentEvent {
     Removed,
     /// The managers' addresses changed.
     Managers(Vec<String>),
+    /// The root CA that signs certificates now and the roots to trust
+    /// (they change with a root CA rotation).
+    Ca {
+        /// Digest of the signing root.
+        root_digest: String,
+        /// The roots to trust (PEM bundle).
+        trust_roots_pem: String,
+    },
 }
 
 /// How the agent reaches the managers.
@@ -60,6 +68,9 @@ pub async fn run(
     let mut managers = cfg.managers.clone();
     let mut current = 0usize;
     let mut last_role = String::new();
+    let mut last_ca = (String::new(), String::new());
+    // Said again now and then: a renewal that failed is tried again.
+    let mut ca_said = std::time::Instant::now();
     // One channel per manager, kept across heartbeats and failures: a tonic
     // channel reconnects by itself, while dropping it would force a new TLS
     // handshake per retry — under load, timeouts then feed more load.
@@ -79,6 +90,18 @@ pub async fn run(
                     last_role = resp.desired_role.clone();
                     let _ = events
                         .send(AgentEvent::DesiredRole(resp.desired_role.clone()))
+                        .await;
+                }
+                let ca = (resp.root_digest.clone(), resp.trust_roots_pem.clone());
+                if !ca.0.is_empty() && (ca != last_ca || ca_said.elapsed() > Duration::from_secs(5))
+                {
+                    last_ca = ca.clone();
+                    ca_said = std::time::Instant::now();
+                    let _ = events
+                        .send(AgentEvent::Ca {
+                            root_digest: ca.0,
+                            trust_roots_pem: ca.1,
+                        })
                         .await;
                 }
                 if !resp.manager_addrs.is_empty() && resp.manager_addrs != managers {

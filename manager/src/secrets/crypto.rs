@@ -1,6 +1,15 @@
 //! Sealing bytes with a 256-bit key: AES-256-GCM (ring), a random 96-bit
 //! nonce per message, stored as `nonce ‖ ciphertext ‖ tag`.
+//!
+//! Every Raft entry and state row is sealed on the write path, so the cost
+//! per message matters: the expanded AES key is made once per key, and
+//! nonces come from the thread's CSPRNG (ChaCha, seeded and reseeded from
+//! the OS) rather than a system call each. Random 96-bit nonces stay safe
+//! far beyond the 2^32 messages per key that GCM allows with them.
 
+use std::sync::Arc;
+
+use rand::RngCore;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
 
@@ -15,9 +24,20 @@ pub enum CryptoError {
     Random,
 }
 
-/// A 256-bit symmetric key.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Key([u8; 32]);
+/// A 256-bit symmetric key (and its expanded AES key, shared by clones).
+#[derive(Clone)]
+pub struct Key {
+    bytes: [u8; 32],
+    aead: Arc<LessSafeKey>,
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for Key {}
 
 impl std::fmt::Debug for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -32,41 +52,52 @@ impl Key {
         SystemRandom::new()
             .fill(&mut k)
             .map_err(|_| CryptoError::Random)?;
-        Ok(Key(k))
+        Ok(Key::from_array(k))
+    }
+
+    fn from_array(bytes: [u8; 32]) -> Key {
+        // A 32-byte key always makes an AES-256 key.
+        let unbound = UnboundKey::new(&AES_256_GCM, &bytes).unwrap_or_else(|_| unreachable!());
+        Key {
+            bytes,
+            aead: Arc::new(LessSafeKey::new(unbound)),
+        }
     }
 
     /// From its 32 bytes; `None` for any other length.
     pub fn from_bytes(b: &[u8]) -> Option<Key> {
-        <[u8; 32]>::try_from(b).ok().map(Key)
+        <[u8; 32]>::try_from(b).ok().map(Key::from_array)
     }
 
     /// Its 32 bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        &self.bytes
     }
 
-    fn aead(&self) -> LessSafeKey {
-        // A 32-byte key always makes an AES-256 key.
-        LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &self.0).unwrap_or_else(|_| unreachable!()))
+    fn aead(&self) -> &LessSafeKey {
+        &self.aead
     }
 
     /// Seals `plaintext`; `context` (e.g. the object's kind and name) is
     /// authenticated with it, so sealed bytes cannot be moved to another row.
     pub fn seal(&self, plaintext: &[u8], context: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let mut nonce = [0u8; NONCE_LEN];
-        SystemRandom::new()
-            .fill(&mut nonce)
+        rand::thread_rng()
+            .try_fill_bytes(&mut nonce)
             .map_err(|_| CryptoError::Random)?;
-        let mut buf = plaintext.to_vec();
-        self.aead()
-            .seal_in_place_append_tag(
+        // One buffer: nonce, then the plaintext sealed in place, then the tag.
+        let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + AES_256_GCM.tag_len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plaintext);
+        let tag = self
+            .aead()
+            .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(context),
-                &mut buf,
+                &mut out[NONCE_LEN..],
             )
             .map_err(|_| CryptoError::Random)?;
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&buf);
+        out.extend_from_slice(tag.as_ref());
         Ok(out)
     }
 
@@ -89,7 +120,7 @@ impl Key {
 /// A fixed key for unit tests that reopen what they sealed.
 #[cfg(test)]
 pub(crate) fn test_key() -> std::sync::Arc<Key> {
-    std::sync::Arc::new(Key([7; 32]))
+    std::sync::Arc::new(Key::from_array([7; 32]))
 }
 
 #[cfg(test)]

@@ -56,16 +56,20 @@ fn sign(m: &Manager, csr: &str, node_id: &str, role: Role) -> Result<IssueRespon
         0 => NODE_CERT_VALIDITY,
         ms => std::time::Duration::from_millis(ms),
     };
-    let cert_pem = m
-        .root_ca()?
+    let root = m.root_ca()?;
+    let mut cert_pem = root
         .sign_node(csr, node_id, role, &cluster.id, validity)
         .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    // During a root rotation, the chain through the old root too.
+    cert_pem.push_str(&String::from_utf8_lossy(&cluster.ca_cross_signed_pem));
     Ok(IssueResponse {
         node_id: node_id.to_string(),
         role: role.name().to_string(),
         cert_pem,
-        cluster_id: cluster.id,
+        cluster_id: cluster.id.clone(),
         manager_addrs: m.manager_addrs(),
+        trust_roots_pem: crate::ca_rotation::trust_roots(&cluster),
+        root_digest: root_digest(root.cert_der()),
     })
 }
 
@@ -112,6 +116,7 @@ impl Ca for CaService {
         node.set_status(NodeStatus::Unknown);
         // Sign first: a bad CSR must not leave a node behind.
         let response = sign(&m, &req.csr_pem, &node_id, role)?;
+        node.cert_root_digest = response.root_digest.clone();
         m.propose(Tx::new().create(&node)).await?;
         tracing::info!(node = %node_id, hostname = %req.hostname, role = role.name(), "node joined");
         Ok(Response::new(response))
@@ -123,6 +128,21 @@ impl Ca for CaService {
     ) -> Result<Response<IssueResponse>, Status> {
         let m = self.slot.get()?;
         let node_id = acting_node(&m, &request, Need::Member)?;
+        // The leader signs, so that the signing root is recorded in the
+        // node's row (a root CA rotation follows it).
+        let forwarded_reply = super::forward_unary(&m, request.get_ref(), |leader, req| {
+            let node_id = node_id.clone();
+            async move {
+                CaClient::new(leader)
+                    .with_limits()
+                    .renew_node_certificate(forwarded(req, Some(&node_id)))
+                    .await
+            }
+        })
+        .await?;
+        if let Some(reply) = forwarded_reply {
+            return Ok(reply);
+        }
         if m.store
             .get::<RemovedNode>(&node_id)
             .map_err(store_status)?
@@ -141,11 +161,18 @@ impl Ca for CaService {
             NodeRole::Manager => Role::Manager,
             NodeRole::Worker => Role::Worker,
         };
-        Ok(Response::new(sign(
-            &m,
-            &request.get_ref().csr_pem,
-            &node_id,
-            role,
-        )?))
+        let response = sign(&m, &request.get_ref().csr_pem, &node_id, role)?;
+        let digest = response.root_digest.clone();
+        m.update(|m| {
+            let (version, mut n) = m
+                .store
+                .get::<Node>(&node_id)
+                .map_err(store_status)?
+                .ok_or_else(|| Status::not_found(format!("node {node_id} not found")))?;
+            n.cert_root_digest = digest.clone();
+            Ok((Tx::new().put(&n, Some(version)), ()))
+        })
+        .await?;
+        Ok(Response::new(response))
     }
 }

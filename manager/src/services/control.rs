@@ -96,6 +96,13 @@ fn cluster_info(m: &Manager, c: &Cluster, status: &RaftStatus) -> Result<Cluster
             ms => ms,
         },
         autolock: c.autolock,
+        ca_rotating: crate::ca_rotation::rotating(c),
+        ca_rotation_pending: if crate::ca_rotation::rotating(c) {
+            let nodes: Vec<Node> = m.nodes()?.into_iter().map(|(_, n)| n).collect();
+            crate::ca_rotation::pending(&nodes, &crate::ca_rotation::current_digest(c)) as u32
+        } else {
+            0
+        },
     })
 }
 
@@ -516,6 +523,17 @@ impl Control for ControlService {
             token: JoinToken::format(m.root_ca()?.cert_der(), secret),
             manager_addr: m.advertise_addr.clone(),
         }))
+    }
+
+    async fn rotate_root_ca(
+        &self,
+        request: Request<Empty>,
+    ) -> Result<Response<ClusterInfo>, Status> {
+        let m = self.manager(&request)?;
+        forward_to_leader!(m, request, rotate_root_ca);
+        let c = crate::ca_rotation::start(&m).await?;
+        tracing::info!("root CA rotation started");
+        Ok(Response::new(cluster_info(&m, &c, &m.raft.status())?))
     }
 
     async fn get_unlock_key(

@@ -247,11 +247,22 @@ impl Dispatcher for DispatcherService {
             engine_error: req.engine_error,
         };
         tokio::spawn(async move { mark_ready(&m2, &node_id, reported).await });
+        let (root_digest, trust_roots_pem) = m
+            .cluster()
+            .map(|(_, c)| {
+                (
+                    crate::ca_rotation::current_digest(&c),
+                    crate::ca_rotation::trust_roots(&c),
+                )
+            })
+            .unwrap_or_default();
         Ok(Response::new(HeartbeatResponse {
             period_ms: period.as_millis() as u64,
             desired_role: role_name(node.role()).to_string(),
             manager_addrs: m.manager_addrs(),
             removed: false,
+            root_digest,
+            trust_roots_pem,
         }))
     }
 }

@@ -177,10 +177,9 @@ mod tests {
     use super::*;
     use swarmlet_proto::objects::{FileReference, ServiceSpec};
 
-    #[test]
-    fn files_on_tmpfs_then_gone() {
-        let files = SecretFiles::new(&format!("unittest{}", std::process::id()));
-        let task = Task {
+    /// Task `t1` with secret `s1` (`db`) at `/run/secrets/db`.
+    fn task_with_secret() -> Task {
+        Task {
             id: "t1".into(),
             spec: Some(ServiceSpec {
                 secrets: vec![FileReference {
@@ -191,7 +190,13 @@ mod tests {
                 ..Default::default()
             }),
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn files_on_tmpfs_then_gone() {
+        let files = SecretFiles::new(&format!("unittest{}", std::process::id()));
+        let task = task_with_secret();
         assert!(files.materialize(&task).is_err(), "payload not received");
         files.remember(vec![FilePayload {
             id: "s1".into(),
@@ -223,18 +228,7 @@ mod tests {
             id: "s1".into(),
             data: b"hunter2".to_vec(),
         }]);
-        let task = Task {
-            id: "t1".into(),
-            spec: Some(ServiceSpec {
-                secrets: vec![FileReference {
-                    id: "s1".into(),
-                    name: "db".into(),
-                    target: "/run/secrets/db".into(),
-                }],
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
+        let task = task_with_secret();
         let err = files.materialize(&task).expect_err("refused");
         assert!(err.contains("secrets directory refused"), "{err}");
         assert!(std::fs::read_dir(&files.root).expect("ls").next().is_none());

@@ -17,7 +17,7 @@ use anyhow::{bail, Context};
 use swarmlet_proto::control::UpdateNodeRequest;
 use swarmlet_tests::{wait_until, InProcessNode};
 
-use crate::{leader, median, start_cluster};
+use crate::{caught_up, leader, median, start_cluster};
 
 /// Moves this process into a new network namespace with `lo` up. Must run
 /// before any thread is started (threads inherit the namespace).
@@ -141,15 +141,7 @@ pub async fn run_bench(managers: usize, rounds: usize) -> anyhow::Result<serde_j
         nodes[old].stop().await;
         heal()?;
         nodes[old].start().await?;
-        let m = nodes[old].manager().context("restarted manager")?;
-        wait_until("restarted manager follows", Duration::from_secs(30), || {
-            let m = m.clone();
-            async move {
-                let s = m.raft.status();
-                (s.leader_id != 0 && s.applied + 10 >= s.commit).then_some(())
-            }
-        })
-        .await;
+        caught_up(&nodes[old]).await?;
     }
     for n in nodes.iter_mut() {
         n.stop().await;

@@ -123,6 +123,20 @@ async fn start_mixed(
     form_cluster(dir, managers, workers, name, sim).await
 }
 
+/// Waits until a restarted manager follows a leader and has caught up.
+async fn caught_up(node: &InProcessNode) -> anyhow::Result<()> {
+    let m = node.manager().context("restarted manager")?;
+    wait_until("restarted manager follows", Duration::from_secs(30), || {
+        let m = m.clone();
+        async move {
+            let s = m.raft.status();
+            (s.leader_id != 0 && s.applied + 10 >= s.commit).then_some(())
+        }
+    })
+    .await;
+    Ok(())
+}
+
 fn leader(nodes: &[InProcessNode]) -> Option<usize> {
     nodes.iter().position(|n| n.is_leader())
 }
@@ -323,15 +337,7 @@ async fn failover_bench(managers: usize, rounds: usize) -> anyhow::Result<serde_
         resumed.push(written.as_secs_f64());
         drop(ms);
         nodes[old].start().await?;
-        let m = nodes[old].manager().context("restarted manager")?;
-        wait_until("restarted manager follows", Duration::from_secs(30), || {
-            let m = m.clone();
-            async move {
-                let s = m.raft.status();
-                (s.leader_id != 0 && s.applied + 10 >= s.commit).then_some(())
-            }
-        })
-        .await;
+        caught_up(&nodes[old]).await?;
     }
     for n in nodes.iter_mut() {
         n.stop().await;

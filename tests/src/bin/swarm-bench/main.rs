@@ -6,8 +6,6 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -19,10 +17,12 @@ use swarmlet_proto::control::CreateServiceRequest;
 use swarmlet_proto::objects::{NodeStatus, RemovedNode, ServiceSpec, Task, TaskState};
 use swarmlet_tests::{form_cluster, wait_until, InProcessNode};
 
+mod etcd;
 mod host_loss;
 mod lb_update;
 mod mesh;
 mod overlay;
+mod raft;
 
 #[derive(Parser)]
 #[command(name = "swarm-bench", about = "Swarmlet benchmarks")]
@@ -41,6 +41,13 @@ enum Scenario {
         clients: usize,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// The same load against three etcd members (Debian's etcd-server),
+        /// in alternating rounds.
+        #[arg(long)]
+        compare_etcd: bool,
+        /// Rounds of each (with --compare-etcd).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
     },
     /// Leader killed → new leader, and → next acknowledged write.
     Failover {
@@ -157,63 +164,6 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
-}
-
-async fn raft_bench(
-    managers: usize,
-    clients: usize,
-    seconds: u64,
-) -> anyhow::Result<serde_json::Value> {
-    let dir = tempfile::tempdir()?;
-    let mut nodes = start_cluster(dir.path(), managers).await?;
-    let l = leader(&nodes).context("no leader")?;
-    let m = nodes[l].manager().context("manager")?;
-    eprintln!("raft: {managers} managers up, {clients} clients for {seconds}s");
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut handles = Vec::new();
-    for c in 0..clients {
-        let m = m.clone();
-        let stop = stop.clone();
-        handles.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                if m.raft
-                    .propose(write(format!("bench-{c}-{i}")))
-                    .await
-                    .is_ok()
-                {
-                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
-                }
-                i += 1;
-            }
-            lat
-        }));
-    }
-    let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut all = Vec::new();
-    for h in handles {
-        all.extend(h.await?);
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    all.sort_by(|a, b| a.total_cmp(b));
-    let result = serde_json::json!({
-        "scenario": "raft",
-        "managers": managers,
-        "clients": clients,
-        "writes": all.len(),
-        "writes_per_s": (all.len() as f64 / elapsed).round(),
-        "p50_ms": (percentile(&all, 0.5) * 1000.0).round() / 1000.0,
-        "p99_ms": (percentile(&all, 0.99) * 1000.0).round() / 1000.0,
-    });
-    drop(m);
-    for n in nodes.iter_mut() {
-        n.stop().await;
-    }
-    Ok(result)
 }
 
 /// `swarmctl service create --replicas N` until converged, against N
@@ -610,7 +560,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             managers,
             clients,
             seconds,
-        } => raft_bench(managers, clients, seconds).await?,
+            compare_etcd,
+            rounds,
+        } => raft::run(managers, clients, seconds, compare_etcd, rounds).await?,
         Scenario::Failover {
             managers,
             rounds,

@@ -33,7 +33,7 @@ use swarmlet_proto::raft::JoinRaftRequest;
 use swarmlet_worker::agent::{self, AgentConfig, AgentEvent};
 use swarmlet_worker::docker::{DockerConfig, DockerExecutor};
 use swarmlet_worker::executor::{Executor as _, NodeExecutor};
-use swarmlet_worker::logs::LogsService;
+use swarmlet_worker::logs::{LogsService, ManagerIds};
 use swarmlet_worker::overlay::Overlay;
 use swarmlet_worker::session;
 use swarmlet_worker::sim::{SimConfig, SimExecutor};
@@ -52,6 +52,8 @@ pub struct Joined {
     slot: CertSlot,
     /// The roots this node trusts (changed by a root CA rotation).
     trust: TrustSlot,
+    /// The managers now (from heartbeats): who may read this node's logs.
+    manager_ids: ManagerIds,
     client_tls: Arc<rustls::ClientConfig>,
     /// The manager, while this node is one.
     pub managers: ManagerSlot,
@@ -117,6 +119,7 @@ impl Joined {
             identity: Mutex::new(identity),
             slot,
             trust,
+            manager_ids: ManagerIds::default(),
             client_tls,
             managers,
             shutdown,
@@ -146,7 +149,7 @@ impl Joined {
             listener,
             server_tls,
             joined.managers.clone(),
-            LogsService::new(joined.task_manager.executor()),
+            LogsService::new(joined.task_manager.executor(), joined.manager_ids.clone()),
             shutdown_rx.clone(),
         ));
         if joined.state.lock().await.role == "manager" {
@@ -173,6 +176,7 @@ impl Joined {
         let start = async move {
             let state = me.state.lock().await.clone();
             let cfg = AgentConfig {
+                manager_ids: me.manager_ids.clone(),
                 hostname: me.cfg.hostname.clone(),
                 addr: state.addr.clone(),
                 tls: me.client_tls.clone(),

@@ -318,13 +318,32 @@ async fn a_demoted_then_removed_managers_kept_certificate_is_refused() {
         .expect("w")
         .into_inner()
         .id;
-    // Before: the kept certificate works.
+    // Before: the kept certificate works, on the managers and on the
+    // worker's logs service alike.
     let ch = channel_as(&kept, &m1.addr);
     ControlClient::new(ch.clone())
         .with_limits()
         .list_nodes(Empty {})
         .await
         .expect("a manager's certificate reaches the control API");
+    let worker_logs = || {
+        let slot = CertSlot::new(&kept).expect("slot");
+        let config = client_config(&kept.ca_pem, slot).expect("tls");
+        let ch = swarmlet_common::grpc::tls_channel_verifying(&w.addr, &worker_id, config)
+            .expect("channel");
+        async move {
+            swarmlet_proto::logs::node_logs_client::NodeLogsClient::new(ch)
+                .task_logs(swarmlet_proto::logs::TaskLogsRequest::default())
+                .await
+                .map(|_| ())
+        }
+    };
+    wait_until(
+        "the worker knows m2 as a manager",
+        Duration::from_secs(10),
+        || async { worker_logs().await.ok() },
+    )
+    .await;
 
     // Demoted: the certificate still says manager, the store does not.
     m1.control()
@@ -364,6 +383,19 @@ async fn a_demoted_then_removed_managers_kept_certificate_is_refused() {
         .expect_err("impersonation");
     assert_eq!(e.code(), tonic::Code::PermissionDenied, "{}", e.message());
     assert!(e.message().contains("only for itself"), "{}", e.message());
+    // The worker, told by its heartbeats, no longer lets it read logs.
+    let refused = wait_until(
+        "the worker refuses m2's logs call",
+        Duration::from_secs(10),
+        || async { worker_logs().await.err() },
+    )
+    .await;
+    assert_eq!(
+        refused.code(),
+        tonic::Code::PermissionDenied,
+        "{}",
+        refused.message()
+    );
 
     // Removed: refused everywhere, renewal included.
     m2.stop().await;

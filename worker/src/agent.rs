@@ -50,6 +50,8 @@ pub struct AgentConfig {
     pub daemon_ports: Vec<u32>,
     /// Checks the container engine before each heartbeat.
     pub engine: EngineCheck,
+    /// Who may read this node's logs, kept as heartbeats say.
+    pub manager_ids: crate::logs::ManagerIds,
 }
 
 /// Why the node's container engine cannot be reached, if it cannot.
@@ -86,6 +88,7 @@ pub async fn run(
                     let _ = events.send(AgentEvent::Removed).await;
                     return;
                 }
+                cfg.manager_ids.set(resp.manager_ids.iter().cloned());
                 if resp.desired_role != last_role {
                     last_role = resp.desired_role.clone();
                     let _ = events

@@ -263,6 +263,10 @@ impl Dispatcher for DispatcherService {
             removed: false,
             root_digest,
             trust_roots_pem,
+            manager_ids: m
+                .members()
+                .map(|ms| ms.into_iter().map(|x| x.node_id).collect())
+                .unwrap_or_default(),
         }))
     }
 }

@@ -2,9 +2,9 @@
 //! one line each (`--format json`: one JSON object each), until interrupted.
 
 use std::time::Duration;
-use swarmlet_common::grpc::WithLimits;
 
 use clap::Args;
+use swarmlet_common::grpc::WithLimits;
 use swarmlet_proto::control::control_client::ControlClient;
 use swarmlet_proto::control::{Event, EventsRequest};
 

@@ -1,10 +1,10 @@
 //! `swarmctl node join|leave|ls|inspect|ps|update|promote|demote|rm`.
 
 use std::collections::HashMap;
-use swarmlet_common::grpc::WithLimits;
 
 use anyhow::anyhow;
 use serde_json::json;
+use swarmlet_common::grpc::WithLimits;
 use swarmlet_proto::common::Empty;
 use swarmlet_proto::control::control_client::ControlClient;
 use swarmlet_proto::control::{

@@ -5,9 +5,9 @@
 //! and exits with its code.
 
 use std::io::Write;
-use swarmlet_common::grpc::WithLimits;
 
 use anyhow::bail;
+use swarmlet_common::grpc::WithLimits;
 use swarmlet_proto::local::local_client::LocalClient;
 use swarmlet_proto::local::{RunRef, RunRequest};
 use swarmlet_proto::objects::TaskState;

@@ -3,11 +3,11 @@
 //! or stdin, and are never printed.
 
 use std::io::Read;
-use swarmlet_common::grpc::WithLimits;
 
 use anyhow::Context;
 use clap::Subcommand;
 use serde_json::json;
+use swarmlet_common::grpc::WithLimits;
 use swarmlet_proto::control::control_client::ControlClient;
 use swarmlet_proto::control::{CreateSecretRequest, ListSecretsRequest, SecretInfo, SecretRef};
 

@@ -4,11 +4,10 @@
 
 use std::sync::Arc;
 use std::time::Duration;
-use swarmlet_common::grpc::WithLimits;
 
 use anyhow::{anyhow, bail, Context};
 use swarmlet_common::ca::{RootCa, NODE_CERT_VALIDITY};
-use swarmlet_common::grpc::tls_channel;
+use swarmlet_common::grpc::{tls_channel, WithLimits};
 use swarmlet_common::identity::{new_key_and_csr, pem_to_der, NodeIdentity, Role};
 use swarmlet_common::tls::{anonymous_client_config, root_fetch_client_config};
 use swarmlet_common::token::{new_secret, root_digest, JoinToken};

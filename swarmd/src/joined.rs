@@ -5,10 +5,9 @@
 
 use std::sync::Arc;
 use std::time::Duration;
-use swarmlet_common::grpc::WithLimits;
 
 use anyhow::{anyhow, bail, Context};
-use swarmlet_common::grpc::tls_channel;
+use swarmlet_common::grpc::{tls_channel, WithLimits};
 use swarmlet_common::identity::{new_key_and_csr, NodeIdentity};
 use swarmlet_common::listener::{tls_incoming, Limits};
 use swarmlet_common::tls::{client_config_with, server_config_with, CertSlot};

@@ -2,8 +2,8 @@
 //! info) and `swarmctl run` containers on this node.
 
 use std::sync::{Arc, Weak};
-use swarmlet_common::grpc::WithLimits;
 
+use swarmlet_common::grpc::WithLimits;
 use swarmlet_proto::common::Empty;
 use swarmlet_proto::control::control_client::ControlClient;
 use swarmlet_proto::control::RemoveRaftMemberRequest;

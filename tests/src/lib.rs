@@ -13,10 +13,10 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use swarmlet_common::grpc::WithLimits;
 
 use swarmd::config::DaemonConfig;
 use swarmd::daemon::Daemon;
+use swarmlet_common::grpc::WithLimits;
 use swarmlet_proto::control::control_client::ControlClient;
 use swarmlet_proto::local::local_client::LocalClient;
 use tonic::transport::Channel;

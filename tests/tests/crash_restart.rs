@@ -9,9 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use swarmlet_common::grpc::WithLimits;
 
-use swarmlet_common::grpc::unix_channel;
+use swarmlet_common::grpc::{unix_channel, WithLimits};
 use swarmlet_proto::common::Empty;
 use swarmlet_proto::control::control_client::ControlClient;
 use swarmlet_proto::control::{JoinTokenRequest, NodeRef, UpdateNodeRequest};

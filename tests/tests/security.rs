@@ -1,9 +1,8 @@
 //! Join tokens, certificates and who may call what.
 
 use std::time::Duration;
-use swarmlet_common::grpc::WithLimits;
 
-use swarmlet_common::grpc::tls_channel;
+use swarmlet_common::grpc::{tls_channel, WithLimits};
 use swarmlet_common::tls::{anonymous_client_config, client_config, CertSlot};
 use swarmlet_proto::common::Empty;
 use swarmlet_proto::control::control_client::ControlClient;

@@ -5,10 +5,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use swarmlet_common::grpc::WithLimits;
 
 use rustls::ClientConfig;
-use swarmlet_common::grpc::tls_channel;
+use swarmlet_common::grpc::{tls_channel, WithLimits};
 use swarmlet_proto::dispatcher::dispatcher_client::DispatcherClient;
 use swarmlet_proto::dispatcher::{
     AssignmentsMessage, AssignmentsRequest, TaskStatusUpdate, UpdateTaskStatusRequest,

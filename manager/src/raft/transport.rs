@@ -9,12 +9,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
-use swarmlet_common::grpc::WithLimits;
 
 use protobuf::Message as PbMessage;
 use raft::eraftpb::{Message, MessageType};
 use rustls::ClientConfig;
-use swarmlet_common::grpc::tls_channel;
+use swarmlet_common::grpc::{tls_channel, WithLimits};
 use swarmlet_proto::objects::RaftMember;
 use swarmlet_proto::raft::raft_transport_client::RaftTransportClient;
 use swarmlet_proto::raft::RaftChunk;

@@ -10,8 +10,8 @@
 
 use std::path::PathBuf;
 use std::sync::Mutex;
-use swarmlet_common::grpc::WithLimits;
 
+use swarmlet_common::grpc::WithLimits;
 use swarmlet_proto::common::Empty;
 use swarmlet_proto::objects::Cluster;
 use swarmlet_proto::raft::raft_transport_client::RaftTransportClient;

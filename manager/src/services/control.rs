@@ -6,9 +6,9 @@
 //! barrier, so what a client sees is linearizable.
 
 use std::time::Duration;
-use swarmlet_common::grpc::WithLimits;
 
 use prost::Message as _;
+use swarmlet_common::grpc::WithLimits;
 use swarmlet_common::names::{
     availability_name, parse_availability, parse_role, role_name, status_name,
 };

@@ -4,10 +4,10 @@
 //! streams. Any manager answers from its own store; no leader needed.
 
 use std::collections::HashMap;
-use swarmlet_common::grpc::WithLimits;
 
 use futures::stream::{self, BoxStream};
 use futures::StreamExt;
+use swarmlet_common::grpc::WithLimits;
 use swarmlet_proto::logs::node_logs_client::NodeLogsClient;
 use swarmlet_proto::logs::{LogLine, TaskLogsRequest};
 use swarmlet_proto::objects::{Node, Service, Task};

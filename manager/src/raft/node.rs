@@ -134,7 +134,9 @@ pub fn start(
         status_tx,
         applied_tx,
         compacted: 0,
+        durable_term_vote: (0, 0),
     };
+    lp.durable_term_vote = (lp.raw.raft.term, lp.raw.raft.vote);
     lp.compacted = lp.raw.store().first_index()?.saturating_sub(1);
     let thread = std::thread::Builder::new()
         .name("raft".into())
@@ -165,6 +167,9 @@ struct Loop {
     status_tx: watch::Sender<RaftStatus>,
     applied_tx: watch::Sender<u64>,
     compacted: u64,
+    /// The term and vote last made durable: only a change of these (or new
+    /// entries) needs an fsync before going on.
+    durable_term_vote: (u64, u64),
 }
 
 /// Most commands handled between two Readies.
@@ -211,6 +216,18 @@ impl Loop {
             self.publish_status();
         }
         self.fail_all(ProposeError::Stopped);
+        // A clean stop leaves the state tree current: nothing to replay.
+        if let Err(e) = self.checkpoint() {
+            tracing::warn!("raft: final checkpoint failed (the log replays it): {e}");
+        }
+    }
+
+    /// Writes the applied rows to the state tree and makes them durable.
+    fn checkpoint(&self) -> Result<(), Box<dyn std::error::Error>> {
+        if self.store.checkpoint()? {
+            self.raw.store().persist()?;
+        }
+        Ok(())
     }
 
     fn new_id(&mut self) -> u64 {
@@ -340,11 +357,19 @@ impl Loop {
             self.install_snapshot(ready.snapshot().clone())?;
         }
         let committed = ready.take_committed_entries();
-        // Durable first: the entries and the HardState with the commit index
-        // that covers `committed`; only then are they applied, so a crash can
-        // never leave the applied index ahead of the durable commit index.
-        let must_persist =
-            !ready.entries().is_empty() || ready.hs().is_some() || !ready.snapshot().is_empty();
+        // The entries and the HardState are written before `committed` is
+        // applied, so that a crash never leaves the applied index ahead of
+        // the commit index: sled recovers a prefix of its writes, so the
+        // applied rows cannot outlive the HardState written before them
+        // (and `SledStorage::open` repairs it if they ever did). An fsync is
+        // owed only to what others rely on: new entries (they are acked)
+        // and a new term or vote (election safety); a HardState whose
+        // commit index alone moved rides along unsynced, which keeps a
+        // second fsync off every write's path on the leader.
+        let term_vote = ready.hs().map(|hs| (hs.term, hs.vote));
+        let must_persist = !ready.entries().is_empty()
+            || !ready.snapshot().is_empty()
+            || term_vote.is_some_and(|tv| tv != self.durable_term_vote);
         if !ready.entries().is_empty() {
             self.raw.store().append(ready.entries())?;
         }
@@ -352,18 +377,21 @@ impl Loop {
             self.raw.store().set_hard_state(hs)?;
         }
         if must_persist {
-            // Applied state needs no fsync of its own: sled recovers a prefix
-            // of its writes, and the log replays whatever was lost.
             self.raw.store().persist()?;
+            if let Some(tv) = term_vote {
+                self.durable_term_vote = tv;
+            }
+        }
+        // Acks of what was just made durable go before the apply: a
+        // follower's ack should not wait for its state machine.
+        if !ready.persisted_messages().is_empty() {
+            self.transport.send(ready.take_persisted_messages());
         }
         self.apply(committed)?;
         if let Some(ss) = ready.ss() {
             if ss.raft_state != StateRole::Leader {
                 self.fail_all(ProposeError::LeadershipLost);
             }
-        }
-        if !ready.persisted_messages().is_empty() {
-            self.transport.send(ready.take_persisted_messages());
         }
         for rs in ready.take_read_states() {
             let id = be_u64(&rs.request_ctx);
@@ -494,6 +522,8 @@ impl Loop {
         let applied = self.raw.raft.raft_log.applied;
         if applied >= self.compacted + self.cfg.snapshot_interval + self.cfg.keep_entries {
             let to = applied - self.cfg.keep_entries;
+            // The log may only lose entries the state tree already holds.
+            self.checkpoint()?;
             self.raw.store().compact(to)?;
             self.compacted = to;
             tracing::debug!(to, "compacted raft log");

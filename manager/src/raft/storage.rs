@@ -4,15 +4,21 @@
 //! the metadata of the last compaction point). The ConfState and the applied
 //! index live in the state tree next to the rows they describe, so that the
 //! state tree itself *is* the snapshot: a snapshot is cut from it on demand
-//! and installing one replaces it wholesale.
+//! (after a checkpoint brings it up to the applied index) and installing
+//! one replaces it wholesale. The tree receives applied rows only at
+//! checkpoints (see `store::unwritten`), and the log is compacted only up
+//! to a checkpoint, so the log always holds every entry after the tree's
+//! applied index: a restart replays them.
 //!
 //! Writes are buffered by sled; [`SledStorage::persist`] makes them durable
-//! with one fsync, which the Ready loop calls once per Ready.
+//! with one fsync, which the Ready loop calls when a Ready brings entries
+//! or a new term or vote.
 //!
 //! Crash consistency: sled recovers a prefix of its writes, and the Ready
-//! loop persists the HardState (with the commit index) before it applies
-//! committed entries, so the applied index never gets ahead of the durable
-//! commit index in the normal course. A snapshot install writes the state
+//! loop writes the HardState (with the commit index) before it applies
+//! committed entries, and checkpoints only after applying them, so the
+//! tree's applied index never gets ahead of the durable commit index in
+//! the normal course. A snapshot install writes the state
 //! tree (applied index included) before the log and the HardState; a crash
 //! in between leaves applied > commit, which raft-rs refuses at start-up
 //! (it panics). [`SledStorage::open`] therefore repairs that shape first:
@@ -329,6 +335,7 @@ impl SledStorage {
         let meta = snap.get_metadata();
         let data = SnapshotData::decode(snap.get_data())
             .map_err(|_| RaftStorageError::Corrupt("snapshot data"))?;
+        self.store.discard_unwritten();
         let mut batch = self.store.state.batch();
         for k in self.store.state.keys() {
             batch.remove(k?);
@@ -372,6 +379,7 @@ impl SledStorage {
 
     /// Cuts a snapshot of the state tree at the applied index.
     fn cut_snapshot(&self) -> Result<Snapshot, RaftStorageError> {
+        self.store.checkpoint()?;
         let (index, term) = self
             .store
             .state

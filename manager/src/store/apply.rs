@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use prost::Message;
 use swarmlet_proto::store::{Mutation, Record};
 
-use super::{encode_applied, row_key, Store, StoreError, APPLIED_KEY};
+use super::{row_key, Store, StoreError};
 use crate::events::{event_type, Action};
 
 /// Why an entry's mutations were not applied (the same on every manager).
@@ -48,8 +48,9 @@ impl Store {
     }
 
     /// Applies the proposals of one committed entry in order, each all or
-    /// nothing, together with `extra` rows and the applied index, in one
-    /// atomic sled batch. Returns each proposal's outcome.
+    /// nothing, together with `extra` rows and the applied index, to the
+    /// decoded rows; the state tree receives them at the next
+    /// [`checkpoint`](Store::checkpoint). Returns each proposal's outcome.
     pub fn apply_proposals(
         &self,
         index: u64,
@@ -57,7 +58,8 @@ impl Store {
         proposals: &[&[Mutation]],
         extra: &[(&[u8], Vec<u8>)],
     ) -> Result<Vec<Applied>, StoreError> {
-        let mut batch = self.state.batch();
+        // Row writes for the state tree (None = delete), in order.
+        let mut writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
         // Versions written earlier in this batch: None = deleted.
         let mut written: HashMap<Vec<u8>, Option<u64>> = HashMap::new();
         let mut outcomes = Vec::with_capacity(proposals.len());
@@ -88,25 +90,22 @@ impl Store {
                     }
                     applied.push(m);
                     if m.delete {
-                        batch.remove(key.clone());
+                        writes.push((key.clone(), None));
                         written.insert(key, None);
                     } else {
                         let record = Record {
                             version: index,
                             data: m.value.clone(),
                         };
-                        batch.insert(key.clone(), record.encode_to_vec());
+                        writes.push((key.clone(), Some(record.encode_to_vec())));
                         written.insert(key, Some(index));
                     }
                 }
             }
             outcomes.push(outcome);
         }
-        for (k, v) in extra {
-            batch.insert(*k, v.as_slice());
-        }
-        batch.insert(APPLIED_KEY, &encode_applied(index, term)[..]);
-        self.state.apply_batch(batch)?;
+        writes.extend(extra.iter().map(|(k, v)| (k.to_vec(), Some(v.clone()))));
+        self.unwritten.record(writes, (index, term));
         self.rows.update(
             index,
             applied.iter().map(|m| {

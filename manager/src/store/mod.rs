@@ -2,15 +2,17 @@
 //!
 //! Rows are keyed `<table>/<key>` and hold a [`Record`] (the object's prost
 //! bytes and the log index that last wrote it, its version). Every change
-//! arrives as a committed Raft entry and is applied here, in log order, as
-//! one atomic sled batch together with the applied index, so a crash never
-//! leaves a half-applied entry. Reads come from the local copy (decoded rows
-//! in memory, [`rows`]); the control API makes them linearizable with a Raft
-//! read index first.
+//! arrives as a committed Raft entry and is applied here, in log order, to
+//! the decoded rows in memory ([`rows`]), which every read uses; the control
+//! API makes reads linearizable with a Raft read index first. The sled tree
+//! receives the applied rows at checkpoints ([`unwritten`]), each one
+//! atomic batch with its applied index, so the tree always holds the state
+//! as of one entry and the Raft log holds every entry after it.
 
 mod apply;
 mod rows;
 mod tables;
+mod unwritten;
 
 pub use apply::{Applied, ApplyError};
 pub use tables::{Object, Tx};
@@ -47,6 +49,8 @@ pub struct Store {
     pub(crate) rows: std::sync::Arc<rows::Rows>,
     /// The changes applied to rows that have events (`swarmctl events`).
     pub events: std::sync::Arc<crate::events::EventLog>,
+    /// Applied rows not yet written to `state`.
+    unwritten: std::sync::Arc<unwritten::Unwritten>,
 }
 
 fn row_key(table: &str, key: &str) -> Vec<u8> {
@@ -64,6 +68,7 @@ impl Store {
             state: SealedTree::open(db, STATE_TREE, key)?,
             rows: Default::default(),
             events: Default::default(),
+            unwritten: Default::default(),
         };
         store.rows.load(&store.state)?;
         Ok(store)
@@ -72,6 +77,19 @@ impl Store {
     /// Reloads the decoded rows after the state tree was replaced (snapshot).
     pub(crate) fn reload_rows(&self) -> Result<(), StoreError> {
         self.rows.load(&self.state)
+    }
+
+    /// Writes the rows applied since the last checkpoint to the state tree,
+    /// with the applied index, in one batch (durable at the storage's next
+    /// fsync). Returns whether anything was written.
+    pub fn checkpoint(&self) -> Result<bool, StoreError> {
+        Ok(self.unwritten.write_to(&self.state)?)
+    }
+
+    /// Drops the applied rows not yet checkpointed: the state tree is being
+    /// replaced wholesale by a snapshot.
+    pub(crate) fn discard_unwritten(&self) {
+        self.unwritten.discard();
     }
 
     /// The object `key` of table `T`, with its version.
@@ -102,6 +120,9 @@ impl Store {
 
     /// The index and term of the last applied entry.
     pub fn applied(&self) -> Result<(u64, u64), StoreError> {
+        if let Some(applied) = self.unwritten.applied() {
+            return Ok(applied);
+        }
         Ok(self
             .state
             .get(APPLIED_KEY)?

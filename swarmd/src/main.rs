@@ -53,6 +53,12 @@ struct Args {
     /// /8 to /24; refused if it overlaps a route of this node).
     #[arg(long, default_value = swarmlet_worker::overlay::host_pool::DEFAULT)]
     host_pool: swarmlet_worker::overlay::host_pool::HostPool,
+    /// Manager only: Raft entries between two checkpoints of the state
+    /// (the log is compacted up to the last one, keeping a tenth of this,
+    /// at most 1,000 entries, for followers that lag), as Docker's
+    /// `--snapshot-interval`.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..))]
+    snapshot_interval: u64,
 }
 
 fn system_hostname() -> String {
@@ -97,6 +103,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     cfg.docker_host = args.docker_host;
     cfg.force_new_cluster = args.force_new_cluster;
     cfg.host_pool = args.host_pool;
+    cfg.snapshot_interval = args.snapshot_interval;
+    cfg.snapshot_keep_entries = (args.snapshot_interval / 10).min(1_000);
     cfg.metrics_addr = args.metrics_addr;
     // No registry is reachable on some hosts (and tests must not try one).
     cfg.pull_missing = std::env::var("SWARMD_NO_PULL").map_or(true, |v| v.is_empty() || v == "0");

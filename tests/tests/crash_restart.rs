@@ -56,6 +56,9 @@ impl Proc {
             .args(["--control-socket", &self.socket.display().to_string()])
             .args(["--listen-addr", &self.addr, "--advertise-addr", &self.addr])
             .args(["--hostname", &self.name, "--executor", "sim"])
+            // Checkpoints and compactions every few dozen writes, so that
+            // kills land in them too and restarts go through snapshots.
+            .args(["--snapshot-interval", "40"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -251,6 +254,16 @@ async fn managers_killed_at_random_points_restart_and_lose_no_acknowledged_write
             p.name
         );
     }
+    let installs: usize = procs
+        .iter()
+        .map(|p| {
+            std::fs::read_to_string(&p.log)
+                .unwrap_or_default()
+                .matches("installed raft snapshot")
+                .count()
+        })
+        .sum();
+    eprintln!("{installs} snapshot installs by restarted managers");
     for p in &mut procs {
         p.kill();
     }

@@ -142,6 +142,13 @@ impl SealedTree {
         Ok((k, plain))
     }
 
+    /// Makes every write of the database durable (sled flushes the whole
+    /// database, not one tree).
+    pub fn flush(&self) -> Result<(), SealedError> {
+        self.tree.flush()?;
+        Ok(())
+    }
+
     /// Removes every row.
     pub fn clear(&self) -> Result<(), SealedError> {
         Ok(self.tree.clear()?)

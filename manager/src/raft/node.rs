@@ -134,6 +134,7 @@ pub fn start(
         status_tx,
         applied_tx,
         compacted: 0,
+        checkpointed: applied,
         durable_term_vote: (0, 0),
     };
     lp.durable_term_vote = (lp.raw.raft.term, lp.raw.raft.vote);
@@ -167,10 +168,17 @@ struct Loop {
     status_tx: watch::Sender<RaftStatus>,
     applied_tx: watch::Sender<u64>,
     compacted: u64,
+    /// The applied index the state tree holds (the last checkpoint's).
+    checkpointed: u64,
     /// The term and vote last made durable: only a change of these (or new
     /// entries) needs an fsync before going on.
     durable_term_vote: (u64, u64),
 }
+
+/// Rows waiting for the state tree that start a checkpoint: one sled batch
+/// of a few MiB, which the Raft log's own fsyncs can wait behind without
+/// missing an election timeout (sled flushes all trees together).
+const CHECKPOINT_ROWS: usize = 16_384;
 
 /// Most commands handled between two Readies.
 const MAX_BATCH: usize = 4096;
@@ -207,6 +215,10 @@ impl Loop {
                 self.raw.tick();
                 last_tick = Instant::now();
             }
+            if let Err(e) = self.poll_checkpoint() {
+                tracing::error!("raft state checkpoint failed, stopping this manager's raft: {e}");
+                break;
+            }
             if self.raw.has_ready() {
                 if let Err(e) = self.on_ready() {
                     tracing::error!("raft storage failed, stopping this manager's raft: {e}");
@@ -217,17 +229,9 @@ impl Loop {
         }
         self.fail_all(ProposeError::Stopped);
         // A clean stop leaves the state tree current: nothing to replay.
-        if let Err(e) = self.checkpoint() {
+        if let Err(e) = self.store.checkpoint() {
             tracing::warn!("raft: final checkpoint failed (the log replays it): {e}");
         }
-    }
-
-    /// Writes the applied rows to the state tree and makes them durable.
-    fn checkpoint(&self) -> Result<(), Box<dyn std::error::Error>> {
-        if self.store.checkpoint()? {
-            self.raw.store().persist()?;
-        }
-        Ok(())
     }
 
     fn new_id(&mut self) -> u64 {
@@ -418,6 +422,7 @@ impl Loop {
         let index = snap.get_metadata().index;
         self.raw.store().apply_snapshot(&snap)?;
         self.compacted = index;
+        self.checkpointed = index;
         self.refresh_peers()?;
         let _ = self.applied_tx.send(index);
         tracing::info!(index, "installed raft snapshot");
@@ -518,12 +523,30 @@ impl Loop {
         }
     }
 
+    /// Notes a checkpoint that has finished (whoever started it).
+    fn poll_checkpoint(&mut self) -> Result<(), crate::store::StoreError> {
+        if let Some((index, _)) = self.store.checkpoint_finished(false)? {
+            self.checkpointed = index;
+            tracing::debug!(index, "checkpointed the state tree");
+        }
+        Ok(())
+    }
+
+    /// Checkpoints the applied rows to the state tree (on the checkpoint's
+    /// own thread) once `snapshot_interval` entries or [`CHECKPOINT_ROWS`]
+    /// rows wait for it, and compacts the log every `snapshot_interval`
+    /// entries up to the last finished checkpoint, keeping `keep_entries`
+    /// before it for lagging followers.
     fn maybe_compact(&mut self) -> Result<(), Box<dyn std::error::Error>> {
+        self.poll_checkpoint()?;
         let applied = self.raw.raft.raft_log.applied;
-        if applied >= self.compacted + self.cfg.snapshot_interval + self.cfg.keep_entries {
-            let to = applied - self.cfg.keep_entries;
-            // The log may only lose entries the state tree already holds.
-            self.checkpoint()?;
+        let due = applied >= self.checkpointed + self.cfg.snapshot_interval
+            || self.store.unwritten_rows() >= CHECKPOINT_ROWS;
+        if due && !self.store.checkpoint_running() {
+            self.store.start_checkpoint()?;
+        }
+        let to = self.checkpointed.saturating_sub(self.cfg.keep_entries);
+        if to >= self.compacted + self.cfg.snapshot_interval {
             self.raw.store().compact(to)?;
             self.compacted = to;
             tracing::debug!(to, "compacted raft log");

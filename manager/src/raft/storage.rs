@@ -25,7 +25,8 @@
 //! what was applied was committed, so the commit index is raised to it
 //! (and an install cut short is finished: the state tree *is* the snapshot).
 
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use prost::Message as _;
 use protobuf::Message as PbMessage;
@@ -72,6 +73,9 @@ pub struct SledStorage {
     store: Store,
     /// The last snapshot cut, reused while nothing new was applied.
     snapshot_cache: Mutex<Option<Snapshot>>,
+    /// Terms of log entries by index, so that raft-rs asking for a term
+    /// (on every Ready) does not open a sealed entry.
+    terms: Mutex<BTreeMap<u64, u64>>,
 }
 
 fn storage_err(e: sled::Error) -> raft::Error {
@@ -87,9 +91,15 @@ impl SledStorage {
             db,
             store,
             snapshot_cache: Mutex::new(None),
+            terms: Mutex::new(BTreeMap::new()),
         };
         storage.repair_applied_beyond_commit()?;
         Ok(storage)
+    }
+
+    fn terms(&self) -> MutexGuard<'_, BTreeMap<u64, u64>> {
+        // A plain cache: whatever panicked while holding it left it usable.
+        self.terms.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Raises the commit index to the applied index when a crash left the
@@ -112,6 +122,7 @@ impl SledStorage {
             // A snapshot's install stopped after the state tree: the log
             // still describes the past; finish the install.
             self.log.clear()?;
+            self.terms().clear();
             self.set_compacted(&SnapshotMetadata {
                 index: applied,
                 term: applied_term,
@@ -299,6 +310,9 @@ impl SledStorage {
             batch.insert(e.index.to_be_bytes(), pb_bytes(e));
         }
         self.log.apply_batch(batch)?;
+        let mut terms = self.terms();
+        terms.split_off(&first.index);
+        terms.extend(entries.iter().map(|e| (e.index, e.term)));
         Ok(())
     }
 
@@ -321,6 +335,8 @@ impl SledStorage {
             batch.remove(k?);
         }
         self.log.apply_batch(batch)?;
+        let mut terms = self.terms();
+        *terms = terms.split_off(&(index + 1));
         Ok(())
     }
 
@@ -335,7 +351,7 @@ impl SledStorage {
         let meta = snap.get_metadata();
         let data = SnapshotData::decode(snap.get_data())
             .map_err(|_| RaftStorageError::Corrupt("snapshot data"))?;
-        self.store.discard_unwritten();
+        self.store.discard_unwritten()?;
         let mut batch = self.store.state.batch();
         for k in self.store.state.keys() {
             batch.remove(k?);
@@ -347,6 +363,7 @@ impl SledStorage {
         batch.insert(CONF_STATE_KEY, pb_bytes(meta.get_conf_state()));
         self.store.state.apply_batch(batch)?;
         self.log.clear()?;
+        self.terms().clear();
         let compacted = SnapshotMetadata {
             index: meta.index,
             term: meta.term,
@@ -377,9 +394,27 @@ impl SledStorage {
         Ok(self.log.last_key()?.map(|k| be_u64(&k)))
     }
 
-    /// Cuts a snapshot of the state tree at the applied index.
-    fn cut_snapshot(&self) -> Result<Snapshot, RaftStorageError> {
-        self.store.checkpoint()?;
+    /// Cuts a snapshot for member `to` from the state tree, at the tree's
+    /// applied index (the last checkpoint's: the log still holds every
+    /// entry after it). None while a checkpoint is being written (the tree
+    /// must not change under the walk), and when the tree is too old to
+    /// name `to` as a member (raft-rs would refuse that snapshot): a
+    /// checkpoint is started, and raft-rs asks again at its next heartbeat.
+    fn cut_snapshot(&self, to: u64) -> Result<Option<Snapshot>, RaftStorageError> {
+        if self.store.checkpoint_running() {
+            return Ok(None);
+        }
+        let cs = self.conf_state()?;
+        let member = cs
+            .voters
+            .iter()
+            .chain(&cs.learners)
+            .chain(&cs.voters_outgoing)
+            .any(|id| *id == to);
+        if to != 0 && !member {
+            self.store.start_checkpoint()?;
+            return Ok(None);
+        }
         let (index, term) = self
             .store
             .state
@@ -388,7 +423,7 @@ impl SledStorage {
             .unwrap_or((0, 0));
         if let Ok(cache) = self.snapshot_cache.lock() {
             if let Some(s) = cache.as_ref().filter(|s| s.get_metadata().index == index) {
-                return Ok(s.clone());
+                return Ok(Some(s.clone()));
             }
         }
         let mut data = SnapshotData::default();
@@ -407,11 +442,11 @@ impl SledStorage {
         let meta = snap.mut_metadata();
         meta.index = index;
         meta.term = term;
-        meta.set_conf_state(self.conf_state()?);
+        meta.set_conf_state(cs);
         if let Ok(mut cache) = self.snapshot_cache.lock() {
             *cache = Some(snap.clone());
         }
-        Ok(snap)
+        Ok(Some(snap))
     }
 }
 
@@ -481,8 +516,14 @@ impl Storage for SledStorage {
         if idx < compacted.index {
             return Err(raft::Error::Store(StorageError::Compacted));
         }
+        if let Some(term) = self.terms().get(&idx) {
+            return Ok(*term);
+        }
         match to_raft(self.entry(idx))? {
-            Some(e) => Ok(e.term),
+            Some(e) => {
+                self.terms().insert(idx, e.term);
+                Ok(e.term)
+            }
             None => Err(raft::Error::Store(StorageError::Unavailable)),
         }
     }
@@ -498,12 +539,18 @@ impl Storage for SledStorage {
         }
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        let snap = to_raft(self.cut_snapshot())?;
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        let unavailable = raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable);
+        let Some(snap) = to_raft(self.cut_snapshot(to))? else {
+            return Err(unavailable);
+        };
         if snap.get_metadata().index < request_index {
-            return Err(raft::Error::Store(
-                StorageError::SnapshotTemporarilyUnavailable,
-            ));
+            to_raft(
+                self.store
+                    .start_checkpoint()
+                    .map_err(RaftStorageError::from),
+            )?;
+            return Err(unavailable);
         }
         Ok(snap)
     }
@@ -622,6 +669,10 @@ mod tests {
             .apply_entry(2, 1, &tx.mutations, &[])
             .expect("apply")
             .expect("ok");
+        // A snapshot is the tree as of the last checkpoint; asking for a
+        // later one starts a checkpoint.
+        assert!(a.snapshot(2, 0).is_err());
+        a.store.checkpoint_finished(true).expect("checkpoint");
         let snap = a.snapshot(2, 0).expect("snapshot");
         assert_eq!(snap.get_metadata().index, 2);
 

@@ -39,6 +39,12 @@ pub enum StoreError {
     /// A stored row does not decode.
     #[error("store: corrupt row {0}")]
     Corrupt(String),
+    /// The checkpoint thread could not be started.
+    #[error("store: cannot start the checkpoint thread: {0}")]
+    Thread(std::io::Error),
+    /// The checkpoint thread panicked; what it held is not in the tree.
+    #[error("store: the checkpoint thread panicked")]
+    CheckpointPanicked,
 }
 
 /// Read access to the local copy of the replicated state.
@@ -79,17 +85,39 @@ impl Store {
         self.rows.load(&self.state)
     }
 
-    /// Writes the rows applied since the last checkpoint to the state tree,
-    /// with the applied index, in one batch (durable at the storage's next
-    /// fsync). Returns whether anything was written.
-    pub fn checkpoint(&self) -> Result<bool, StoreError> {
-        Ok(self.unwritten.write_to(&self.state)?)
+    /// Writes the rows applied since the last checkpoint to the state tree
+    /// now, with the applied index, in one batch, and makes them durable
+    /// (after any checkpoint still running). Returns the index the tree
+    /// is at, if it moved.
+    pub fn checkpoint(&self) -> Result<Option<(u64, u64)>, StoreError> {
+        self.unwritten.write_now(&self.state)
     }
 
-    /// Drops the applied rows not yet checkpointed: the state tree is being
-    /// replaced wholesale by a snapshot.
-    pub(crate) fn discard_unwritten(&self) {
-        self.unwritten.discard();
+    /// Starts a checkpoint on a thread of its own, unless one is running.
+    pub(crate) fn start_checkpoint(&self) -> Result<(), StoreError> {
+        self.unwritten.start(&self.state)
+    }
+
+    /// How many applied rows the state tree has not received yet.
+    pub(crate) fn unwritten_rows(&self) -> usize {
+        self.unwritten.len()
+    }
+
+    /// Whether a checkpoint is being written.
+    pub(crate) fn checkpoint_running(&self) -> bool {
+        self.unwritten.running()
+    }
+
+    /// The (index, term) a finished checkpoint brought the tree to; `wait`
+    /// blocks for a running one.
+    pub(crate) fn checkpoint_finished(&self, wait: bool) -> Result<Option<(u64, u64)>, StoreError> {
+        self.unwritten.finished(wait)
+    }
+
+    /// Drops the applied rows not yet checkpointed, once a running
+    /// checkpoint is done: the state tree is being replaced by a snapshot.
+    pub(crate) fn discard_unwritten(&self) -> Result<(), StoreError> {
+        self.unwritten.discard()
     }
 
     /// The object `key` of table `T`, with its version.

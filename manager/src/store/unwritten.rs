@@ -3,84 +3,160 @@
 //! Applying a committed entry changes the decoded rows at once, but writing
 //! every entry's rows to sled (each value sealed) was the largest part of a
 //! write's cost, and the Raft log already holds them durably. So the rows
-//! wait here, newest value per key, and reach the state tree in one batch
-//! at a checkpoint ([`Store::checkpoint`](super::Store::checkpoint)): before
-//! the log is compacted (the log must keep every entry after the tree's
-//! applied index), when a snapshot is cut, and when the Raft loop stops.
-//! After a crash the manager starts from the tree's applied index and
-//! raft-rs hands the committed entries after it to be applied again.
+//! wait here, newest value per key, and reach the state tree at a
+//! checkpoint: one atomic batch with the applied index, then an fsync. The
+//! Raft loop starts one on a thread of its own when the log has grown
+//! ([`Unwritten::start`]), so that writing a large batch never holds up
+//! Raft, and compacts the log only up to a finished one; a clean stop
+//! writes the rest ([`Unwritten::write_now`]). After a crash the manager
+//! starts from the tree's applied index and raft-rs hands the committed
+//! entries after it to be applied again.
+//!
+//! At most one checkpoint is written at a time, so batches reach the tree
+//! in the order of the entries they hold.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
+use std::thread::JoinHandle;
 
-use super::encode_applied;
-use super::APPLIED_KEY;
+use super::{encode_applied, StoreError, APPLIED_KEY};
 use crate::at_rest::tree::{SealedError, SealedTree};
 
 /// Row writes (`None`: delete) and the applied index not yet in the tree.
 #[derive(Default)]
 pub(crate) struct Unwritten {
     pending: Mutex<Pending>,
+    /// The checkpoint being written, and the index it brings the tree to.
+    writer: Mutex<Option<Writer>>,
 }
+
+type Writer = JoinHandle<Result<(u64, u64), SealedError>>;
 
 #[derive(Default)]
 struct Pending {
     rows: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// The last applied (index, term); kept when the rows are handed to a
+    /// checkpoint, forgotten only when a snapshot replaces the tree.
     applied: Option<(u64, u64)>,
+    /// Whether `rows` holds anything since the last hand-over.
+    dirty: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The data stays consistent whatever panicked while holding it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Writes `rows` and the applied index to `tree` in one batch, then fsyncs.
+fn write(
+    tree: &SealedTree,
+    rows: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    applied: (u64, u64),
+) -> Result<(u64, u64), SealedError> {
+    let mut batch = tree.batch();
+    for (key, value) in rows {
+        match value {
+            Some(v) => batch.insert(key, v),
+            None => batch.remove(key),
+        }
+    }
+    batch.insert(APPLIED_KEY, &encode_applied(applied.0, applied.1)[..]);
+    tree.apply_batch(batch)?;
+    tree.flush()?;
+    Ok(applied)
 }
 
 impl Unwritten {
-    fn lock(&self) -> MutexGuard<'_, Pending> {
-        // The map stays consistent whatever panicked while holding it.
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Records one applied entry's row writes, in order, and its index/term.
     pub(crate) fn record(
         &self,
         writes: impl IntoIterator<Item = (Vec<u8>, Option<Vec<u8>>)>,
         applied: (u64, u64),
     ) {
-        let mut p = self.lock();
+        let mut p = lock(&self.pending);
         p.rows.extend(writes);
         p.applied = Some(applied);
+        p.dirty = true;
     }
 
-    /// The applied (index, term) not yet in the tree, if any.
+    /// How many rows wait for the next checkpoint.
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.pending).rows.len()
+    }
+
+    /// The last applied (index, term), if the tree may be behind it.
     pub(crate) fn applied(&self) -> Option<(u64, u64)> {
-        self.lock().applied
+        lock(&self.pending).applied
     }
 
-    /// Writes everything pending to `tree` in one atomic batch. Returns
-    /// whether there was anything to write.
-    pub(crate) fn write_to(&self, tree: &SealedTree) -> Result<bool, SealedError> {
-        let mut p = self.lock();
-        let Some((index, term)) = p.applied else {
-            return Ok(false);
+    /// Hands what is pending to a checkpoint, if anything is.
+    fn take(&self) -> Option<(HashMap<Vec<u8>, Option<Vec<u8>>>, (u64, u64))> {
+        let mut p = lock(&self.pending);
+        let applied = p.applied.filter(|_| p.dirty)?;
+        p.dirty = false;
+        Some((std::mem::take(&mut p.rows), applied))
+    }
+
+    /// Whether a checkpoint is being written.
+    pub(crate) fn running(&self) -> bool {
+        lock(&self.writer).is_some()
+    }
+
+    /// Starts writing what is pending to `tree` on a thread of its own
+    /// (nothing if a checkpoint is running or nothing is pending).
+    pub(crate) fn start(&self, tree: &SealedTree) -> Result<(), StoreError> {
+        let mut writer = lock(&self.writer);
+        if writer.is_some() {
+            return Ok(());
+        }
+        let Some((rows, applied)) = self.take() else {
+            return Ok(());
         };
-        let mut batch = tree.batch();
-        for (key, value) in p.rows.drain() {
-            match value {
-                Some(v) => batch.insert(key, v),
-                None => batch.remove(key),
-            }
-        }
-        batch.insert(APPLIED_KEY, &encode_applied(index, term)[..]);
-        if let Err(e) = tree.apply_batch(batch) {
-            // Nothing reached the tree; the rows are lost from here, so the
-            // caller must stop (the log still has them for a restart).
-            p.applied = None;
-            return Err(e);
-        }
-        p.applied = None;
-        Ok(true)
+        let tree = tree.clone();
+        *writer = Some(
+            std::thread::Builder::new()
+                .name("checkpoint".into())
+                .spawn(move || write(&tree, rows, applied))
+                .map_err(StoreError::Thread)?,
+        );
+        Ok(())
     }
 
-    /// Forgets everything pending (the tree is being replaced by a snapshot).
-    pub(crate) fn discard(&self) {
-        let mut p = self.lock();
+    /// The index the running checkpoint brought the tree to, once it has
+    /// finished (and made it durable); `wait` blocks until then.
+    pub(crate) fn finished(&self, wait: bool) -> Result<Option<(u64, u64)>, StoreError> {
+        let mut writer = lock(&self.writer);
+        if !writer.as_ref().is_some_and(|w| wait || w.is_finished()) {
+            return Ok(None);
+        }
+        let Some(handle) = writer.take() else {
+            return Ok(None);
+        };
+        match handle.join() {
+            Ok(result) => Ok(Some(result?)),
+            Err(_) => Err(StoreError::CheckpointPanicked),
+        }
+    }
+
+    /// Writes everything pending to `tree` now, after any running
+    /// checkpoint. Returns the index the tree is at, if it moved.
+    pub(crate) fn write_now(&self, tree: &SealedTree) -> Result<Option<(u64, u64)>, StoreError> {
+        let earlier = self.finished(true)?;
+        match self.take() {
+            Some((rows, applied)) => Ok(Some(write(tree, rows, applied)?)),
+            None => Ok(earlier),
+        }
+    }
+
+    /// Forgets everything pending, after any running checkpoint has
+    /// finished: the tree is being replaced by a snapshot.
+    pub(crate) fn discard(&self) -> Result<(), StoreError> {
+        self.finished(true)?;
+        let mut p = lock(&self.pending);
         p.rows.clear();
         p.applied = None;
+        p.dirty = false;
+        Ok(())
     }
 }
 
@@ -120,11 +196,22 @@ mod tests {
         assert_eq!(reopened.applied().expect("applied"), (0, 0));
         assert!(reopened.get::<Node>("a").expect("get").is_none());
 
-        assert!(store.checkpoint().expect("checkpoint"));
-        assert!(!store.checkpoint().expect("nothing left"));
+        assert_eq!(store.checkpoint().expect("checkpoint"), Some((6, 1)));
+        assert_eq!(store.checkpoint().expect("nothing left"), None);
+        // A checkpoint on its own thread: the tree catches up once it is done.
+        let later = Tx::new().create(&node("c"));
+        store
+            .apply_entry(7, 2, &later.mutations, &[])
+            .expect("apply")
+            .expect("ok");
+        store.start_checkpoint().expect("start");
+        assert_eq!(store.checkpoint_finished(true).expect("done"), Some((7, 2)));
+        assert!(!store.checkpoint_running());
+        assert_eq!(store.applied().expect("applied"), (7, 2));
         let reopened = Store::open(&db, key).expect("reopen");
-        assert_eq!(reopened.applied().expect("applied"), (6, 1));
+        assert_eq!(reopened.applied().expect("applied"), (7, 2));
         assert_eq!(reopened.get::<Node>("a").expect("get").expect("a").0, 5);
         assert!(reopened.get::<Node>("b").expect("get").is_none());
+        assert!(reopened.get::<Node>("c").expect("get").is_some());
     }
 }

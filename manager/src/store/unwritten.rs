@@ -32,9 +32,12 @@ pub(crate) struct Unwritten {
 
 type Writer = JoinHandle<Result<(u64, u64), SealedError>>;
 
+/// Row writes by key (`None`: delete).
+type Rows = HashMap<Vec<u8>, Option<Vec<u8>>>;
+
 #[derive(Default)]
 struct Pending {
-    rows: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    rows: Rows,
     /// The last applied (index, term); kept when the rows are handed to a
     /// checkpoint, forgotten only when a snapshot replaces the tree.
     applied: Option<(u64, u64)>,
@@ -48,11 +51,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Writes `rows` and the applied index to `tree` in one batch, then fsyncs.
-fn write(
-    tree: &SealedTree,
-    rows: HashMap<Vec<u8>, Option<Vec<u8>>>,
-    applied: (u64, u64),
-) -> Result<(u64, u64), SealedError> {
+fn write(tree: &SealedTree, rows: Rows, applied: (u64, u64)) -> Result<(u64, u64), SealedError> {
     let mut batch = tree.batch();
     for (key, value) in rows {
         match value {
@@ -90,7 +89,7 @@ impl Unwritten {
     }
 
     /// Hands what is pending to a checkpoint, if anything is.
-    fn take(&self) -> Option<(HashMap<Vec<u8>, Option<Vec<u8>>>, (u64, u64))> {
+    fn take(&self) -> Option<(Rows, (u64, u64))> {
         let mut p = lock(&self.pending);
         let applied = p.applied.filter(|_| p.dirty)?;
         p.dirty = false;

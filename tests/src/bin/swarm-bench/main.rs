@@ -48,6 +48,11 @@ enum Scenario {
         /// Rounds of each (with --compare-etcd).
         #[arg(long, default_value_t = 5)]
         rounds: usize,
+        /// Overwrite this many keys over and over (a cluster's steady
+        /// state: task and node rows change, their number does not);
+        /// 0: every write a new key, the store growing all the while.
+        #[arg(long, default_value_t = 0)]
+        keys: u64,
     },
     /// Leader killed → new leader, and → next acknowledged write.
     Failover {
@@ -562,7 +567,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             seconds,
             compare_etcd,
             rounds,
-        } => raft::run(managers, clients, seconds, compare_etcd, rounds).await?,
+            keys,
+        } => raft::run(managers, clients, seconds, compare_etcd, rounds, keys).await?,
         Scenario::Failover {
             managers,
             rounds,

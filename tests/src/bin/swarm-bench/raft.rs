@@ -3,7 +3,8 @@
 //! 256-byte value (applied, sealed at rest, on every manager). With
 //! `--compare-etcd`, three etcd members take the same load (clients, value
 //! size, duration) in rounds alternating with Swarmlet's, and the figures
-//! are medians of the rounds.
+//! are medians of the rounds. `--keys N` makes the writes overwrite N keys
+//! (on both) instead of creating a new one each time.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -66,6 +67,16 @@ where
     }
 }
 
+/// The key of client `c`'s write `i` in `round`: new each time, or one of
+/// `keys` spread over the clients.
+fn key_of(keys: u64, round: usize, c: usize, i: u64) -> String {
+    if keys == 0 {
+        format!("bench-{round}-{c}-{i}")
+    } else {
+        format!("bench-{}", (i.wrapping_mul(1_000_003) + c as u64 * 7_919) % keys)
+    }
+}
+
 fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
 }
@@ -77,6 +88,7 @@ pub async fn run(
     seconds: u64,
     compare_etcd: bool,
     rounds: usize,
+    keys: u64,
 ) -> anyhow::Result<serde_json::Value> {
     let dir = tempfile::tempdir()?;
     let mut nodes = start_cluster(dir.path(), managers).await?;
@@ -102,7 +114,7 @@ pub async fn run(
                 let (m, value) = (m.clone(), value.clone());
                 async move {
                     let row = Config {
-                        id: format!("bench-{round}-{c}-{i}"),
+                        id: key_of(keys, round, c, i),
                         sealed_data: value,
                         ..Default::default()
                     };
@@ -122,7 +134,7 @@ pub async fn run(
             let phase = drive(clients, seconds, move |c, i| {
                 let (channel, value) = (channel.clone(), value.clone());
                 async move {
-                    let key = format!("bench-{round}-{c}-{i}").into_bytes();
+                    let key = key_of(keys, round, c, i).into_bytes();
                     put(&channel, key, value).await.is_ok()
                 }
             })
@@ -143,6 +155,7 @@ pub async fn run(
         "clients": clients,
         "seconds": seconds,
         "value_bytes": VALUE_BYTES,
+        "keys": keys,
         "rounds": rounds,
         "writes_per_s": writes.round(),
         "p50_ms": round3(p50),

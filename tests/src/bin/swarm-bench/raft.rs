@@ -73,7 +73,10 @@ fn key_of(keys: u64, round: usize, c: usize, i: u64) -> String {
     if keys == 0 {
         format!("bench-{round}-{c}-{i}")
     } else {
-        format!("bench-{}", (i.wrapping_mul(1_000_003) + c as u64 * 7_919) % keys)
+        format!(
+            "bench-{}",
+            (i.wrapping_mul(1_000_003) + c as u64 * 7_919) % keys
+        )
     }
 }
 

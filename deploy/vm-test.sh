@@ -49,7 +49,7 @@ vg() {
     LIBVIRT_DRIVER="$DRIVER" SWARMLET_SYNC_DIR="$STAGE" vagrant "$@"
 }
 # Runs a command on a VM as root; its output on stdout.
-on() { local vm="$1"; shift; vg ssh "$vm" -c "sudo $*" -- -q 2>/dev/null | tr -d '\r'; }
+on() { local vm="$1"; shift; vg ssh "$vm" -c "sudo $*" -- -q | tr -d '\r'; }
 # Evaluates a Python expression over the JSON on stdin (bound to `j`);
 # prints the result, nothing when the input is not JSON.
 pyj() { python3 -c "import json,sys
@@ -87,6 +87,7 @@ teardown() {
   exit "$rc"
 }
 trap teardown EXIT
+trap 'log "failed at line $LINENO: $BASH_COMMAND"' ERR
 
 phase_start "packages"
 need=(qemu-system-x86 libvirt-daemon-system libvirt-clients dnsmasq-base vagrant vagrant-libvirt rsync)
@@ -190,7 +191,15 @@ on m1 swarmctl node ls >&2
 phase_end
 
 phase_start "demo"
-on m1 swarmctl service create --name web -p 8080:80 --replicas 3 swarmlet-demo:latest >/dev/null
+# Under TCG a container takes many seconds to start: wait by polling.
+on m1 swarmctl service create -d --name web -p 8080:80 --replicas 3 swarmlet-demo:latest >/dev/null
+running=0
+for _ in $(seq 1 600); do
+  running="$(on m1 swarmctl service ls --format json | pyj "[s['replicas_running'] for s in j if s['name']=='web']")"
+  [ "${running:-0}" = 3 ] && break
+  sleep 1
+done
+[ "${running:-0}" = 3 ] || { log "web did not converge:"; on m1 swarmctl service ps web >&2; exit 1; }
 vms=()
 for i in $(seq 1 "$MANAGERS"); do vms+=("m$i"); done
 for i in $(seq 1 "$WORKERS"); do vms+=("w$i"); done
@@ -212,10 +221,10 @@ phase_end
 
 phase_start "dns"
 on m1 swarmctl network create --driver overlay apps >/dev/null
-on m1 swarmctl service create --name api --network apps --replicas 1 swarmlet-demo:latest >/dev/null
-on m1 swarmctl service create --name client --network apps --replicas 1 swarmlet-demo:latest >/dev/null
+on m1 swarmctl service create -d --name api --network apps --replicas 1 swarmlet-demo:latest >/dev/null
+on m1 swarmctl service create -d --name client --network apps --replicas 1 swarmlet-demo:latest >/dev/null
 resolved=""
-for _ in $(seq 1 60); do
+for _ in $(seq 1 300); do
   task="$(on m1 swarmctl service ps client --format json \
     | pyj "[t['node']+' '+t['container_id'] for t in j if t['current_state']=='running' and t['container_id']][:1]")"
   if [ -n "$task" ]; then

@@ -109,6 +109,7 @@ pub fn start(
     raft_cfg.validate()?;
     let logger = slog::Logger::root(slog::Discard, slog::o!());
     let raw = RawNode::new(&raft_cfg, storage, &logger)?;
+    let durable_term_vote = (raw.raft.term, raw.raft.vote);
     let (tx, rx) = std_mpsc::channel();
     let (status_tx, status_rx) = watch::channel(RaftStatus::default());
     let (applied_tx, applied_rx) = watch::channel(applied);
@@ -135,9 +136,8 @@ pub fn start(
         applied_tx,
         compacted: 0,
         checkpointed: applied,
-        durable_term_vote: (0, 0),
+        durable_term_vote,
     };
-    lp.durable_term_vote = (lp.raw.raft.term, lp.raw.raft.vote);
     lp.compacted = lp.raw.store().first_index()?.saturating_sub(1);
     let thread = std::thread::Builder::new()
         .name("raft".into())
@@ -536,9 +536,9 @@ impl Loop {
     /// own thread) once `snapshot_interval` entries or [`CHECKPOINT_ROWS`]
     /// rows wait for it, and compacts the log every `snapshot_interval`
     /// entries up to the last finished checkpoint, keeping `keep_entries`
-    /// before it for lagging followers.
+    /// before it for lagging followers. (The loop notes a finished
+    /// checkpoint before each Ready: [`poll_checkpoint`](Self::poll_checkpoint).)
     fn maybe_compact(&mut self) -> Result<(), Box<dyn std::error::Error>> {
-        self.poll_checkpoint()?;
         let applied = self.raw.raft.raft_log.applied;
         let due = applied >= self.checkpointed + self.cfg.snapshot_interval
             || self.store.unwritten_rows() >= CHECKPOINT_ROWS;

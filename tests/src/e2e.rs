@@ -1,8 +1,9 @@
 //! End-to-end clusters for the data-plane tests: hosts are network
 //! namespaces made by `deploy/cluster.sh`, running the real `swarmd` and
-//! `swarmctl` binaries against this machine's Docker daemon. Dropping an
-//! [`NsCluster`] runs `cluster.sh down`, so a failing test leaves nothing
-//! behind (namespaces, interfaces, containers, state).
+//! `swarmctl` binaries, against this machine's Docker daemon or (made with
+//! [`NsCluster::up_engines`]) against a Docker engine of each host's own.
+//! Dropping an [`NsCluster`] runs `cluster.sh down`, so a failing test leaves
+//! nothing behind (namespaces, interfaces, containers, engines, state).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -36,6 +37,10 @@ pub struct NsCluster {
     _dir: tempfile::TempDir,
     /// Number of hosts (h1 … hN).
     pub hosts: usize,
+    /// Whether every host runs its own Docker engine.
+    pub engines: bool,
+    /// Which host's engine holds a container (by the name or ID asked for).
+    engine_of: std::sync::Mutex<std::collections::HashMap<String, usize>>,
 }
 
 impl NsCluster {
@@ -53,7 +58,18 @@ impl NsCluster {
         hosts: usize,
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
-        Self::up_inner(&build_binaries()?, prefix, subnet, hosts, env)
+        Self::up_inner(&build_binaries()?, prefix, subnet, hosts, env, false)
+    }
+
+    /// As [`NsCluster::up_env`], every host with its own Docker engine in
+    /// its namespace (`cluster.sh up N --engines`), as on separate machines.
+    pub fn up_engines(
+        prefix: &str,
+        subnet: &str,
+        hosts: usize,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        Self::up_inner(&build_binaries()?, prefix, subnet, hosts, env, true)
     }
 
     /// As [`NsCluster::up`], with the `swarmd` and `swarmctl` found in `bin`.
@@ -63,7 +79,7 @@ impl NsCluster {
         subnet: &str,
         hosts: usize,
     ) -> anyhow::Result<Self> {
-        Self::up_inner(bin, prefix, subnet, hosts, &[])
+        Self::up_inner(bin, prefix, subnet, hosts, &[], false)
     }
 
     fn up_inner(
@@ -72,6 +88,7 @@ impl NsCluster {
         subnet: &str,
         hosts: usize,
         extra: &[(&str, &str)],
+        engines: bool,
     ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut env = vec![
@@ -89,9 +106,71 @@ impl NsCluster {
             env,
             _dir: dir,
             hosts,
+            engines,
+            engine_of: Default::default(),
         };
-        cluster.script(&["up", &hosts.to_string()])?;
+        let count = hosts.to_string();
+        let mut args = vec!["up", count.as_str()];
+        if engines {
+            args.push("--engines");
+        }
+        cluster.script(&args)?;
         Ok(cluster)
+    }
+
+    /// `docker ARGS` against host `h`'s engine (the shared one without
+    /// engines of their own); the trimmed stdout.
+    pub fn docker_on(&self, h: usize, args: &[&str]) -> anyhow::Result<String> {
+        if !self.engines {
+            return docker(args);
+        }
+        let sock = format!("unix://{}/h{h}.docker.sock", self.env[2].1);
+        let mut all = vec!["-H", sock.as_str()];
+        all.extend_from_slice(args);
+        run("docker", &all)
+    }
+
+    /// `docker ARGS` about one container (`exec`, `inspect`, `rm` …),
+    /// against the engine that holds it.
+    pub fn docker_for(&self, container: &str, args: &[&str]) -> anyhow::Result<String> {
+        let h = self.engine_holding(container)?;
+        self.docker_on(h, args)
+    }
+
+    /// `docker ARGS` against every host's engine (once with a shared one):
+    /// the outputs' lines together.
+    pub fn docker_all(&self, args: &[&str]) -> anyhow::Result<String> {
+        let hosts = if self.engines { self.hosts } else { 1 };
+        let mut out = Vec::new();
+        for h in 1..=hosts {
+            let o = self.docker_on(h, args)?;
+            out.extend(o.lines().filter(|l| !l.is_empty()).map(str::to_string));
+        }
+        Ok(out.join("\n"))
+    }
+
+    /// The host whose engine has `container` (1 with a shared engine).
+    fn engine_holding(&self, container: &str) -> anyhow::Result<usize> {
+        if !self.engines {
+            return Ok(1);
+        }
+        let mut known = self
+            .engine_of
+            .lock()
+            .map_err(|_| anyhow::anyhow!("engine map poisoned"))?;
+        if let Some(h) = known.get(container) {
+            return Ok(*h);
+        }
+        for h in 1..=self.hosts {
+            if self
+                .docker_on(h, &["inspect", "-f", "{{.Id}}", container])
+                .is_ok()
+            {
+                known.insert(container.to_string(), h);
+                return Ok(h);
+            }
+        }
+        bail!("no host's engine has container {container}")
     }
 
     /// The cluster's directory: every host's state dir, sockets and logs.

@@ -3,12 +3,13 @@
 //! task IPs in dnsrr mode), `tasks.<service>` to the task IPs (following
 //! scaling), only on shared networks, and forwards other names upstream (a
 //! stand-in upstream in a test host: no query leaves the machine); the VIP
-//! balances HTTP by name. Needs root, dockerd and the demo image.
+//! balances HTTP by name. Every host runs its own Docker engine
+//! (`--engines`), as separate machines do. Needs root and Debian's docker.io.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use swarmlet_tests::e2e::{docker, wait_for_or, FakeUpstream, NsCluster};
+use swarmlet_tests::e2e::{wait_for_or, FakeUpstream, NsCluster};
 
 const CONVERGE: Duration = Duration::from_secs(60);
 const FOLLOW: Duration = Duration::from_secs(15);
@@ -41,8 +42,10 @@ fn vip(c: &NsCluster, service: &str) -> String {
 
 /// The addresses `nslookup NAME` prints inside a container (not the
 /// server's own).
-fn lookup(container: &str, name: &str) -> BTreeSet<String> {
-    let out = docker(&["exec", container, "nslookup", "-type=a", name]).unwrap_or_default();
+fn lookup(c: &NsCluster, container: &str, name: &str) -> BTreeSet<String> {
+    let out = c
+        .docker_for(container, &["exec", container, "nslookup", "-type=a", name])
+        .unwrap_or_default();
     out.lines()
         .filter_map(|l| l.strip_prefix("Address:"))
         .map(|a| a.trim().to_string())
@@ -70,7 +73,7 @@ fn state(c: &NsCluster) -> String {
 #[test]
 fn services_resolve_by_name_on_shared_networks() {
     let upstream_addr = "10.216.0.13:53";
-    let c = NsCluster::up_env(
+    let c = NsCluster::up_engines(
         "swdn",
         "10.216.0",
         3,
@@ -118,18 +121,22 @@ fn services_resolve_by_name_on_shared_networks() {
     wait_for_or(
         "web to resolve to its VIP",
         FOLLOW,
-        || (lookup(asker, "web") == set(&[&web_vip])).then_some(()),
-        || format!("{:?}\n{}", lookup(asker, "web"), state(&c)),
+        || (lookup(&c, asker, "web") == set(&[&web_vip])).then_some(()),
+        || format!("{:?}\n{}", lookup(&c, asker, "web"), state(&c)),
     );
     let web_ips: Vec<&str> = web.iter().map(|t| t.2.as_str()).collect();
-    assert_eq!(lookup(asker, "tasks.web"), set(&web_ips));
+    assert_eq!(lookup(&c, asker, "tasks.web"), set(&web_ips));
     let db_ips: Vec<&str> = db.iter().map(|t| t.2.as_str()).collect();
-    assert_eq!(lookup(&web[0].1, "db"), set(&db_ips), "dnsrr: the task IPs");
+    assert_eq!(
+        lookup(&c, &web[0].1, "db"),
+        set(&db_ips),
+        "dnsrr: the task IPs"
+    );
     // Not on a shared network: not a cluster name here, so it goes upstream.
-    let hidden = lookup(asker, "hidden");
+    let hidden = lookup(&c, asker, "hidden");
     assert!(!hidden.contains(&vip(&c, "hidden")), "{hidden:?}");
     // Other names go to the upstream resolver.
-    assert_eq!(lookup(asker, "example.org"), set(&["192.0.2.10"]));
+    assert_eq!(lookup(&c, asker, "example.org"), set(&["192.0.2.10"]));
 
     // The VIP balances by name.
     let names: BTreeSet<String> = web.iter().map(|t| t.0.clone()).collect();
@@ -139,7 +146,9 @@ fn services_resolve_by_name_on_shared_networks() {
         || {
             let mut seen = BTreeSet::new();
             for _ in 0..20 {
-                if let Ok(body) = docker(&["exec", asker, "wget", "-qO-", "http://web/"]) {
+                if let Ok(body) =
+                    c.docker_for(asker, &["exec", asker, "wget", "-qO-", "http://web/"])
+                {
                     seen.insert(body.trim().to_string());
                 }
             }
@@ -157,7 +166,7 @@ fn services_resolve_by_name_on_shared_networks() {
         || {
             let left: Vec<String> = running(&c, "web").into_iter().map(|t| t.2).collect();
             let refs: Vec<&str> = left.iter().map(String::as_str).collect();
-            (left.len() == 1 && lookup(asker, "tasks.web") == set(&refs)).then_some(())
+            (left.len() == 1 && lookup(&c, asker, "tasks.web") == set(&refs)).then_some(())
         },
         || state(&c),
     );

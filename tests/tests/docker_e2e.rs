@@ -1,13 +1,15 @@
-//! End to end with real Docker on namespace hosts (`deploy/cluster.sh`):
+//! End to end with real Docker on namespace hosts (`deploy/cluster.sh`),
+//! each host with its own Docker engine (`--engines`), as separate machines:
 //! spread over hosts, adoption across a swarmd restart, drain, a global
 //! service, a killed host, an update rolled back when the new tasks turn
-//! unhealthy, a missing image. Runs as root with dockerd up (deploy/test.sh).
+//! unhealthy, a missing image, secrets and configs. Runs as root
+//! (deploy/test.sh).
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use serde_json::Value;
-use swarmlet_tests::e2e::{docker, wait_for, wait_for_or, NsCluster};
+use swarmlet_tests::e2e::{run, wait_for, wait_for_or, NsCluster};
 use swarmlet_tests::files_containing;
 
 const CONVERGE: Duration = Duration::from_secs(60);
@@ -63,7 +65,7 @@ fn hosts_of(tasks: &[(String, String, String)]) -> HashMap<String, usize> {
 
 #[test]
 fn docker_cluster_end_to_end() {
-    let c = NsCluster::up("swe2e", "10.211.0", 3).expect("cluster up");
+    let c = NsCluster::up_engines("swe2e", "10.211.0", 3, &[]).expect("cluster up");
 
     // A replicated service spreads over the 3 hosts; each container answers
     // with its task name.
@@ -84,11 +86,19 @@ fn docker_cluster_end_to_end() {
     assert_eq!(hosts_of(&tasks).len(), 3, "{tasks:?}");
     for (name, _, container) in &tasks {
         let body = wait_for("the web server answers", CONVERGE, || {
-            docker(&["exec", container, "wget", "-q", "-O-", "http://127.0.0.1/"]).ok()
+            c.docker_for(
+                container,
+                &["exec", container, "wget", "-q", "-O-", "http://127.0.0.1/"],
+            )
+            .ok()
         });
         assert_eq!(body.trim(), name);
-        let labels =
-            docker(&["inspect", "-f", "{{json .Config.Labels}}", container]).expect("inspect");
+        let labels = c
+            .docker_for(
+                container,
+                &["inspect", "-f", "{{json .Config.Labels}}", container],
+            )
+            .expect("inspect");
         assert!(labels.contains("com.swarmlet.task.id"), "{labels}");
     }
 
@@ -153,7 +163,8 @@ fn docker_cluster_end_to_end() {
         .collect();
     assert_eq!(on_h2, after_h2, "adopted, not restarted");
     assert_eq!(
-        docker(&["inspect", "-f", "{{.State.Running}}", &on_h2[0]]).expect("inspect"),
+        c.docker_on(2, &["inspect", "-f", "{{.State.Running}}", &on_h2[0]])
+            .expect("inspect"),
         "true",
         "h2's log:\n{}",
         c.log(2)
@@ -175,7 +186,9 @@ fn docker_cluster_end_to_end() {
         (r.len() == 3 && r.iter().all(|t| t.1 != "h3")).then_some(())
     });
     wait_for("h3's container removed", CONVERGE, || {
-        docker(&["inspect", &on_h3[0]]).is_err().then_some(())
+        c.docker_on(3, &["inspect", &on_h3[0]])
+            .is_err()
+            .then_some(())
     });
 
     // A global service: one task per active node (h3 drained).
@@ -270,12 +283,42 @@ fn docker_cluster_end_to_end() {
         .filter_map(|n| n["id"].as_str().map(str::to_string))
         .collect();
     assert_eq!(node_ids.len(), 3);
-    drop(c);
-    for id in node_ids {
-        let filter = format!("label=com.swarmlet.node.id={id}");
-        let left = docker(&["ps", "-aq", "--filter", &filter]).expect("docker ps");
-        assert!(left.is_empty(), "containers of node {id} left: {left}");
+    // Every engine held only its own node's containers.
+    for h in 1..=3 {
+        let labels = c
+            .docker_on(
+                h,
+                &[
+                    "ps",
+                    "-a",
+                    "--format",
+                    "{{.Label \"com.swarmlet.node.id\"}}",
+                ],
+            )
+            .expect("docker ps");
+        let owners: HashSet<&str> = labels.lines().filter(|l| !l.is_empty()).collect();
+        assert!(
+            owners.len() <= 1,
+            "h{h}'s engine runs several nodes' containers: {owners:?}"
+        );
     }
+    let engines_dir = c.dir().join("c");
+    drop(c);
+    // The engines went with the cluster: no dockerd or containerd of theirs
+    // runs, and their data is gone.
+    let procs = run("ps", &["-eo", "args"]).unwrap_or_default();
+    let root = engines_dir.display().to_string();
+    assert!(
+        !procs.lines().any(|p| p.contains(&root)),
+        "engine processes left: {procs}"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    assert!(!mounts.contains(&root), "engine mounts left: {mounts}");
+    let runtime = run("ls", &["/run/swarmlet-engines"]).unwrap_or_default();
+    assert!(
+        !runtime.contains("swe2e-"),
+        "engine runtime dirs left: {runtime}"
+    );
     let netns = std::process::Command::new("ip")
         .args(["netns", "ls"])
         .output()
@@ -320,11 +363,16 @@ fn secrets_and_configs(c: &NsCluster) {
     .expect("create vault");
     let tasks = wait_running(c, "vault", 1);
     let container = &tasks[0].2;
-    let read = docker(&["exec", container, "cat", "/run/secrets/db-pass"]).expect("cat secret");
+    let exec = |cmd: &[&str]| {
+        let mut args = vec!["exec", container.as_str()];
+        args.extend_from_slice(cmd);
+        c.docker_for(container, &args)
+    };
+    let read = exec(&["cat", "/run/secrets/db-pass"]).expect("cat secret");
     assert_eq!(read, value);
-    let read = docker(&["exec", container, "cat", "/etc/app.conf"]).expect("cat config");
+    let read = exec(&["cat", "/etc/app.conf"]).expect("cat config");
     assert_eq!(read.trim(), "level=debug");
-    let mounts = docker(&["exec", container, "cat", "/proc/mounts"]).expect("mounts");
+    let mounts = exec(&["cat", "/proc/mounts"]).expect("mounts");
     assert!(
         mounts
             .lines()
@@ -342,17 +390,14 @@ fn secrets_and_configs(c: &NsCluster) {
         let out = c.ctl(1, &args).expect("inspect");
         assert!(!out.contains(&value), "{args:?} shows the secret: {out}");
     }
-    let docker_inspect = docker(&["inspect", container]).expect("docker inspect");
+    let docker_inspect = c
+        .docker_for(container, &["inspect", container])
+        .expect("docker inspect");
     assert!(!docker_inspect.contains(&value));
+    // The cluster's directory holds every node's state dir and every
+    // engine's data root (Docker's files of the task's container included).
     let on_disk = files_containing(c.dir(), value.as_bytes());
     assert!(on_disk.is_empty(), "the secret is on disk: {on_disk:?}");
-    let full_id = docker(&["inspect", "-f", "{{.Id}}", container]).expect("id");
-    let docker_dir = std::path::Path::new("/var/lib/docker/containers").join(full_id.trim());
-    let on_disk = files_containing(&docker_dir, value.as_bytes());
-    assert!(
-        on_disk.is_empty(),
-        "the secret is in Docker's files: {on_disk:?}"
-    );
 
     // In use: refused; after the service goes: removed, and its files too.
     let refused = c.ctl(1, &["secret", "rm", "db-pass"]).expect_err("in use");

@@ -2,9 +2,12 @@
 //! answers on every host (also one without a task of the service, and on
 //! localhost), spread over every task; scaling down takes the removed tasks
 //! out at once; `nft flush ruleset` on a host, or deleting its ingress
-//! sandbox, heals within seconds; a UDP
-//! port is published too; a `mode=host` port answers on its task's node only. Needs root, dockerd and the demo image
-//! (`deploy/dockerd.sh`, `deploy/image.sh`).
+//! sandbox, heals within seconds; a UDP port is published too; a
+//! `mode=host` port answers on its task's node only; `node leave` cleans
+//! its node. Every host runs its own Docker engine in its namespace
+//! (`--engines`), as separate machines do, so the mesh crosses each engine's
+//! FORWARD chain (policy DROP) through Swarmlet's `DOCKER-USER` accepts.
+//! Needs root and Debian's docker.io.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -60,7 +63,7 @@ fn reaches_all(c: &NsCluster, from: usize, url: &str, want: &BTreeSet<String>) -
 
 #[test]
 fn published_port_answers_on_every_host_and_follows_the_tasks() {
-    let c = NsCluster::up("swmh", "10.217.0", 4).expect("cluster up");
+    let c = NsCluster::up_engines("swmh", "10.217.0", 4, &[]).expect("cluster up");
     c.ctl(
         1,
         &[
@@ -104,14 +107,16 @@ fn published_port_answers_on_every_host_and_follows_the_tasks() {
         || state(&c, "web"),
     );
 
-    // A firewall reload on h4 deletes its tables: the mesh comes back.
-    c.on_host(4, "nft", &["flush", "ruleset"])
+    // A firewall reload on h3 deletes its tables (Docker's too): the mesh
+    // comes back. (h3, so that h4 keeps its engine's chains for the `node
+    // leave` check at the end.)
+    c.on_host(3, "nft", &["flush", "ruleset"])
         .expect("nft flush");
     wait_for_or(
-        "h4 to serve 8080 again after nft flush ruleset",
+        "h3 to serve 8080 again after nft flush ruleset",
         HEAL,
         || {
-            c.http_get(4, &format!("http://{}:8080/", c.host_ip(4)))
+            c.http_get(3, &format!("http://{}:8080/", c.host_ip(3)))
                 .ok()
         },
         || state(&c, "web"),
@@ -287,8 +292,23 @@ fn published_port_answers_on_every_host_and_follows_the_tasks() {
     let table = format!("swarmlet-mesh-{}", &h4_id[..8]);
     let netns_ls = || swarmlet_tests::e2e::run("ip", &["netns", "ls"]).unwrap_or_default();
     assert!(netns_ls().contains(&sbox));
+    let user = c
+        .on_host(4, "iptables", &["-S", "DOCKER-USER"])
+        .expect("h4's engine has its DOCKER-USER chain");
+    assert!(user.contains(&format!("-i swi-{}", &h4_id[..8])), "{user}");
     c.ctl(4, &["node", "leave"]).expect("node leave");
     assert!(!netns_ls().contains(&sbox), "the sandbox stayed");
     let tables = c.on_host(4, "nft", &["list", "tables"]).unwrap_or_default();
     assert!(!tables.contains(&table), "the mesh table stayed: {tables}");
+    // And on h4's own engine: Swarmlet's DOCKER-USER accepts went, Docker's
+    // chain stayed; no container of the node is left.
+    let user = c
+        .on_host(4, "iptables", &["-S", "DOCKER-USER"])
+        .expect("h4's engine keeps its DOCKER-USER chain");
+    assert!(!user.contains("swi-") && !user.contains("swh-"), "{user}");
+    let filter = format!("label=com.swarmlet.node.id={h4_id}");
+    let left = c
+        .docker_on(4, &["ps", "-aq", "--filter", &filter])
+        .expect("docker ps");
+    assert!(left.is_empty(), "h4's containers stayed: {left}");
 }

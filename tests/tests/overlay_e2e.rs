@@ -3,13 +3,13 @@
 //! with MTU 1450; neighbour and FDB entries follow scaling on every node; a
 //! deleted FDB entry comes back; a `swarmctl run` container joins an
 //! attachable network; removing the service and the network leaves no
-//! namespace behind. Needs root, dockerd and the demo image
-//! (`deploy/dockerd.sh`, `deploy/image.sh`).
+//! namespace behind. Every host runs its own Docker engine (`--engines`),
+//! as separate machines do. Needs root and Debian's docker.io.
 
 use std::time::Duration;
 
 use serde_json::Value;
-use swarmlet_tests::e2e::{docker, run, wait_for, wait_for_or, NsCluster};
+use swarmlet_tests::e2e::{run, wait_for, wait_for_or, NsCluster};
 
 const CONVERGE: Duration = Duration::from_secs(60);
 const HEAL: Duration = Duration::from_secs(15);
@@ -55,15 +55,15 @@ fn overlay_ns(node_id: &str, network_id: &str) -> String {
     format!("ovl-{}-{}", &node_id[..8], &network_id[..10])
 }
 
-fn exec(container: &str, cmd: &[&str]) -> anyhow::Result<String> {
+fn exec(c: &NsCluster, container: &str, cmd: &[&str]) -> anyhow::Result<String> {
     let mut args = vec!["exec", container];
     args.extend_from_slice(cmd);
-    docker(&args)
+    c.docker_for(container, &args)
 }
 
 #[test]
 fn overlay_reaches_across_hosts_and_follows_tasks() {
-    let c = NsCluster::up("swov", "10.213.0", 3).expect("cluster up");
+    let c = NsCluster::up_engines("swov", "10.213.0", 3, &[]).expect("cluster up");
     c.ctl(1, &["network", "create", "--attachable", "front"])
         .expect("network create");
     let net = c
@@ -133,7 +133,14 @@ fn overlay_reaches_across_hosts_and_follows_tasks() {
     wait_for(
         "a task reaches another node's load-balancer address",
         HEAL,
-        || exec(&eps[1].container, &["ping", "-c", "1", "-W", "1", &lb_a]).ok(),
+        || {
+            exec(
+                &c,
+                &eps[1].container,
+                &["ping", "-c", "1", "-W", "1", &lb_a],
+            )
+            .ok()
+        },
     );
 
     // ICMP and TCP between containers on different hosts, MTU 1450.
@@ -141,15 +148,15 @@ fn overlay_reaches_across_hosts_and_follows_tasks() {
     wait_for_or(
         "ping across hosts",
         HEAL,
-        || exec(&a.container, &["ping", "-c", "1", "-W", "1", &b.ip]).ok(),
+        || exec(&c, &a.container, &["ping", "-c", "1", "-W", "1", &b.ip]).ok(),
         || state(&c, "web"),
     );
     let body = wait_for("HTTP across hosts", HEAL, || {
         let get = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {} 80", b.ip);
-        exec(&a.container, &["sh", "-c", &get]).ok()
+        exec(&c, &a.container, &["sh", "-c", &get]).ok()
     });
     assert!(body.contains("200 OK") && body.contains("web."), "{body}");
-    let mtu = exec(&a.container, &["cat", "/sys/class/net/eth0/mtu"]).expect("mtu");
+    let mtu = exec(&c, &a.container, &["cat", "/sys/class/net/eth0/mtu"]).expect("mtu");
     assert_eq!(mtu, "1450");
     // A task's process starts with its interfaces in place (its network
     // sandbox is plugged in before it starts): tasks that look for their
@@ -198,7 +205,8 @@ fn overlay_reaches_across_hosts_and_follows_tasks() {
     wait_for("the early tasks' containers removed", HEAL, || {
         let left = early.iter().any(|id| {
             let filter = format!("label=com.swarmlet.task.id={id}");
-            docker(&["ps", "-aq", "--filter", &filter]).is_ok_and(|out| !out.trim().is_empty())
+            c.docker_all(&["ps", "-aq", "--filter", &filter])
+                .is_ok_and(|out| !out.trim().is_empty())
         });
         (!left).then_some(())
     });
@@ -249,19 +257,20 @@ fn overlay_reaches_across_hosts_and_follows_tasks() {
         })
     });
     wait_for("probe → task", HEAL, || {
-        exec(&probe, &["ping", "-c", "1", "-W", "1", &b.ip]).ok()
+        exec(&c, &probe, &["ping", "-c", "1", "-W", "1", &b.ip]).ok()
     });
     wait_for("task → probe", HEAL, || {
-        exec(&a.container, &["ping", "-c", "1", "-W", "1", &probe_ip]).ok()
+        exec(&c, &a.container, &["ping", "-c", "1", "-W", "1", &probe_ip]).ok()
     });
     // Its second network is its eth1; a network a container uses stays.
-    let eth1 = exec(&probe, &["cat", "/sys/class/net/eth1/mtu"]).expect("eth1");
+    let eth1 = exec(&c, &probe, &["cat", "/sys/class/net/eth1/mtu"]).expect("eth1");
     assert_eq!(eth1, "1450");
     let err = c
         .ctl(1, &["network", "rm", "spare"])
         .expect_err("spare in use");
     assert!(err.to_string().contains("container probe"), "{err:#}");
-    docker(&["rm", "-f", &probe]).expect("rm probe");
+    c.docker_for(&probe, &["rm", "-f", &probe])
+        .expect("rm probe");
     wait_for("spare removed once free", CONVERGE, || {
         c.ctl(1, &["network", "rm", "spare"]).ok()
     });
@@ -312,7 +321,7 @@ fn overlay_reaches_across_hosts_and_follows_tasks() {
         || {
             let netns = run("ip", &["netns", "ls"]).ok()?;
             netns.contains(&ns_a).then_some(())?;
-            exec(&b.container, &["ping", "-c", "1", "-W", "1", &a.ip]).ok()
+            exec(&c, &b.container, &["ping", "-c", "1", "-W", "1", &a.ip]).ok()
         },
         || format!("{}\nlog:\n{}", state(&c, "web"), c.log(host_a)),
     );

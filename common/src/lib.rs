@@ -10,7 +10,8 @@
 //! - [`grpc`]: gRPC channels over mTLS TCP and the unix control socket, message limits.
 //! - [`listener`]: the mTLS listener's connections, capped and closed when idle.
 //! - [`names`]: enum ↔ string conversions used in the API and CLI.
-//! - [`task_state`]: the task state machine.
+//! - [`task_state`]: the task state machine and the predicates over a task's states.
+//! - [`task_name`]: task and container names (`<service>.<slot>[.<task id>]`).
 //! - [`clock`]: wall-clock helpers.
 //! - [`metrics`]: process-wide metrics, Prometheus text.
 //! - [`private_fs`]: the state dir's files, 0600/0700 from creation.
@@ -24,6 +25,7 @@ pub mod listener;
 pub mod metrics;
 pub mod names;
 pub mod private_fs;
+pub mod task_name;
 pub mod task_state;
 pub mod tls;
 pub mod token;

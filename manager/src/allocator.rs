@@ -9,11 +9,10 @@ use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
-use swarmlet_proto::objects::{
-    Network, NetworkAttachment, Node, Service, ServiceSpec, Task, TaskState,
-};
+use swarmlet_proto::objects::{Network, NetworkAttachment, Node, Service, ServiceSpec, Task};
 
 use crate::ipam::{self, Subnet};
+use swarmlet_common::task_state::{holds_addresses, is_pending};
 
 /// A change the allocator wants.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,12 +81,6 @@ pub fn has_addresses(task: &Task, networks: &[Network]) -> bool {
     wanted_networks(spec, networks)
         .iter()
         .all(|n| task.networks.iter().any(|a| a.network_id == n.id))
-}
-
-fn holds_addresses(t: &Task) -> bool {
-    t.status
-        .as_ref()
-        .is_none_or(|s| s.state <= TaskState::Running as i32)
 }
 
 /// Allocates what is missing: service VIPs, task addresses, and each
@@ -186,11 +179,7 @@ pub fn allocate<T: Borrow<Task>>(
     let no_spec = ServiceSpec::default();
     for (version, t) in tasks {
         let t: &Task = t.borrow();
-        let pending = t.desired_state == TaskState::Running as i32
-            && t.status
-                .as_ref()
-                .is_some_and(|s| s.state == TaskState::Pending as i32);
-        if !pending {
+        if !is_pending(t) {
             continue;
         }
         let spec = t.spec.as_ref().unwrap_or(&no_spec);
@@ -312,7 +301,7 @@ fn allocate_lb<T: Borrow<Task>>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use swarmlet_proto::objects::{Endpoint, NetworkSpec, PortConfig, TaskStatus};
+    use swarmlet_proto::objects::{Endpoint, NetworkSpec, PortConfig, TaskState, TaskStatus};
 
     fn net(id: &str, name: &str, subnet: &str, gw: &str, ingress: bool) -> Network {
         Network {

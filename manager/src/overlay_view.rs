@@ -10,6 +10,7 @@
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 
+use swarmlet_common::task_state::{holds_addresses, is_running, observed};
 use swarmlet_proto::dispatcher::{NamedEndpoint, OverlayNetwork, OverlayPeer, ServiceBackends};
 use swarmlet_proto::objects::{Network, Node, Service, Task, TaskState};
 
@@ -38,25 +39,16 @@ pub fn node_ip(node: &Node) -> Option<String> {
         .map(|ip| ip.to_string())
 }
 
-fn state_of(t: &Task) -> i32 {
-    t.status.as_ref().map_or(0, |s| s.state)
-}
-
-/// Whether a task holds its addresses: placed and not ended.
+/// Whether a task is an endpoint on its node: placed there, and holding
+/// its addresses.
 fn has_endpoint(t: &Task) -> bool {
-    let state = state_of(t);
-    !t.node_id.is_empty()
-        && state >= TaskState::Assigned as i32
-        && state < TaskState::Complete as i32
+    !t.node_id.is_empty() && observed(t) >= TaskState::Assigned && holds_addresses(t)
 }
 
 /// Whether a service task takes traffic: running (health checks passed)
 /// and not being stopped.
 fn is_backend(t: &Task) -> bool {
-    !t.attachment
-        && !t.service_id.is_empty()
-        && state_of(t) == TaskState::Running as i32
-        && t.desired_state == TaskState::Running as i32
+    !t.attachment && !t.service_id.is_empty() && is_running(t)
 }
 
 fn ip_of(address: &str) -> &str {

@@ -15,8 +15,9 @@ use swarmlet_proto::objects::{Network, Node, Service, Task, TaskState};
 use crate::allocator::{allocate, has_addresses, Allocation};
 use crate::manager::Manager;
 use crate::orchestrator::{reconcile, Change};
-use crate::scheduler::{is_pending, schedule, Decision};
+use crate::scheduler::{schedule, Decision};
 use crate::store::{StoreError, Tx};
+use swarmlet_common::task_state::is_pending;
 
 const IDLE_PASS: Duration = Duration::from_secs(1);
 /// Most tasks one pass creates.

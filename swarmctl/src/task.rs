@@ -2,6 +2,7 @@
 
 use serde_json::json;
 use swarmlet_common::grpc::WithLimits;
+use swarmlet_common::task_name::task_name;
 use swarmlet_common::task_state::state_name;
 use swarmlet_proto::control::control_client::ControlClient;
 use swarmlet_proto::control::{ListTasksRequest, TaskInfo, TaskRef};
@@ -32,16 +33,7 @@ pub enum TaskCmd {
 }
 
 fn name(i: &TaskInfo) -> String {
-    let t = i.task.clone().unwrap_or_default();
-    if t.attachment {
-        // A `swarmctl run` container: its container name.
-        return t.spec.map(|s| s.name).unwrap_or_default();
-    }
-    if t.slot > 0 {
-        format!("{}.{}", t.service_name, t.slot)
-    } else {
-        format!("{}.{}", t.service_name, t.node_id)
-    }
+    i.task.as_ref().map(task_name).unwrap_or_default()
 }
 
 fn state_of(v: i32) -> &'static str {

@@ -30,6 +30,7 @@ use bollard::query_parameters::{
 use bollard::{ClientVersion, Docker};
 use futures::StreamExt;
 use std::sync::Mutex;
+use swarmlet_common::task_name::{container_name, task_name};
 use swarmlet_proto::objects::Task;
 
 use crate::executor::{ExecError, Executor, FileMount, LogStream, Sandbox};
@@ -461,22 +462,6 @@ enum Health {
     Exited,
 }
 
-/// `<service>.<slot>` or `<service>.<node id>` (global services).
-pub fn task_name(task: &Task) -> String {
-    if task.attachment {
-        return task
-            .spec
-            .as_ref()
-            .map(|s| s.name.clone())
-            .unwrap_or_default();
-    }
-    if task.slot > 0 {
-        format!("{}.{}", task.service_name, task.slot)
-    } else {
-        format!("{}.{}", task.service_name, task.node_id)
-    }
-}
-
 impl Executor for DockerExecutor {
     async fn engine_error(&self) -> Option<String> {
         let d = match self.docker().await {
@@ -498,12 +483,7 @@ impl Executor for DockerExecutor {
             .map(|s| s.image.clone())
             .unwrap_or_default();
         self.ensure_image(&d, &image).await?;
-        // `swarmctl run --name N` names the container N, as `docker run`.
-        let name = if task.attachment {
-            task_name(task)
-        } else {
-            format!("{}.{}", task_name(task), task.id)
-        };
+        let name = container_name(task);
         if task.networks.is_empty() {
             return self
                 .create(&d, name, self.container_body(task, files, None))

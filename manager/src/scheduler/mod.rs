@@ -17,9 +17,10 @@ use std::borrow::Borrow;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 
-use swarmlet_proto::objects::{Node, NodeAvailability, NodeStatus, ServiceSpec, Task, TaskState};
+use swarmlet_proto::objects::{Node, NodeAvailability, NodeStatus, ServiceSpec, Task};
 
 use constraint::Constraint;
+use swarmlet_common::task_state::{is_pending, occupies_node};
 
 /// What the scheduler decided for one pending task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,23 +29,6 @@ pub enum Decision {
     Assign(String),
     /// Leave pending, with this reason.
     Unschedulable(String),
-}
-
-/// Whether a task occupies its node (counts toward spread and limits).
-pub fn is_active(t: &Task) -> bool {
-    !t.node_id.is_empty()
-        && t.desired_state <= TaskState::Running as i32
-        && t.status
-            .as_ref()
-            .is_none_or(|s| s.state <= TaskState::Running as i32)
-}
-
-/// Whether a task waits for a node.
-pub fn is_pending(t: &Task) -> bool {
-    t.desired_state == TaskState::Running as i32
-        && t.status
-            .as_ref()
-            .is_some_and(|s| s.state == TaskState::Pending as i32)
 }
 
 #[derive(Default, Clone)]
@@ -130,7 +114,7 @@ impl<'a> ClusterView<'a> {
             index,
             per_service: HashMap::new(),
         };
-        for t in tasks.iter().filter(|t| is_active(t)) {
+        for t in tasks.iter().filter(|t| occupies_node(t)) {
             if let Some(&i) = view.index.get(t.node_id.as_str()) {
                 let spec = t.spec.as_ref();
                 view.place(t.service_id.as_str(), i, spec);
@@ -363,7 +347,7 @@ fn schedule_group<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use swarmlet_proto::objects::{ServiceSpec, TaskStatus};
+    use swarmlet_proto::objects::{ServiceSpec, TaskState, TaskStatus};
 
     fn node(id: &str) -> Node {
         let mut n = Node {

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use futures::stream::{self, BoxStream};
 use futures::StreamExt;
 use swarmlet_common::grpc::WithLimits;
+use swarmlet_common::task_name::container_name;
 use swarmlet_proto::logs::node_logs_client::NodeLogsClient;
 use swarmlet_proto::logs::{LogLine, TaskLogsRequest};
 use swarmlet_proto::objects::{Node, Service, Task};
@@ -20,12 +21,7 @@ use crate::resolve::resolve_service;
 pub type Lines = BoxStream<'static, Result<LogLine, Status>>;
 
 fn task_source(t: &Task, hostname: &str) -> String {
-    let name = if t.slot > 0 {
-        format!("{}.{}", t.service_name, t.slot)
-    } else {
-        format!("{}.{}", t.service_name, t.node_id)
-    };
-    format!("{name}.{}@{hostname}", t.id)
+    format!("{}@{hostname}", container_name(t))
 }
 
 /// The output of `reference`'s tasks.

@@ -13,6 +13,7 @@ use crate::ipam::{self, Subnet};
 use crate::manager::{store_status, Manager};
 use crate::resolve::resolve_network;
 use crate::store::Tx;
+use swarmlet_common::task_state::holds_addresses;
 
 /// The `ingress` network every cluster starts with (the routing mesh's).
 pub fn ingress_network() -> Network {
@@ -190,12 +191,7 @@ pub async fn remove(m: &Manager, reference: &str) -> Result<(), Status> {
     let active: Vec<&Task> = tasks
         .iter()
         .map(|(_, t)| t)
-        .filter(|t| {
-            t.status
-                .as_ref()
-                .is_none_or(|s| s.state < TaskState::Complete as i32)
-                && t.networks.iter().any(|a| a.network_id == n.id)
-        })
+        .filter(|t| holds_addresses(t) && t.networks.iter().any(|a| a.network_id == n.id))
         .collect();
     if let Some(t) = active.first() {
         let what = if t.attachment {

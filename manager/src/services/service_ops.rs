@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use swarmlet_common::task_name::task_name;
 use swarmlet_proto::control::{ServiceInfo, TaskInfo};
 use swarmlet_proto::objects::{Endpoint, Node, Service, ServiceMode, ServiceSpec, Task, TaskState};
 use tonic::Status;
@@ -324,19 +325,12 @@ pub async fn list_tasks(m: &Manager, service: &str, node: &str) -> Result<Vec<Ta
 /// One task by ID, unique ID prefix, or `<service>.<slot>` (the running one).
 pub async fn inspect_task(m: &Manager, reference: &str) -> Result<TaskInfo, Status> {
     let all = list_tasks(m, "", "").await?;
-    let name_of = |t: &Task| {
-        if t.slot > 0 {
-            format!("{}.{}", t.service_name, t.slot)
-        } else {
-            format!("{}.{}", t.service_name, t.node_id)
-        }
-    };
     let matches: Vec<&TaskInfo> = all
         .iter()
         .filter(|i| {
             i.task.as_ref().is_some_and(|t| {
                 t.id == reference
-                    || (name_of(t) == reference && t.desired_state <= TaskState::Running as i32)
+                    || (task_name(t) == reference && t.desired_state <= TaskState::Running as i32)
             })
         })
         .collect();

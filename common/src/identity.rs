@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use rcgen::{CertificateParams, KeyPair};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-/// The role a certificate grants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The role a certificate grants, and a node's role (`manager`/`worker` in
+/// JSON, as in a node's state file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
     /// May call the control API and take part in Raft.
     Manager,

@@ -223,7 +223,7 @@ async fn cluster_and_node_commands() {
 async fn service_commands() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut a = InProcessNode::new(dir.path(), "alpha");
-    a.tune = |c| c.executor = "sim".into();
+    a.tune = |c| c.executor = swarmlet_tests::ExecutorKind::Sim;
     a.start().await.expect("start");
     let init = swarmctl(&a, &["cluster", "init"]);
     assert!(init.status.success(), "{}", stderr(&init));
@@ -462,7 +462,7 @@ async fn events_follow_a_service_create_scale_and_rm() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut a = InProcessNode::new(dir.path(), "alpha");
-    a.tune = |c| c.executor = "sim".into();
+    a.tune = |c| c.executor = swarmlet_tests::ExecutorKind::Sim;
     a.start().await.expect("start");
     assert!(swarmctl(&a, &["cluster", "init"]).status.success());
 
@@ -597,7 +597,7 @@ fn swarmctl_stdin(node: &InProcessNode, args: &[&str], input: &[u8]) -> Output {
 async fn secret_and_config_commands() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut a = InProcessNode::new(dir.path(), "alpha");
-    a.tune = |c| c.executor = "sim".into();
+    a.tune = |c| c.executor = swarmlet_tests::ExecutorKind::Sim;
     a.start().await.expect("start");
     assert!(swarmctl(&a, &["cluster", "init"]).status.success());
 

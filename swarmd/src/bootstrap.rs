@@ -114,7 +114,7 @@ pub async fn init(
     let state = NodeState {
         node_id: node_id.clone(),
         cluster_id: cluster_id.clone(),
-        role: "manager".into(),
+        role: Role::Manager,
         raft_id,
         raft_joined: true,
         addr: addr.clone(),
@@ -261,7 +261,8 @@ pub async fn join(
     let state = NodeState {
         node_id: issued.node_id,
         cluster_id: issued.cluster_id,
-        role: issued.role,
+        role: Role::parse(&issued.role)
+            .ok_or_else(|| anyhow!("the CA issued an unknown role {:?}", issued.role))?,
         raft_id: 0,
         raft_joined: false,
         addr,

@@ -3,6 +3,15 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// What runs a node's tasks (`swarmd --executor`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExecutorKind {
+    /// Containers on the Docker engine at `--docker-host`.
+    Docker,
+    /// No containers: tasks are simulated (scale tests and benchmarks).
+    Sim,
+}
+
 /// How one `swarmd` runs.
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
@@ -26,8 +35,8 @@ pub struct DaemonConfig {
     pub cert_check_interval: Duration,
     /// Shortest certificate lifetime a manager accepts (1 h; tests shorten it).
     pub min_cert_expiry: Duration,
-    /// `docker` or `sim`.
-    pub executor: String,
+    /// What runs the node's tasks.
+    pub executor: ExecutorKind,
     /// Start latency of the simulated executor.
     pub sim_start_latency: Duration,
     /// Docker daemon URI (`--docker-host`).
@@ -63,7 +72,7 @@ impl DaemonConfig {
             snapshot_keep_entries: 1_000,
             cert_check_interval: Duration::from_secs(60),
             min_cert_expiry: swarmlet_manager::manager::MIN_CERT_EXPIRY,
-            executor: "docker".into(),
+            executor: ExecutorKind::Docker,
             sim_start_latency: Duration::from_millis(10),
             resources: None,
             docker_host: "unix:///var/run/docker.sock".into(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use swarmlet_common::grpc::WithLimits;
-use swarmlet_common::identity::NodeIdentity;
+use swarmlet_common::identity::{NodeIdentity, Role};
 use swarmlet_manager::at_rest::keys::KeyFiles;
 use swarmlet_manager::secrets::crypto::Key;
 use swarmlet_manager::services::control::ControlService;
@@ -50,7 +50,7 @@ impl Daemon {
         let managers = ManagerSlot::default();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let state = NodeState::load(&cfg.state_dir)?;
-        if cfg.force_new_cluster && state.as_ref().is_none_or(|s| s.role != "manager") {
+        if cfg.force_new_cluster && state.as_ref().is_none_or(|s| s.role != Role::Manager) {
             anyhow::bail!(
                 "--force-new-cluster needs the state dir of a manager ({} holds none)",
                 cfg.state_dir.display()
@@ -77,7 +77,7 @@ impl Daemon {
             metrics_addr,
         });
         let locked = match &state {
-            Some(s) if s.role == "manager" => KeyFiles::new(&cfg.state_dir).is_locked()?,
+            Some(s) if s.role == Role::Manager => KeyFiles::new(&cfg.state_dir).is_locked()?,
             _ => false,
         };
         if let (true, Some(state)) = (locked, state.clone()) {
@@ -133,7 +133,7 @@ impl Daemon {
     ) -> anyhow::Result<Arc<Joined>> {
         let identity = NodeIdentity::load(&cfg.certs_dir())?
             .context("state dir has node.json but no certificates")?;
-        tracing::info!(node = %state.node_id, role = %state.role, "resuming node");
+        tracing::info!(node = %state.node_id, role = state.role.name(), "resuming node");
         Joined::start(cfg.clone(), state, identity, managers, false, unlocked_key).await
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use swarmlet_common::grpc::{tls_channel, WithLimits};
-use swarmlet_common::identity::{new_key_and_csr, NodeIdentity};
+use swarmlet_common::identity::{new_key_and_csr, NodeIdentity, Role};
 use swarmlet_common::listener::{tls_incoming, Limits};
 use swarmlet_common::tls::{client_config_with, server_config_with, CertSlot};
 use swarmlet_common::trust::TrustSlot;
@@ -39,7 +39,7 @@ use swarmlet_worker::sim::{SimConfig, SimExecutor};
 use swarmlet_worker::tasks::TaskManager;
 use tokio::sync::{mpsc, watch, Mutex};
 
-use crate::config::DaemonConfig;
+use crate::config::{DaemonConfig, ExecutorKind};
 use crate::state::NodeState;
 
 /// A joined node's running parts.
@@ -89,11 +89,11 @@ impl Joined {
             .with_context(|| format!("cannot listen on {}", cfg.listen_addr))?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (manager_addrs, _) = watch::channel(state.managers.clone());
-        let executor = match cfg.executor.as_str() {
-            "sim" => NodeExecutor::Sim(SimExecutor::new(SimConfig {
+        let executor = match cfg.executor {
+            ExecutorKind::Sim => NodeExecutor::Sim(SimExecutor::new(SimConfig {
                 start_latency: cfg.sim_start_latency,
             })),
-            _ => NodeExecutor::Docker(DockerExecutor::new(DockerConfig {
+            ExecutorKind::Docker => NodeExecutor::Docker(DockerExecutor::new(DockerConfig {
                 host: cfg.docker_host.clone(),
                 node_id: state.node_id.clone(),
                 pull_missing: cfg.pull_missing,
@@ -151,7 +151,7 @@ impl Joined {
             LogsService::new(joined.task_manager.executor(), joined.manager_ids.clone()),
             shutdown_rx.clone(),
         ));
-        if joined.state.lock().await.role == "manager" {
+        if joined.state.lock().await.role == Role::Manager {
             if let Err(e) = joined.start_manager(bootstrap).await {
                 joined.stop().await;
                 return Err(e);
@@ -224,13 +224,13 @@ impl Joined {
                 tracing::warn!("this node was removed from the cluster");
             }
             AgentEvent::DesiredRole(role) => {
-                let current = self.state.lock().await.role.clone();
-                if role.is_empty() || role == current {
+                let current = self.state.lock().await.role;
+                if role == current {
                     return Ok(());
                 }
-                tracing::info!(from = %current, to = %role, "role change");
+                tracing::info!(from = current.name(), to = role.name(), "role change");
                 self.renew_certificate().await?;
-                if role == "manager" {
+                if role == Role::Manager {
                     {
                         let mut st = self.state.lock().await;
                         st.role = role;

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Weak};
 
 use swarmlet_common::grpc::WithLimits;
+use swarmlet_common::identity::Role;
 use swarmlet_proto::common::Empty;
 use swarmlet_proto::control::control_client::ControlClient;
 use swarmlet_proto::control::RemoveRaftMemberRequest;
@@ -132,7 +133,7 @@ impl Local for LocalService {
                 *joined = Some(j);
                 Ok(Response::new(JoinResponse {
                     node_id: st.node_id,
-                    role: st.role,
+                    role: st.role.name().into(),
                     cluster_id: st.cluster_id,
                 }))
             }
@@ -163,7 +164,7 @@ impl Local for LocalService {
             ));
         };
         let st = j.state.lock().await.clone();
-        if st.role == "manager" {
+        if st.role == Role::Manager {
             if !request.get_ref().force {
                 return Err(Status::failed_precondition(
                     "this node is a manager: leaving would weaken the cluster's quorum; demote it first, or use --force",
@@ -331,7 +332,7 @@ impl Local for LocalService {
             Some(j) => {
                 let st = j.state.lock().await;
                 LocalInfo {
-                    state: st.role.clone(),
+                    state: st.role.name().into(),
                     node_id: st.node_id.clone(),
                     cluster_id: st.cluster_id.clone(),
                     addr: st.addr.clone(),

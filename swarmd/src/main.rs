@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use swarmd::config::DaemonConfig;
+use swarmd::config::{DaemonConfig, ExecutorKind};
 use swarmd::daemon::Daemon;
 
 /// The Swarmlet node daemon.
@@ -35,8 +35,8 @@ struct Args {
     #[arg(long, default_value = "unix:///var/run/docker.sock")]
     docker_host: String,
     /// Task executor.
-    #[arg(long, default_value = "docker", value_parser = ["docker", "sim"])]
-    executor: String,
+    #[arg(long, value_enum, default_value_t = ExecutorKind::Docker)]
+    executor: ExecutorKind,
     /// Node name; default: the system hostname.
     #[arg(long)]
     hostname: Option<String>,

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use swarmlet_common::identity::Role;
 
 /// The node's persisted identity and role.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -11,8 +12,8 @@ pub struct NodeState {
     pub node_id: String,
     /// Cluster ID.
     pub cluster_id: String,
-    /// Current role: `manager` or `worker`.
-    pub role: String,
+    /// Current role (`manager` or `worker` in the file).
+    pub role: Role,
     /// Raft ID while a manager (0 otherwise).
     pub raft_id: u64,
     /// Whether the Raft storage already belongs to the group.

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use swarmd::config::DaemonConfig;
+pub use swarmd::config::ExecutorKind;
 use swarmd::daemon::Daemon;
 use swarmlet_common::grpc::WithLimits;
 use swarmlet_proto::control::control_client::ControlClient;

@@ -32,7 +32,7 @@ async fn local_state(n: &InProcessNode) -> String {
 async fn autolocked_manager_waits_for_its_unlock_key_and_nothing_is_plaintext() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut m = InProcessNode::new(dir.path(), "m");
-    m.tune = |c| c.executor = "sim".into();
+    m.tune = |c| c.executor = swarmd::config::ExecutorKind::Sim;
     m.start().await.expect("start");
     let init = m
         .local()

@@ -428,7 +428,8 @@ async fn a_demoted_then_removed_managers_kept_certificate_is_refused() {
 async fn the_root_ca_rotates_without_an_outage_and_the_old_root_is_retired() {
     use swarmlet_proto::control::NodeRef;
     let dir = tempfile::tempdir().expect("tempdir");
-    let fast: fn(&mut swarmd::config::DaemonConfig) = |c| c.executor = "sim".into();
+    let fast: fn(&mut swarmd::config::DaemonConfig) =
+        |c| c.executor = swarmd::config::ExecutorKind::Sim;
     let nodes = form_cluster(dir.path(), 2, 1, |i| ["m1", "m2", "w"][i].into(), fast)
         .await
         .unwrap_or_else(|e| panic!("cluster forms: {e:#}"));

@@ -14,7 +14,7 @@ use swarmlet_tests::{form_cluster, wait_until, InProcessNode};
 const CONVERGE: Duration = Duration::from_secs(30);
 
 fn sim(c: &mut swarmd::config::DaemonConfig) {
-    c.executor = "sim".into();
+    c.executor = swarmd::config::ExecutorKind::Sim;
 }
 
 async fn cluster(managers: usize, workers: usize) -> (tempfile::TempDir, Vec<InProcessNode>) {

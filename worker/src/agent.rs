@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use rustls::ClientConfig;
 use swarmlet_common::grpc::{tls_channel, WithLimits};
+use swarmlet_common::identity::Role;
 use swarmlet_proto::dispatcher::dispatcher_client::DispatcherClient;
 use swarmlet_proto::dispatcher::HeartbeatRequest;
 use swarmlet_proto::objects::Resources;
@@ -18,7 +19,7 @@ use tonic::transport::Channel;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentEvent {
     /// The role the cluster wants this node to have.
-    DesiredRole(String),
+    DesiredRole(Role),
     /// The node was removed from the cluster.
     Removed,
     /// The managers' addresses changed.
@@ -68,7 +69,7 @@ pub async fn run(
 ) {
     let mut managers = cfg.managers.clone();
     let mut current = 0usize;
-    let mut last_role = String::new();
+    let mut last_role: Option<Role> = None;
     let mut last_ca = (String::new(), String::new());
     // Said again now and then: a renewal that failed is tried again.
     let mut ca_said = std::time::Instant::now();
@@ -88,11 +89,12 @@ pub async fn run(
                     return;
                 }
                 cfg.manager_ids.set(resp.manager_ids.iter().cloned());
-                if resp.desired_role != last_role {
-                    last_role = resp.desired_role.clone();
-                    let _ = events
-                        .send(AgentEvent::DesiredRole(resp.desired_role.clone()))
-                        .await;
+                // An empty or unknown role (an older manager) changes nothing.
+                if let Some(role) = Role::parse(&resp.desired_role) {
+                    if last_role != Some(role) {
+                        last_role = Some(role);
+                        let _ = events.send(AgentEvent::DesiredRole(role)).await;
+                    }
                 }
                 let ca = (resp.root_digest.clone(), resp.trust_roots_pem.clone());
                 if !ca.0.is_empty() && (ca != last_ca || ca_said.elapsed() > Duration::from_secs(5))

@@ -116,7 +116,7 @@ async fn start_cluster(
 }
 
 fn sim(c: &mut swarmd::config::DaemonConfig) {
-    c.executor = "sim".into();
+    c.executor = swarmd::config::ExecutorKind::Sim;
 }
 
 /// `managers` managers then `workers` sim workers, all joined.

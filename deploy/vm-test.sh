@@ -45,7 +45,7 @@ phase_end() {
 in_ns() { ip netns exec "$NS" "$@"; }
 vg() {
   in_ns env VAGRANT_CWD="$STAGE/deploy" VAGRANT_DEFAULT_PROVIDER=libvirt \
-    MANAGERS="$MANAGERS" WORKERS="$WORKERS" VM_MEMORY="$MEMORY" \
+    MANAGERS="$MANAGERS" WORKERS="$WORKERS" VM_MEMORY="$MEMORY" VM_BOOT_TIMEOUT=1200 \
     LIBVIRT_DRIVER="$DRIVER" SWARMLET_SYNC_DIR="$STAGE" vagrant "$@"
 }
 # Runs a command on a VM as root; its output on stdout.
@@ -171,8 +171,25 @@ VIRTLOGD_PID="$(cat "/run/$NS-virtlogd.pid")"
 LIBVIRTD_PID="$(cat "/run/$NS-libvirtd.pid")"
 phase_end
 
-phase_start "vagrant-up"
-vg up --no-parallel 2>&1 | sed -u 's/\x1b\[K/\n/g' | grep --line-buffered -v "Progress" >&2
+# Vagrant's output without its progress lines.
+filtered() { "$@" 2>&1 | sed -u 's/\x1b\[K/\n/g' | grep --line-buffered -v "Progress" >&2; }
+
+phase_start "boot"
+# All VMs boot together (vagrant-libvirt brings machines up in parallel);
+# provisioning follows in order, since the others join m1.
+filtered vg up --no-provision
+phase_end
+
+phase_start "provision"
+filtered vg provision m1
+# m1's join tokens are now in the staged folder: sync it to the others.
+others=()
+for i in $(seq 2 "$MANAGERS"); do others+=("m$i"); done
+for i in $(seq 1 "$WORKERS"); do others+=("w$i"); done
+if [ "${#others[@]}" -gt 0 ]; then
+  filtered vg rsync "${others[@]}"
+  for vm in "${others[@]}"; do filtered vg provision "$vm"; done
+fi
 phase_end
 
 phase_start "join"

@@ -48,7 +48,18 @@ impl JoinToken {
 
     /// Formats a token for the given root certificate (DER) and secret.
     pub fn format(root_cert_der: &[u8], secret: &str) -> String {
-        format!("{PREFIX}-{VERSION}-{}-{secret}", root_digest(root_cert_der))
+        JoinToken {
+            root_digest: root_digest(root_cert_der),
+            secret: secret.to_string(),
+        }
+        .to_string()
+    }
+}
+
+impl std::fmt::Display for JoinToken {
+    /// The token string, as [`JoinToken::parse`] reads it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{PREFIX}-{VERSION}-{}-{}", self.root_digest, self.secret)
     }
 }
 
@@ -73,6 +84,7 @@ mod tests {
         let t = JoinToken::parse(&s).expect("valid token");
         assert_eq!(t.secret, secret);
         assert_eq!(t.root_digest, root_digest(b"cert"));
+        assert_eq!(t.to_string(), s, "a parsed token prints as it was");
     }
 
     #[test]

@@ -49,7 +49,11 @@ async fn off_runtime<T: Send + 'static>(
     let m = m.clone();
     match tokio::task::spawn_blocking(move || work(&m)).await {
         Ok(r) => r,
-        Err(e) => Err(StoreError::Corrupt(format!("reconcile pass aborted: {e}"))),
+        Err(e) => {
+            // A bug, not a lost race: say so where operators look.
+            tracing::error!(error = %e, "a reconcile pass panicked; the next pass retries");
+            Err(StoreError::Corrupt(format!("reconcile pass aborted: {e}")))
+        }
     }
 }
 
@@ -79,7 +83,7 @@ fn orchestrate(m: &Manager) -> Result<Vec<Tx>, StoreError> {
         .map(|(_, c)| c.task_history_limit.max(0) as usize)
         .unwrap_or(5);
     let services = m.store.list::<Service>()?;
-    let tasks = m.store.list_shared::<Task>();
+    let tasks = m.store.list_shared::<Task>()?;
     let nodes = plain_nodes(m)?;
     let now = swarmlet_common::clock::now_ms();
     let mut changes = reconcile(
@@ -196,7 +200,7 @@ fn allocate_addresses(m: &Manager) -> Result<Vec<Tx>, StoreError> {
         return Ok(Vec::new());
     }
     let services = m.store.list::<Service>()?;
-    let tasks = m.store.list_shared::<Task>();
+    let tasks = m.store.list_shared::<Task>()?;
     let versioned_nodes = m.store.list::<Node>()?;
     Ok(allocate(&networks, &services, &tasks, &versioned_nodes)
         .into_iter()
@@ -213,7 +217,7 @@ fn place(m: &Manager) -> Result<Vec<Tx>, StoreError> {
     let networks = plain_networks(m)?;
     let nodes = plain_nodes(m)?;
     let now = swarmlet_common::clock::now_ms();
-    let tasks = m.store.list_shared::<Task>();
+    let tasks = m.store.list_shared::<Task>()?;
     // Nothing to place (the usual case: new tasks are placed as they are
     // created): no view of 100,000 tasks to build.
     if !tasks.iter().any(|(_, t)| is_pending(t)) {

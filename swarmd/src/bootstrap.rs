@@ -240,7 +240,7 @@ pub async fn join(
     let issued = CaClient::new(pinned)
         .with_limits()
         .issue_node_certificate(IssueRequest {
-            token: format!("SWMTKN-1-{}-{}", token.root_digest, token.secret),
+            token: token.to_string(),
             csr_pem: csr,
             hostname: cfg.hostname.clone(),
             advertise_addr: addr.clone(),

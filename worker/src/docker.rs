@@ -454,6 +454,15 @@ impl DockerExecutor {
     }
 }
 
+/// Docker's stop timeout is whole seconds: a grace period is rounded up,
+/// so that 500 ms still gives the process its SIGTERM before the SIGKILL.
+fn grace_seconds(grace: Duration) -> i32 {
+    let secs = grace
+        .as_secs()
+        .saturating_add(u64::from(grace.subsec_nanos() > 0));
+    secs.min(i32::MAX as u64) as i32
+}
+
 enum Health {
     NoCheck,
     Starting,
@@ -603,7 +612,7 @@ impl Executor for DockerExecutor {
         let d = self.docker().await?;
         // Known before the container is gone.
         let _ = self.sandbox_of(&d, container_id).await;
-        let t = grace.as_secs().min(i32::MAX as u64) as i32;
+        let t = grace_seconds(grace);
         match d
             .stop_container(
                 container_id,
@@ -715,6 +724,15 @@ impl Executor for DockerExecutor {
 mod tests {
     use super::*;
     use swarmlet_proto::objects::{HealthConfig as SpecHealth, ServiceSpec};
+
+    #[test]
+    fn a_grace_period_rounds_up_to_whole_seconds() {
+        assert_eq!(grace_seconds(Duration::ZERO), 0);
+        assert_eq!(grace_seconds(Duration::from_millis(500)), 1);
+        assert_eq!(grace_seconds(Duration::from_secs(10)), 10);
+        assert_eq!(grace_seconds(Duration::from_millis(10_001)), 11);
+        assert_eq!(grace_seconds(Duration::MAX), i32::MAX);
+    }
 
     fn task() -> Task {
         Task {

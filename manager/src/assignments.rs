@@ -206,15 +206,37 @@ pub async fn run(manager: Weak<Manager>) {
     }
 }
 
+/// Publishes what the store holds now. A store that cannot be read
+/// publishes nothing: an empty set would tell every node to stop its tasks.
 fn publish_from_store(m: &Manager) {
-    let tasks = m.store.list_shared::<Task>();
-    let nodes = m.store.list::<Node>().unwrap_or_default();
-    let nodes: Vec<Node> = nodes.into_iter().map(|(_, n)| n).collect();
-    let networks = m.store.list::<Network>().unwrap_or_default();
-    let networks: Vec<Network> = networks.into_iter().map(|(_, n)| n).collect();
-    let services = m.store.list::<Service>().unwrap_or_default();
-    let services: Vec<Service> = services.into_iter().map(|(_, s)| s).collect();
-    m.assignments.publish(tasks, &nodes, &networks, &services);
+    let read = || -> Result<_, crate::store::StoreError> {
+        let tasks = m.store.list_shared::<Task>()?;
+        let nodes: Vec<Node> = m
+            .store
+            .list::<Node>()?
+            .into_iter()
+            .map(|(_, n)| n)
+            .collect();
+        let networks: Vec<Network> = m
+            .store
+            .list::<Network>()?
+            .into_iter()
+            .map(|(_, n)| n)
+            .collect();
+        let services: Vec<Service> = m
+            .store
+            .list::<Service>()?
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect();
+        Ok((tasks, nodes, networks, services))
+    };
+    match read() {
+        Ok((tasks, nodes, networks, services)) => {
+            m.assignments.publish(tasks, &nodes, &networks, &services)
+        }
+        Err(e) => tracing::error!("assignments not published: {e}"),
+    }
 }
 
 #[cfg(test)]

@@ -91,12 +91,10 @@ pub async fn run(manager: Weak<Manager>) {
         if !rotating(&c) {
             continue;
         }
-        let nodes: Vec<Node> = m
-            .store
-            .list_shared::<Node>()
-            .into_iter()
-            .map(|(_, n)| (*n).clone())
-            .collect();
+        let Ok(nodes) = m.store.list::<Node>() else {
+            continue;
+        };
+        let nodes: Vec<Node> = nodes.into_iter().map(|(_, n)| n).collect();
         if pending(&nodes, &current_digest(&c)) > 0 {
             continue;
         }

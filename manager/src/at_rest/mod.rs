@@ -27,7 +27,7 @@ pub async fn follow_autolock(
 ) {
     let mut done: Option<(bool, Vec<u8>)> = None;
     loop {
-        if let Some((_, c)) = store.get_shared::<Cluster>("cluster") {
+        if let Ok(Some((_, c))) = store.get_shared::<Cluster>("cluster") {
             let wanted = (c.autolock, c.unlock_key.clone());
             if done.as_ref() != Some(&wanted) {
                 match reseal(&files, &data_key, &c) {

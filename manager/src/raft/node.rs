@@ -461,7 +461,12 @@ impl Loop {
             let _ = self.store.apply_entry(entry.index, entry.term, &[], &[])?;
             return Ok(());
         }
-        let batch = ProposalBatch::decode(entry.data.as_ref()).unwrap_or_default();
+        // Every manager applies the same bytes: one that cannot read them
+        // must not go on as if the entry were empty (its state would
+        // differ from the others' from here on). The loop stops instead,
+        // failing the waiters, as raft-rs's own example does.
+        let batch = ProposalBatch::decode(entry.data.as_ref())
+            .map_err(|e| undecodable(entry, "proposal batch", e))?;
         let mutations: Vec<&[_]> = batch
             .proposals
             .iter()
@@ -480,7 +485,8 @@ impl Loop {
 
     fn apply_conf_change(&mut self, entry: &Entry) -> Result<(), Box<dyn std::error::Error>> {
         let cc = ConfChange::parse_from_bytes(&entry.data)?;
-        let ctx = ConfChangeContext::decode(cc.get_context()).unwrap_or_default();
+        let ctx = ConfChangeContext::decode(cc.get_context())
+            .map_err(|e| undecodable(entry, "membership change context", e))?;
         let cs = self.raw.apply_conf_change(&cc)?;
         let tx = match cc.get_change_type() {
             ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => Tx::new().put(
@@ -614,4 +620,13 @@ fn be_u64(b: &[u8]) -> u64 {
         a.copy_from_slice(b);
     }
     u64::from_be_bytes(a)
+}
+
+/// The error that stops the Ready loop when a committed entry cannot be read.
+fn undecodable(entry: &Entry, what: &str, e: prost::DecodeError) -> Box<dyn std::error::Error> {
+    format!(
+        "committed entry {} (term {}): its {what} does not decode ({e}); this manager cannot apply it",
+        entry.index, entry.term
+    )
+    .into()
 }

@@ -37,38 +37,51 @@ pub enum Need {
     Manager,
 }
 
-/// Why the caller, as the store sees it now, may not make the call.
+/// Why the caller, as the store sees it now, may not make the call (a
+/// store that cannot be read refuses every call).
 fn refuse(store: &Store, cert: &CertInfo, need: Need) -> Option<Status> {
+    refuse_by_store(store, cert, need).unwrap_or_else(|e| {
+        Some(Status::unavailable(format!(
+            "cannot authorize the call: {e}"
+        )))
+    })
+}
+
+fn refuse_by_store(
+    store: &Store,
+    cert: &CertInfo,
+    need: Need,
+) -> Result<Option<Status>, crate::store::StoreError> {
     let id = &cert.node_id;
-    if store.get_shared::<RemovedNode>(id).is_some() {
-        return Some(Status::permission_denied(format!(
+    if store.get_shared::<RemovedNode>(id)?.is_some() {
+        return Ok(Some(Status::permission_denied(format!(
             "node {id} was removed from the cluster: its certificate is no longer valid"
-        )));
+        ))));
     }
-    let node = store.get_shared::<Node>(id);
+    let node = store.get_shared::<Node>(id)?;
     if need == Need::Manager {
         if cert.role != Role::Manager {
-            return Some(Status::permission_denied(format!(
+            return Ok(Some(Status::permission_denied(format!(
                 "node {id} is not a manager: its certificate cannot call this API"
-            )));
+            ))));
         }
         match &node {
             Some((_, n)) if n.role() == NodeRole::Manager => {}
             Some(_) => {
-                return Some(Status::permission_denied(format!(
+                return Ok(Some(Status::permission_denied(format!(
                     "node {id} is no longer a manager: its certificate cannot call this API"
-                )))
+                ))))
             }
             // A manager still catching up knows nobody yet.
-            None if store.get_shared::<Cluster>("cluster").is_none() => {}
+            None if store.get_shared::<Cluster>("cluster")?.is_none() => {}
             None => {
-                return Some(Status::permission_denied(format!(
+                return Ok(Some(Status::permission_denied(format!(
                     "node {id} is not a member of this cluster"
-                )))
+                ))))
             }
         }
     }
-    None
+    Ok(None)
 }
 
 /// The caller's certificate, after checking it against the store for `need`.
@@ -107,9 +120,10 @@ pub fn acting_node<T>(m: &Manager, request: &Request<T>, need: Need) -> Result<S
 /// Whether Raft message sender `from` belongs to the node of `cert`.
 pub fn raft_sender_matches(store: &Store, cert: &CertInfo, from: u64) -> bool {
     match store.get_shared::<RaftMember>(&format!("{from:016x}")) {
-        Some((_, member)) => member.node_id == cert.node_id,
+        Ok(Some((_, member))) => member.node_id == cert.node_id,
         // Not caught up yet: no member is known to check against.
-        None => store.get_shared::<Cluster>("cluster").is_none(),
+        Ok(None) => matches!(store.get_shared::<Cluster>("cluster"), Ok(None)),
+        Err(_) => false,
     }
 }
 

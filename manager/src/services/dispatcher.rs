@@ -172,6 +172,7 @@ impl Dispatcher for DispatcherService {
             let owned = m
                 .store
                 .get_shared::<Task>(&u.task_id)
+                .map_err(store_status)?
                 .is_some_and(|(_, t)| t.node_id == node_id);
             if let (true, Some(status)) = (owned, u.status) {
                 m.report_status(u.task_id, status);
@@ -202,7 +203,10 @@ impl Dispatcher for DispatcherService {
         // rather than refused.
         let own = swarmlet_common::tls::peer_cert_info(&request)?.node_id;
         if request.metadata().get(super::ON_BEHALF_OF).is_none()
-            && m.store.get_shared::<RemovedNode>(&own).is_some()
+            && m.store
+                .get_shared::<RemovedNode>(&own)
+                .map_err(store_status)?
+                .is_some()
         {
             return Ok(Response::new(HeartbeatResponse {
                 period_ms: heartbeat_period(&m).as_millis() as u64,

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use prost::Message;
 use swarmlet_proto::store::{Mutation, Record};
 
+use super::rows::decode_object;
 use super::{row_key, Store, StoreError};
 use crate::events::{event_type, Action};
 
@@ -22,6 +23,16 @@ pub enum ApplyError {
     /// The row changed since it was read.
     #[error("{table} {key} was changed concurrently; retry")]
     Conflict {
+        /// Table.
+        table: String,
+        /// Key.
+        key: String,
+    },
+    /// A write's bytes are not an object of its table (a bug in the
+    /// proposer): refused whole, on every manager alike, so that the state
+    /// tree and the in-memory rows never disagree.
+    #[error("{table} {key}: the value does not decode as a {table} row")]
+    Undecodable {
         /// Table.
         table: String,
         /// Key.
@@ -68,9 +79,29 @@ impl Store {
         // Every mutation written, for the decoded rows.
         let mut applied = Vec::new();
         for mutations in proposals {
-            let outcome = self.check(mutations, &written)?;
+            let mut outcome = self.check(mutations, &written)?;
+            // The written objects, decoded once: for the in-memory rows.
+            let mut objects = Vec::with_capacity(mutations.len());
             if outcome.is_ok() {
                 for m in mutations.iter() {
+                    if m.delete {
+                        objects.push(None);
+                        continue;
+                    }
+                    match decode_object(&m.table, &m.value) {
+                        Ok(object) => objects.push(object),
+                        Err(_) => {
+                            outcome = Err(ApplyError::Undecodable {
+                                table: m.table.clone(),
+                                key: m.key.clone(),
+                            });
+                            break;
+                        }
+                    }
+                }
+            }
+            if outcome.is_ok() {
+                for (m, object) in mutations.iter().zip(objects) {
                     let key = row_key(&m.table, &m.key);
                     if event_type(&m.table).is_some() {
                         let action = if m.delete {
@@ -78,7 +109,7 @@ impl Store {
                         } else {
                             let existed = match written.get(&key) {
                                 Some(v) => v.is_some(),
-                                None => self.rows.version(&m.table, &m.key).is_some(),
+                                None => self.rows.version(&m.table, &m.key)?.is_some(),
                             };
                             if existed {
                                 Action::Update
@@ -88,7 +119,7 @@ impl Store {
                         };
                         changes.push((m, action));
                     }
-                    applied.push(m);
+                    applied.push((m, object));
                     if m.delete {
                         writes.push((key.clone(), None));
                         written.insert(key, None);
@@ -108,11 +139,10 @@ impl Store {
         self.unwritten.record(writes, (index, term));
         self.rows.update(
             index,
-            applied.iter().map(|m| {
-                let value = (!m.delete).then_some(m.value.as_slice());
-                (m.table.as_str(), m.key.as_str(), value)
-            }),
-        );
+            applied
+                .into_iter()
+                .map(|(m, object)| (m.table.as_str(), m.key.as_str(), object)),
+        )?;
         for (m, action) in changes {
             let value = if m.delete { &[][..] } else { &m.value[..] };
             self.events.record(&m.table, &m.key, action, value);
@@ -133,7 +163,7 @@ impl Store {
             let key = row_key(&m.table, &m.key);
             let current = match written.get(&key) {
                 Some(v) => *v,
-                None => self.rows.version(&m.table, &m.key),
+                None => self.rows.version(&m.table, &m.key)?,
             };
             if m.must_not_exist && current.is_some() {
                 return Ok(Err(ApplyError::Exists {
@@ -221,5 +251,34 @@ mod tests {
             .expect("ok");
         assert!(store.get::<Node>("a").expect("get").is_none());
         assert_eq!(store.applied().expect("applied"), (11, 2));
+    }
+
+    #[test]
+    fn a_write_that_does_not_decode_is_refused_whole() {
+        let db = sled::Config::new().temporary(true).open().expect("db");
+        let store = Store::open(&db, crate::secrets::crypto::test_key()).expect("store");
+        let mut bad = Tx::new()
+            .create(&node("c", "h1"))
+            .put(&node("d", "h2"), None);
+        bad.mutations[1].value = vec![0xff, 0xff, 0xff];
+        let good = Tx::new().create(&node("e", "h3"));
+        let both = [bad.mutations.as_slice(), good.mutations.as_slice()];
+        let outcomes = store.apply_proposals(3, 1, &both, &[]).expect("apply");
+        assert!(
+            matches!(&outcomes[0], Err(ApplyError::Undecodable { table, key }) if table == "nodes" && key == "d"),
+            "{outcomes:?}"
+        );
+        assert_eq!(outcomes[1], Ok(()));
+        // Neither of the bad proposal's rows is anywhere: not in memory, not
+        // in the state tree the rows are reloaded from.
+        store.checkpoint().expect("checkpoint");
+        for reloaded in [false, true] {
+            if reloaded {
+                store.reload_rows().expect("reload");
+            }
+            assert!(store.get::<Node>("c").expect("get").is_none());
+            assert!(store.get::<Node>("d").expect("get").is_none());
+            assert!(store.get::<Node>("e").expect("get").is_some());
+        }
     }
 }

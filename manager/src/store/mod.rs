@@ -45,6 +45,10 @@ pub enum StoreError {
     /// The checkpoint thread panicked; what it held is not in the tree.
     #[error("store: the checkpoint thread panicked")]
     CheckpointPanicked,
+    /// A panic while the decoded rows were being changed: they may no
+    /// longer match the state tree, so no read is answered from them.
+    #[error("store: the in-memory rows were left half-updated by a panic; restart the manager")]
+    Poisoned,
 }
 
 /// Read access to the local copy of the replicated state.
@@ -122,11 +126,14 @@ impl Store {
 
     /// The object `key` of table `T`, with its version.
     pub fn get<T: Object + Clone>(&self, key: &str) -> Result<Option<(u64, T)>, StoreError> {
-        Ok(self.rows.get::<T>(key).map(|(v, t)| (v, (*t).clone())))
+        Ok(self.rows.get::<T>(key)?.map(|(v, t)| (v, (*t).clone())))
     }
 
     /// The object `key` of table `T`, shared, not copied.
-    pub fn get_shared<T: Object>(&self, key: &str) -> Option<(u64, std::sync::Arc<T>)> {
+    pub fn get_shared<T: Object>(
+        &self,
+        key: &str,
+    ) -> Result<Option<(u64, std::sync::Arc<T>)>, StoreError> {
         self.rows.get::<T>(key)
     }
 
@@ -134,7 +141,7 @@ impl Store {
     pub fn list<T: Object + Clone>(&self) -> Result<Vec<(u64, T)>, StoreError> {
         Ok(self
             .rows
-            .list::<T>()
+            .list::<T>()?
             .into_iter()
             .map(|(v, t)| (v, (*t).clone()))
             .collect())
@@ -142,7 +149,7 @@ impl Store {
 
     /// Every object of table `T`, shared, not copied: for passes over
     /// every task.
-    pub fn list_shared<T: Object>(&self) -> Vec<(u64, std::sync::Arc<T>)> {
+    pub fn list_shared<T: Object>(&self) -> Result<Vec<(u64, std::sync::Arc<T>)>, StoreError> {
         self.rows.list::<T>()
     }
 

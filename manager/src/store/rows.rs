@@ -20,7 +20,7 @@ use swarmlet_proto::store::Record;
 use super::tables::Object;
 use super::StoreError;
 
-type Shared = Arc<dyn Any + Send + Sync>;
+pub(crate) type Shared = Arc<dyn Any + Send + Sync>;
 
 /// One decoded row: its version (the log index that wrote it) and object.
 #[derive(Clone)]
@@ -35,24 +35,29 @@ pub(crate) struct Rows {
     tables: RwLock<HashMap<String, BTreeMap<String, Row>>>,
 }
 
-fn decode_as<T: Object>(data: &[u8]) -> Option<Shared> {
-    T::decode(data).ok().map(|t| Arc::new(t) as Shared)
+fn decode_as<T: Object>(data: &[u8]) -> Result<Shared, prost::DecodeError> {
+    Ok(Arc::new(T::decode(data)?) as Shared)
 }
 
-/// Decodes a row's object by its table name.
-fn decode_object(table: &str, data: &[u8]) -> Option<Shared> {
-    match table {
-        Node::TABLE => decode_as::<Node>(data),
-        Cluster::TABLE => decode_as::<Cluster>(data),
-        RaftMember::TABLE => decode_as::<RaftMember>(data),
-        RemovedNode::TABLE => decode_as::<RemovedNode>(data),
-        Service::TABLE => decode_as::<Service>(data),
-        Network::TABLE => decode_as::<Network>(data),
-        Secret::TABLE => decode_as::<Secret>(data),
-        Config::TABLE => decode_as::<Config>(data),
-        Task::TABLE => decode_as::<Task>(data),
-        _ => None,
-    }
+/// Decodes a row's object by its table name: `Ok(None)` for a table this
+/// version does not know (such rows stay in the state tree only), an error
+/// for bytes that are not an object of their table.
+pub(crate) fn decode_object(
+    table: &str,
+    data: &[u8],
+) -> Result<Option<Shared>, prost::DecodeError> {
+    Ok(Some(match table {
+        Node::TABLE => decode_as::<Node>(data)?,
+        Cluster::TABLE => decode_as::<Cluster>(data)?,
+        RaftMember::TABLE => decode_as::<RaftMember>(data)?,
+        RemovedNode::TABLE => decode_as::<RemovedNode>(data)?,
+        Service::TABLE => decode_as::<Service>(data)?,
+        Network::TABLE => decode_as::<Network>(data)?,
+        Secret::TABLE => decode_as::<Secret>(data)?,
+        Config::TABLE => decode_as::<Config>(data)?,
+        Task::TABLE => decode_as::<Task>(data)?,
+        _ => return Ok(None),
+    }))
 }
 
 impl Rows {
@@ -70,8 +75,11 @@ impl Rows {
             };
             let record =
                 Record::decode(v.as_ref()).map_err(|_| StoreError::Corrupt(key.clone()))?;
-            let object = decode_object(table, &record.data)
-                .ok_or_else(|| StoreError::Corrupt(key.clone()))?;
+            let Some(object) =
+                decode_object(table, &record.data).map_err(|_| StoreError::Corrupt(key.clone()))?
+            else {
+                continue;
+            };
             tables.entry(table.to_string()).or_default().insert(
                 id.to_string(),
                 Row {
@@ -80,30 +88,37 @@ impl Rows {
                 },
             );
         }
-        if let Ok(mut t) = self.tables.write() {
-            *t = tables;
+        // Replaced whole: a poisoned map is healed by a full reload.
+        match self.tables.write() {
+            Ok(mut t) => *t = tables,
+            Err(poisoned) => {
+                *poisoned.into_inner() = tables;
+                self.tables.clear_poison();
+            }
         }
         Ok(())
     }
 
     /// The version of row `key` of `table`, if it exists.
-    pub(crate) fn version(&self, table: &str, key: &str) -> Option<u64> {
-        let tables = self.tables.read().ok()?;
-        tables.get(table)?.get(key).map(|r| r.version)
+    pub(crate) fn version(&self, table: &str, key: &str) -> Result<Option<u64>, StoreError> {
+        let tables = self.tables.read().map_err(|_| StoreError::Poisoned)?;
+        Ok(tables
+            .get(table)
+            .and_then(|rows| rows.get(key))
+            .map(|r| r.version))
     }
 
-    /// Records writes (`Some(bytes)`) and deletes (`None`) made at `version`.
+    /// Records writes (decoded objects) and deletes (`None`) made at
+    /// `version`.
     pub(crate) fn update<'a>(
         &self,
         version: u64,
-        changes: impl IntoIterator<Item = (&'a str, &'a str, Option<&'a [u8]>)>,
-    ) {
-        let Ok(mut tables) = self.tables.write() else {
-            return;
-        };
-        for (table, key, value) in changes {
+        changes: impl IntoIterator<Item = (&'a str, &'a str, Option<Shared>)>,
+    ) -> Result<(), StoreError> {
+        let mut tables = self.tables.write().map_err(|_| StoreError::Poisoned)?;
+        for (table, key, object) in changes {
             let rows = tables.entry(table.to_string()).or_default();
-            match value.and_then(|v| decode_object(table, v)) {
+            match object {
                 Some(object) => {
                     rows.insert(key.to_string(), Row { version, object });
                 }
@@ -112,25 +127,27 @@ impl Rows {
                 }
             }
         }
+        Ok(())
     }
 
     /// Row `key` of `T`'s table.
-    pub(crate) fn get<T: Object>(&self, key: &str) -> Option<(u64, Arc<T>)> {
-        let tables = self.tables.read().ok()?;
-        let row = tables.get(T::TABLE)?.get(key)?;
-        row.object
+    pub(crate) fn get<T: Object>(&self, key: &str) -> Result<Option<(u64, Arc<T>)>, StoreError> {
+        let tables = self.tables.read().map_err(|_| StoreError::Poisoned)?;
+        let Some(row) = tables.get(T::TABLE).and_then(|rows| rows.get(key)) else {
+            return Ok(None);
+        };
+        Ok(row
+            .object
             .clone()
             .downcast::<T>()
             .ok()
-            .map(|t| (row.version, t))
+            .map(|t| (row.version, t)))
     }
 
     /// Every row of `T`'s table, in key order.
-    pub(crate) fn list<T: Object>(&self) -> Vec<(u64, Arc<T>)> {
-        let Ok(tables) = self.tables.read() else {
-            return Vec::new();
-        };
-        tables
+    pub(crate) fn list<T: Object>(&self) -> Result<Vec<(u64, Arc<T>)>, StoreError> {
+        let tables = self.tables.read().map_err(|_| StoreError::Poisoned)?;
+        Ok(tables
             .get(T::TABLE)
             .map(|rows| {
                 rows.values()
@@ -143,6 +160,52 @@ impl Rows {
                     })
                     .collect()
             })
-            .unwrap_or_default()
+            .unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str) -> Shared {
+        Arc::new(Node {
+            id: id.into(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn rows_left_half_updated_by_a_panic_answer_no_read() {
+        let rows = Arc::new(Rows::default());
+        rows.update(1, [(Node::TABLE, "a", Some(node("a")))])
+            .expect("update");
+        assert_eq!(rows.list::<Node>().expect("list").len(), 1);
+        // A panic while the map is being changed poisons its lock.
+        let writer = rows.clone();
+        let _ = std::thread::spawn(move || {
+            let _guard = writer.tables.write();
+            panic!("in the middle of an update");
+        })
+        .join();
+        // Every read and write now fails instead of answering "no rows"
+        // (from which the reconciler would create every task again).
+        assert!(matches!(rows.list::<Node>(), Err(StoreError::Poisoned)));
+        assert!(matches!(rows.get::<Node>("a"), Err(StoreError::Poisoned)));
+        assert!(matches!(
+            rows.version(Node::TABLE, "a"),
+            Err(StoreError::Poisoned)
+        ));
+        assert!(matches!(
+            rows.update(2, [(Node::TABLE, "b", Some(node("b")))]),
+            Err(StoreError::Poisoned)
+        ));
+    }
+
+    #[test]
+    fn unknown_tables_are_kept_out_of_memory_and_bad_bytes_refused() {
+        assert!(matches!(decode_object("gadgets", b"\x01\x02"), Ok(None)));
+        assert!(decode_object(Node::TABLE, &[0xff, 0xff, 0xff]).is_err());
+        assert!(matches!(decode_object(Node::TABLE, &[]), Ok(Some(_))));
     }
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use std::collections::HashMap;
+use swarmlet_common::task_state::is_running;
 use swarmlet_manager::store::Tx;
 
 use swarmlet_proto::control::CreateServiceRequest;
@@ -316,7 +317,7 @@ fn running_tasks(m: &swarmlet_manager::manager::Manager) -> (usize, HashMap<Stri
         .collect();
     let mut per = HashMap::new();
     let mut total = 0;
-    for (_, t) in m.store.list_shared::<Task>() {
+    for (_, t) in m.store.list_shared::<Task>().unwrap_or_default() {
         if is_running(&t) {
             total += 1;
             *per.entry(nodes.get(&t.node_id).cloned().unwrap_or_default())
@@ -326,19 +327,12 @@ fn running_tasks(m: &swarmlet_manager::manager::Manager) -> (usize, HashMap<Stri
     (total, per)
 }
 
-/// Whether `t` runs and should.
-fn is_running(t: &Task) -> bool {
-    t.desired_state == TaskState::Running as i32
-        && t.status
-            .as_ref()
-            .is_some_and(|s| s.state == TaskState::Running as i32)
-}
-
 /// Running tasks, as the leader sees them (the sched bench polls this
 /// often: no per-node map).
 fn running_count(m: &swarmlet_manager::manager::Manager) -> usize {
     m.store
         .list_shared::<Task>()
+        .unwrap_or_default()
         .iter()
         .filter(|(_, t)| is_running(t))
         .count()
@@ -350,7 +344,7 @@ fn task_states(m: &swarmlet_manager::manager::Manager) -> String {
     let mut count: std::collections::BTreeMap<(i32, i32), usize> = Default::default();
     let mut errors: std::collections::BTreeMap<String, usize> = Default::default();
     let mut assigned_nodes = std::collections::HashSet::new();
-    for (_, t) in m.store.list_shared::<Task>() {
+    for (_, t) in m.store.list_shared::<Task>().unwrap_or_default() {
         let state = t.status.as_ref().map_or(0, |s| s.state);
         *count.entry((t.desired_state, state)).or_default() += 1;
         if let Some(s) = t.status.as_ref().filter(|s| !s.err.is_empty()) {

@@ -723,3 +723,39 @@ fn assert_private(dir: &std::path::Path) {
         assert_eq!(mode, 0o600, "{} is {mode:o}", dir.display());
     }
 }
+
+/// `swarmctl run` waits for its container's process to start, then reports
+/// how it ended: a command that exits at once still "ran" (its exit code is
+/// swarmctl's, as with `docker run`), while one that never starts is an
+/// error with the reason. Decided by the task's status (`started`, exit
+/// code), not by its messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn run_reports_the_exit_code_or_why_it_did_not_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut a = InProcessNode::new(dir.path(), "alpha");
+    a.tune = |c| c.executor = swarmlet_tests::ExecutorKind::Sim;
+    a.start().await.expect("start");
+    let init = swarmctl(&a, &["cluster", "init"]);
+    assert!(init.status.success(), "{}", stderr(&init));
+
+    let detached = swarmctl(&a, &["run", "-d", "sim/app"]);
+    assert!(detached.status.success(), "{}", stderr(&detached));
+    assert!(
+        stdout(&detached).trim().starts_with("sim-"),
+        "{}",
+        stdout(&detached)
+    );
+
+    // sim/exit images exit with code 1 as soon as they start.
+    let exited = swarmctl(&a, &["run", "sim/exit-now"]);
+    assert_eq!(exited.status.code(), Some(1), "{}", stderr(&exited));
+    assert!(
+        stdout(&exited).contains("simulated task"),
+        "{}",
+        stdout(&exited)
+    );
+
+    // sim/reject images fail to start.
+    fails_with(&a, &["run", "sim/reject"], "simulated start failure");
+    a.stop().await;
+}

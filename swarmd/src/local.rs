@@ -225,10 +225,7 @@ impl Local for LocalService {
             if let Some(st) = joined.task_manager.attachment_status(&task.id) {
                 // A container that already ran to its end (a short command)
                 // started too: its output and exit code are still to read.
-                let ran = st.state == TaskState::Running as i32
-                    || (!st.container_id.is_empty()
-                        && matches!(st.message.as_str(), "finished" | "task exited"));
-                if ran {
+                if st.started && !st.container_id.is_empty() {
                     return Ok(Response::new(RunResponse {
                         container_id: st.container_id,
                         task_id: task.id,

@@ -57,6 +57,7 @@ fn status(state: TaskState, message: &str) -> TaskStatus {
         state: state as i32,
         message: message.to_string(),
         timestamp_ms: now_ms(),
+        started: state == TaskState::Running,
         ..Default::default()
     }
 }
@@ -453,6 +454,8 @@ async fn run<E: Executor>(
             let _ = exec.stop(&container, grace).await;
         });
     }
+    // Every outcome from here on follows a start.
+    st.started = true;
     st.container_id = container;
     report(st);
 }

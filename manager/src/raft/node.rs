@@ -630,3 +630,58 @@ fn undecodable(entry: &Entry, what: &str, e: prost::DecodeError) -> Box<dyn std:
     )
     .into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarmlet_proto::objects::Node;
+
+    struct NoPeers;
+
+    impl Transport for NoPeers {
+        fn send(&self, _msgs: Vec<Message>) {}
+        fn set_peers(&self, _members: Vec<RaftMember>) {}
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_committed_entry_that_does_not_decode_stops_the_loop() {
+        let db = sled::Config::new().temporary(true).open().expect("db");
+        let key = crate::secrets::crypto::test_key();
+        let store = Store::open(&db, key.clone()).expect("store");
+        let storage = SledStorage::open(db, store.clone(), key).expect("storage");
+        storage.bootstrap(7).expect("bootstrap");
+        let garbage = Entry {
+            index: 2,
+            term: 1,
+            data: vec![0xff, 0xff, 0xff].into(),
+            ..Default::default()
+        };
+        storage.append(&[garbage]).expect("append");
+        storage.set_commit(2).expect("commit");
+        let handle = start(
+            RaftConfig::new(7),
+            storage,
+            store.clone(),
+            Arc::new(NoPeers),
+        )
+        .expect("start");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let tx = Tx::new().create(&Node {
+                id: "n".into(),
+                ..Default::default()
+            });
+            match handle.propose(tx).await {
+                Err(ProposeError::Stopped) => break,
+                other => assert!(
+                    Instant::now() < deadline,
+                    "the loop went on past the bad entry: {other:?}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Not applied as an empty entry, and nothing after it.
+        assert!(store.applied().expect("applied").0 < 2);
+        assert!(store.get::<Node>("n").expect("get").is_none());
+    }
+}

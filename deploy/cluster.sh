@@ -23,7 +23,9 @@
 #
 # Environment: CLUSTER_DIR (default /tmp/swarmlet-cluster), PREFIX (default swl;
 # names of namespaces and interfaces), SUBNET (default 10.210.0), NO_BUILD=1,
-# MANAGERS (default 3: h1, h2 and h3 are managers).
+# MANAGERS (default 3: h1, h2 and h3 are managers), DATA_SUBNET (unset: none;
+# e.g. 10.230.0: a second underlay, each host's eth1 at DATA_SUBNET.(10+i),
+# given to swarmd as --data-path-addr, so overlay traffic goes that way).
 # Only traffic between these namespaces is involved; nothing leaves the machine.
 #
 # The underlay is a bridge in a namespace of its own (`${PREFIX}-sw`, the
@@ -42,6 +44,7 @@ BRIDGE=br0
 PORT=4242
 
 host_ip() { echo "$SUBNET.$((10 + $1))"; }
+data_ip() { echo "$DATA_SUBNET.$((10 + $1))"; }
 ns() { echo "${PREFIX}-h$1"; }
 sock() { echo "$CLUSTER_DIR/h$1.sock"; }
 ctl() { "$BIN/swarmctl" -H "unix://$(sock "$1")" "${@:2}"; }
@@ -68,6 +71,10 @@ make_underlay() {
   ip -n "$SWITCH" link add "$BRIDGE" type bridge
   ip -n "$SWITCH" addr add "$SUBNET.1/24" dev "$BRIDGE"
   ip -n "$SWITCH" link set "$BRIDGE" up
+  if [ -n "${DATA_SUBNET:-}" ]; then
+    ip -n "$SWITCH" link add br1 type bridge
+    ip -n "$SWITCH" link set br1 up
+  fi
   # A switch forwards frames; it does not filter them (the default in a new
   # namespace is to hand bridged IPv4 to netfilter when br_netfilter is loaded).
   if [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]; then
@@ -84,6 +91,12 @@ make_host() {
   ip -n "$n" link set eth0 up
   ip -n "$n" link set lo up
   ip -n "$n" route add default via "$SUBNET.1"
+  if [ -n "${DATA_SUBNET:-}" ]; then
+    ip -n "$SWITCH" link add "d$i" type veth peer name eth1 netns "$n"
+    ip -n "$SWITCH" link set "d$i" master br1 up
+    ip -n "$n" addr add "$(data_ip "$i")/24" dev eth1
+    ip -n "$n" link set eth1 up
+  fi
   mkdir -p "$CLUSTER_DIR/h$i"
 }
 
@@ -96,7 +109,7 @@ start_host() {
   SWARMD_NO_PULL=1 setsid nsenter --net="/run/netns/$(ns "$i")" "$BIN/swarmd" \
     --state-dir "$CLUSTER_DIR/h$i" --control-socket "$(sock "$i")" \
     --listen-addr "0.0.0.0:$PORT" --advertise-addr "$(host_ip "$i"):$PORT" \
-    --hostname "h$i" $(engines && echo --docker-host "unix://$(engine_sock "$i")") ${SWARMD_ARGS:-} \
+    --hostname "h$i" ${DATA_SUBNET:+--data-path-addr "$(data_ip "$i")"} $(engines && echo --docker-host "unix://$(engine_sock "$i")") ${SWARMD_ARGS:-} \
     >>"$CLUSTER_DIR/h$i.log" 2>&1 </dev/null &
   echo $! >"$CLUSTER_DIR/h$i.pid"
   wait_for_socket "$(sock "$i")"

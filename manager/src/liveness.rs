@@ -109,6 +109,8 @@ pub struct Reported {
     pub daemon_ports: Vec<u32>,
     /// Why its container engine cannot be reached (empty: it can).
     pub engine_error: String,
+    /// Its data-path (VXLAN) address; empty: its advertise address's IP.
+    pub data_addr: String,
 }
 
 /// Marks `node_id` ready (leader only) if it is not already, recording what
@@ -121,6 +123,7 @@ pub async fn mark_ready(m: &Manager, node_id: &str, reported: Reported) {
         resources,
         daemon_ports,
         engine_error,
+        data_addr,
     } = reported;
     let Ok(Some((version, mut node))) = m.store.get::<Node>(node_id) else {
         return;
@@ -139,6 +142,7 @@ pub async fn mark_ready(m: &Manager, node_id: &str, reported: Reported) {
         && (addr.is_empty() || node.addr == addr)
         && resources_known
         && node.daemon_ports == daemon_ports
+        && node.data_addr == data_addr
     {
         return;
     }
@@ -146,6 +150,7 @@ pub async fn mark_ready(m: &Manager, node_id: &str, reported: Reported) {
         node.resources = resources;
     }
     node.daemon_ports = daemon_ports;
+    node.data_addr = data_addr;
     if status == NodeStatus::Down && node.status() != NodeStatus::Down {
         tracing::warn!(node = node_id, "{message}: marked down");
     }

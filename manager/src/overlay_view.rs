@@ -27,8 +27,12 @@ struct Endpoint<'a> {
     load_balancer: bool,
 }
 
-/// The data-path IP of a node: the host part of its advertise address.
+/// The data-path IP of a node: its `--data-path-addr`, or else the host
+/// part of its advertise address.
 pub fn node_ip(node: &Node) -> Option<String> {
+    if let Ok(ip) = node.data_addr.parse::<std::net::IpAddr>() {
+        return Some(ip.to_string());
+    }
     let addr = node.addr.as_str();
     if let Ok(sa) = addr.parse::<std::net::SocketAddr>() {
         return Some(sa.ip().to_string());
@@ -482,5 +486,12 @@ mod tests {
         );
         assert_eq!(node_ip(&node("x", "10.1.2.3")).as_deref(), Some("10.1.2.3"));
         assert_eq!(node_ip(&node("x", "host.example:4242")), None);
+    }
+
+    #[test]
+    fn node_ip_from_the_data_path_address_when_given() {
+        let mut n = node("x", "10.1.2.3:4242");
+        n.data_addr = "10.9.9.3".into();
+        assert_eq!(node_ip(&n).as_deref(), Some("10.9.9.3"));
     }
 }

@@ -51,6 +51,9 @@ pub struct DaemonConfig {
     pub metrics_addr: Option<String>,
     /// `--host-pool`: addresses of the legs in the node's own namespace.
     pub host_pool: swarmlet_worker::overlay::host_pool::HostPool,
+    /// The data-path (VXLAN) address (`--data-path-addr`); `None`: the
+    /// advertise address's IP.
+    pub data_path_addr: Option<std::net::Ipv4Addr>,
 }
 
 impl DaemonConfig {
@@ -80,6 +83,7 @@ impl DaemonConfig {
             force_new_cluster: false,
             metrics_addr: None,
             host_pool: Default::default(),
+            data_path_addr: None,
         }
     }
 

@@ -100,7 +100,7 @@ impl Joined {
             })),
         };
         let real_containers = matches!(executor, NodeExecutor::Docker(_));
-        let data_ip = data_path_ip(&state.addr);
+        let data_ip = cfg.data_path_addr.or_else(|| data_path_ip(&state.addr));
         if real_containers {
             swarmlet_worker::overlay::host_pool::check_host_routes(&cfg.host_pool)
                 .map_err(|e| anyhow!(e))?;
@@ -185,6 +185,7 @@ impl Joined {
                     .resources
                     .unwrap_or_else(swarmlet_worker::resources::host_resources),
                 daemon_ports: me.cfg.daemon_ports(),
+                data_addr: me.cfg.data_path_addr,
                 engine: {
                     let exec = me.task_manager.executor();
                     Arc::new(move || {

@@ -28,9 +28,10 @@ struct Args {
     /// Address other nodes dial, IP[:PORT]; default: the address of the default route.
     #[arg(long)]
     advertise_addr: Option<String>,
-    /// VXLAN underlay source address; default: the advertise IP.
+    /// The IPv4 address of this host that VXLAN (overlay) traffic leaves
+    /// from and that other nodes send it to; default: the advertise IP.
     #[arg(long)]
-    data_path_addr: Option<String>,
+    data_path_addr: Option<std::net::Ipv4Addr>,
     /// Docker daemon URI.
     #[arg(long, default_value = "unix:///var/run/docker.sock")]
     docker_host: String,
@@ -91,7 +92,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let _ = &args.data_path_addr;
+    if let Some(ip) = args.data_path_addr {
+        // Bound by the kernel only if it is one of this host's addresses.
+        std::net::UdpSocket::bind((ip, 0)).map_err(|e| {
+            anyhow::anyhow!("--data-path-addr {ip}: not an address of this host ({e})")
+        })?;
+    }
     let mut cfg = DaemonConfig::new(
         args.state_dir,
         args.control_socket,
@@ -103,6 +109,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     cfg.docker_host = args.docker_host;
     cfg.force_new_cluster = args.force_new_cluster;
     cfg.host_pool = args.host_pool;
+    cfg.data_path_addr = args.data_path_addr;
     cfg.snapshot_interval = args.snapshot_interval;
     cfg.snapshot_keep_entries = (args.snapshot_interval / 10).min(1_000);
     cfg.metrics_addr = args.metrics_addr;

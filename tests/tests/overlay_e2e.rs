@@ -55,6 +55,9 @@ fn overlay_ns(node_id: &str, network_id: &str) -> String {
     format!("ovl-{}-{}", &node_id[..8], &network_id[..10])
 }
 
+/// The second underlay's first three octets (`cluster.sh`'s DATA_SUBNET).
+const DATA_SUBNET: &str = "10.223.0";
+
 fn exec(c: &NsCluster, container: &str, cmd: &[&str]) -> anyhow::Result<String> {
     let mut args = vec!["exec", container];
     args.extend_from_slice(cmd);
@@ -63,7 +66,10 @@ fn exec(c: &NsCluster, container: &str, cmd: &[&str]) -> anyhow::Result<String> 
 
 #[test]
 fn overlay_reaches_across_hosts_and_follows_tasks() {
-    let c = NsCluster::up_engines("swov", "10.213.0", 3, &[]).expect("cluster up");
+    // Overlay traffic on a second underlay (`--data-path-addr`), control
+    // traffic on the first.
+    let c = NsCluster::up_engines("swov", "10.213.0", 3, &[("DATA_SUBNET", DATA_SUBNET)])
+        .expect("cluster up");
     c.ctl(1, &["network", "create", "--attachable", "front"])
         .expect("network create");
     let net = c
@@ -298,6 +304,18 @@ fn overlay_reaches_across_hosts_and_follows_tasks() {
     );
     let fdb = run("bridge", &["-n", &ns_a, "fdb", "show", "dev", &vx]).expect("fdb");
     assert!(fdb.contains(&mac_b), "{mac_b} not in fdb of {ns_a}:\n{fdb}");
+    // Peers are reached at their data-path addresses, from ours.
+    let peers: Vec<&str> = fdb
+        .lines()
+        .filter_map(|l| l.split(" dst ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .collect();
+    assert!(
+        !peers.is_empty() && peers.iter().all(|ip| ip.starts_with(DATA_SUBNET)),
+        "VXLAN peers not on the data path: {fdb}"
+    );
+    let link = run("ip", &["-n", &ns_a, "-d", "link", "show", "dev", &vx]).expect("link");
+    assert!(link.contains(&format!("local {DATA_SUBNET}.")), "{link}");
     run(
         "bridge",
         &["-n", &ns_a, "fdb", "del", &mac_b, "dev", &vx, "self"],
@@ -378,4 +396,32 @@ fn overlay_reaches_across_hosts_and_follows_tasks() {
         c.ctl(1, &["network", "rm", "front"]).ok()
     });
     drop(c);
+}
+
+/// `--data-path-addr` must be one of the host's addresses: `swarmd` says so
+/// and exits, instead of sending overlay traffic from nowhere.
+#[test]
+fn a_data_path_address_not_on_this_host_is_refused() {
+    let bin = swarmlet_tests::e2e::build_binaries().expect("binaries");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(bin.join("swarmd"))
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .arg("--control-socket")
+        .arg(dir.path().join("ctl.sock"))
+        .args([
+            "--listen-addr",
+            "127.0.0.1:0",
+            "--data-path-addr",
+            "192.0.2.77",
+        ])
+        .output()
+        .expect("swarmd");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--data-path-addr 192.0.2.77: not an address of this host"),
+        "{err}"
+    );
+    assert!(!dir.path().join("ctl.sock").exists());
 }

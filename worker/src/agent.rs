@@ -48,6 +48,8 @@ pub struct AgentConfig {
     pub resources: Resources,
     /// TCP ports this node's swarmd listens on.
     pub daemon_ports: Vec<u32>,
+    /// The data-path (VXLAN) address, when not the advertise address's IP.
+    pub data_addr: Option<std::net::Ipv4Addr>,
     /// Checks the container engine before each heartbeat.
     pub engine: EngineCheck,
     /// Who may read this node's logs, kept as heartbeats say.
@@ -153,6 +155,7 @@ async fn heartbeat_once(
         resources: Some(cfg.resources),
         daemon_ports: cfg.daemon_ports.clone(),
         engine_error: (cfg.engine)().await.unwrap_or_default(),
+        data_addr: cfg.data_addr.map(|ip| ip.to_string()).unwrap_or_default(),
     };
     match tokio::time::timeout(CALL_TIMEOUT, client.heartbeat(req)).await {
         Ok(Ok(r)) => Ok(r.into_inner()),

@@ -249,6 +249,7 @@ impl Dispatcher for DispatcherService {
             resources: req.resources,
             daemon_ports: req.daemon_ports,
             engine_error: req.engine_error,
+            data_addr: req.data_addr,
         };
         tokio::spawn(async move { mark_ready(&m2, &node_id, reported).await });
         let (root_digest, trust_roots_pem) = m

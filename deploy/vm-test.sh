@@ -86,6 +86,32 @@ teardown() {
   [ -n "$STAGE" ] && rm -rf "$STAGE"
   exit "$rc"
 }
+# Creates a service (`create service NAME ARGS…`, detached) or a network
+# (`create network NAME ARGS…`) on m1, retried until it exists: under TCG a
+# starved manager VM can miss the 0.5–1 s election timeout, and a call then
+# fails with "leadership lost" or "no leader"; a user would run it again,
+# and so does this.
+create() {
+  local kind="$1" name="$2"; shift 2
+  for _ in $(seq 1 30); do
+    on m1 swarmctl "$kind" inspect "$name" >/dev/null 2>&1 && return 0
+    if [ "$kind" = service ]; then
+      on m1 swarmctl service create -d --name "$name" "$@" >/dev/null 2>&1 || sleep 2
+    else
+      on m1 swarmctl network create "$@" "$name" >/dev/null 2>&1 || sleep 2
+    fi
+  done
+  on m1 swarmctl "$kind" inspect "$name" >/dev/null
+}
+# Runs a query, retried a few times for the same reason.
+retry_query() {
+  local out
+  for _ in $(seq 1 10); do
+    if out="$("$@")"; then printf '%s\n' "$out"; return 0; fi
+    sleep 2
+  done
+  "$@"
+}
 trap teardown EXIT
 trap 'log "failed at line $LINENO: $BASH_COMMAND"' ERR
 
@@ -197,22 +223,22 @@ phase_start "join"
 want=$((MANAGERS + WORKERS))
 ready=""
 for _ in $(seq 1 120); do
-  ready="$(on m1 swarmctl node ls --format json | pyj "sum(n['status']=='ready' for n in j)")"
+  ready="$(on m1 swarmctl node ls --format json | pyj "sum(n['status']=='ready' for n in j)" || true)"
   [ "$ready" = "$want" ] && break
   sleep 1
 done
 [ "$ready" = "$want" ] || { log "only $ready of $want nodes ready:"; on m1 swarmctl node ls >&2; exit 1; }
-managers="$(on m1 swarmctl node ls --format json | pyj "sum(n['role']=='manager' for n in j)")"
+managers="$(retry_query on m1 swarmctl node ls --format json | pyj "sum(n['role']=='manager' for n in j)" || true)"
 [ "$managers" = "$MANAGERS" ] || { log "$managers managers, expected $MANAGERS"; exit 1; }
 on m1 swarmctl node ls >&2
 phase_end
 
 phase_start "demo"
 # Under TCG a container takes many seconds to start: wait by polling.
-on m1 swarmctl service create -d --name web -p 8080:80 --replicas 3 swarmlet-demo:latest >/dev/null
+create service web -p 8080:80 --replicas 3 swarmlet-demo:latest
 running=0
 for _ in $(seq 1 600); do
-  running="$(on m1 swarmctl service ls --format json | pyj "[s['replicas_running'] for s in j if s['name']=='web']")"
+  running="$(on m1 swarmctl service ls --format json | pyj "[s['replicas_running'] for s in j if s['name']=='web']" || true)"
   [ "${running:-0}" = 3 ] && break
   sleep 1
 done
@@ -237,13 +263,13 @@ log "answers came from $backends distinct backends"
 phase_end
 
 phase_start "dns"
-on m1 swarmctl network create --driver overlay apps >/dev/null
-on m1 swarmctl service create -d --name api --network apps --replicas 1 swarmlet-demo:latest >/dev/null
-on m1 swarmctl service create -d --name client --network apps --replicas 1 swarmlet-demo:latest >/dev/null
+create network apps --driver overlay
+create service api --network apps --replicas 1 swarmlet-demo:latest
+create service client --network apps --replicas 1 swarmlet-demo:latest
 resolved=""
 for _ in $(seq 1 300); do
   task="$(on m1 swarmctl service ps client --format json \
-    | pyj "[t['node']+' '+t['container_id'] for t in j if t['current_state']=='running' and t['container_id']][:1]")"
+    | pyj "[t['node']+' '+t['container_id'] for t in j if t['current_state']=='running' and t['container_id']][:1]" || true)"
   if [ -n "$task" ]; then
     node="${task%% *}"
     cid="${task#* }"
@@ -258,7 +284,7 @@ done
 phase_end
 
 phase_start "failover"
-leader_of() { on "$1" swarmctl node ls --format json | pyj "[n['hostname'] for n in j if n['manager_status']=='leader']"; }
+leader_of() { on "$1" swarmctl node ls --format json | pyj "[n['hostname'] for n in j if n['manager_status']=='leader']" || true; }
 leader="$(leader_of m1)"
 [ -n "$leader" ] || leader=m1
 log "halting the leader's VM, $leader"
@@ -275,7 +301,7 @@ done
 log "new leader: $new_leader"
 for _ in $(seq 1 180); do
   running="$(on "$other" swarmctl service ps web --format json \
-    | pyj "sum(t['desired_state']=='running' and t['current_state']=='running' and t['node']!='$leader' for t in j)")"
+    | pyj "sum(t['desired_state']=='running' and t['current_state']=='running' and t['node']!='$leader' for t in j)" || true)"
   [ "${running:-0}" -ge 3 ] && break
   sleep 1
 done

@@ -74,6 +74,10 @@ enum Scenario {
         nodes: usize,
         #[arg(long, default_value_t = 100_000)]
         tasks: u64,
+        /// Attach the service to an overlay network (a /12: every task
+        /// gets an address, and the allocator runs on every pass).
+        #[arg(long)]
+        network: bool,
     },
     /// A worker killed → marked down → its tasks running elsewhere. The
     /// defaults give the killed worker 1,000 tasks, as issue 3 asks.
@@ -415,14 +419,29 @@ async fn sched_bench(
     managers: usize,
     workers: usize,
     tasks: u64,
+    network: bool,
 ) -> anyhow::Result<serde_json::Value> {
     let dir = tempfile::tempdir()?;
     eprintln!("sched: starting {managers} managers and {workers} sim workers");
     let mut nodes = start_mixed(dir.path(), managers, workers).await?;
+    let mut networks = Vec::new();
+    if network {
+        nodes[0]
+            .control()
+            .create_network(swarmlet_proto::objects::NetworkSpec {
+                name: "benchnet".into(),
+                driver: "overlay".into(),
+                subnet: "10.128.0.0/12".into(),
+                ..Default::default()
+            })
+            .await?;
+        networks.push("benchnet".to_string());
+    }
     let spec = ServiceSpec {
         name: "bench".into(),
         image: "sim/app".into(),
         replicas: tasks,
+        networks,
         ..Default::default()
     };
     // Before the service: what 3 idle managers and the sim workers take.
@@ -466,6 +485,7 @@ async fn sched_bench(
     }
     Ok(serde_json::json!({
         "scenario": "sched",
+        "network": network,
         "managers": managers,
         "nodes": workers,
         "tasks": tasks,
@@ -575,7 +595,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             managers,
             nodes,
             tasks,
-        } => sched_bench(managers, nodes, tasks).await?,
+            network,
+        } => sched_bench(managers, nodes, tasks, network).await?,
         Scenario::Reschedule { nodes, tasks } => reschedule_bench(nodes, tasks).await?,
         Scenario::Start { replicas } => start_bench(replicas)?,
         Scenario::Overlay { seconds } => overlay::run(&bin_dir()?, seconds)?,

@@ -12,7 +12,8 @@
 //! - [`allocator`]: service VIPs and task addresses on networks (pure).
 //! - [`ipam`]: subnets, VNIs and addresses of overlay networks (pure).
 //! - [`ports`]: published-port checks and allocation (pure).
-//! - [`reconciler`]: runs orchestrators and scheduler on the leader.
+//! - [`reconciler`]: the leader's loop: one snapshot, one plan, one write per changed row.
+//! - [`reconcile_plan`]: one pass planned on one snapshot (orchestrators, allocator, scheduler).
 //! - [`assignments`]: each node's assigned tasks, for the worker sessions.
 //! - [`chunks`]: an assignments update cut into messages of bounded size.
 //! - [`overlay_view`]: each node's overlay peers (neighbour and FDB entries to program).
@@ -37,6 +38,7 @@ pub mod orchestrator;
 pub mod overlay_view;
 pub mod ports;
 pub mod raft;
+pub mod reconcile_plan;
 pub mod reconciler;
 pub mod resolve;
 pub mod scheduler;

@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`agent`]: heartbeats, the assignments session and status reports,
 //!   with failover between managers.
-//! - [`executor`]: the executor trait and the daemon's choice of executor.
+//! - [`executor`]: the executor trait (how a worker runs one task's container).
+//! - [`node_executor`]: the executor a daemon was started with (Docker or simulated).
 //! - [`docker`]: the Docker executor (bollard).
 //! - [`sim`]: the simulated executor.
 //! - [`logs`]: the node's logs service for managers.
@@ -21,6 +22,7 @@ pub mod dns;
 pub mod docker;
 pub mod executor;
 pub mod logs;
+pub mod node_executor;
 pub mod overlay;
 pub mod pause_image;
 pub mod resources;

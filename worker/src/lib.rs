@@ -7,6 +7,8 @@
 //! - [`node_executor`]: the executor a daemon was started with (Docker or simulated).
 //! - [`docker`]: the Docker executor (bollard).
 //! - [`sim`]: the simulated executor.
+//! - [`kernel`]: network namespaces and nftables transactions, shared by
+//!   the overlay and the DNS.
 //! - [`logs`]: the node's logs service for managers.
 //! - [`overlay`]: the VXLAN overlay data plane (namespaces, bridge, veths,
 //!   neighbour and FDB entries), reconciled with the managers' view.
@@ -21,6 +23,7 @@ pub mod agent;
 pub mod dns;
 pub mod docker;
 pub mod executor;
+pub mod kernel;
 pub mod logs;
 pub mod node_executor;
 pub mod overlay;

@@ -25,9 +25,9 @@ use hickory_server::ServerFuture;
 use serde_json::{json, Value};
 use swarmlet_proto::dispatcher::OverlayNetwork;
 
-use crate::overlay::netns;
-use crate::overlay::nft::{add_base_chain, add_rule, replace_table};
-use crate::overlay::OverlayError;
+use crate::kernel::netns;
+use crate::kernel::nft::{add_base_chain, add_rule, replace_table};
+use crate::kernel::KernelError;
 use handler::ContainerResolver;
 use records::Records;
 
@@ -69,7 +69,7 @@ impl Dns {
         task_id: &str,
         pid: u32,
         networks: Vec<String>,
-    ) -> Result<(), OverlayError> {
+    ) -> Result<(), KernelError> {
         if self
             .servers
             .lock()
@@ -80,25 +80,25 @@ impl Dns {
         let (udp, tcp) = netns::run_blocking_in(&netns::of_pid(pid), || {
             let addr = SocketAddr::from((RESOLVER_IP, 0));
             let udp = std::net::UdpSocket::bind(addr)
-                .map_err(|e| OverlayError::System(format!("binding {addr}/udp: {e}")))?;
+                .map_err(|e| KernelError::System(format!("binding {addr}/udp: {e}")))?;
             let tcp = std::net::TcpListener::bind(addr)
-                .map_err(|e| OverlayError::System(format!("binding {addr}/tcp: {e}")))?;
+                .map_err(|e| KernelError::System(format!("binding {addr}/tcp: {e}")))?;
             udp.set_nonblocking(true)
                 .and_then(|_| tcp.set_nonblocking(true))
-                .map_err(|e| OverlayError::System(format!("DNS sockets: {e}")))?;
+                .map_err(|e| KernelError::System(format!("DNS sockets: {e}")))?;
             let port = |a: std::io::Result<SocketAddr>| {
                 a.map(|a| a.port())
-                    .map_err(|e| OverlayError::System(format!("DNS socket address: {e}")))
+                    .map_err(|e| KernelError::System(format!("DNS socket address: {e}")))
             };
             let ports = (port(udp.local_addr())?, port(tcp.local_addr())?);
-            crate::overlay::nft::apply_here(&redirect_ruleset(ports.0, ports.1))?;
+            crate::kernel::nft::apply_here(&redirect_ruleset(ports.0, ports.1))?;
             Ok((udp, tcp))
         })
         .await?;
         let udp = tokio::net::UdpSocket::from_std(udp)
-            .map_err(|e| OverlayError::System(format!("DNS socket: {e}")))?;
+            .map_err(|e| KernelError::System(format!("DNS socket: {e}")))?;
         let tcp = tokio::net::TcpListener::from_std(tcp)
-            .map_err(|e| OverlayError::System(format!("DNS listener: {e}")))?;
+            .map_err(|e| KernelError::System(format!("DNS listener: {e}")))?;
         let mut server = ServerFuture::new(ContainerResolver {
             networks,
             records: self.records.clone(),

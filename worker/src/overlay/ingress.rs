@@ -20,8 +20,8 @@ use std::net::Ipv4Addr;
 use serde_json::{json, Value};
 
 use super::lb::Proto;
-use super::nft::{add_base_chain, add_rule, replace_table};
 use super::plan::VXLAN_PORT;
+use crate::kernel::nft::{add_base_chain, add_rule, replace_table};
 
 /// Prefix length of the leg's point-to-point subnet.
 pub const LEG_PREFIX: u8 = 30;

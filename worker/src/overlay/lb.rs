@@ -1,5 +1,5 @@
 //! The load balancer of one overlay namespace as nftables rules (pure: no
-//! kernel access; [`super::nft`] applies what this module writes).
+//! kernel access; [`crate::kernel::nft`] applies what this module writes).
 //!
 //! One table `swarmlet-lb` per namespace, where every service is a few map
 //! elements and no service has a chain or rule of its own:

@@ -1,5 +1,5 @@
 //! Netlink operations of the data plane, each on a handle opened inside
-//! the right namespace (see [`super::netns::run_in`]): the bridge, the
+//! the right namespace (see [`crate::kernel::netns::run_in`]): the bridge, the
 //! VXLAN device, veth pairs, addresses, and the neighbour and FDB entries.
 
 use std::collections::BTreeMap;

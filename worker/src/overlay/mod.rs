@@ -23,16 +23,15 @@
 //!
 //! Layout: [`plan`] (names, MACs, diffs; pure), [`lb`] and [`ingress`]
 //! (nftables rules; pure), [`host_pool`] (the legs' addresses in the node's
-//! namespace, `--host-pool`), [`netns`] (namespaces and running work inside
-//! them), [`links`] (the netlink operations), [`nft`] (applying rules).
+//! namespace, `--host-pool`), [`links`] (the netlink operations); the
+//! kernel helpers it shares with the DNS are in [`crate::kernel`]
+//! (namespaces and running work inside them, applying nftables rules).
 
 pub mod host_pool;
 pub mod hostports;
 pub mod ingress;
 pub mod lb;
 pub mod links;
-pub mod netns;
-pub mod nft;
 pub mod plan;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -44,6 +43,7 @@ use swarmlet_proto::dispatcher::OverlayNetwork;
 use swarmlet_proto::objects::{Network, Task};
 use tokio::sync::Notify;
 
+use crate::kernel::{netns, nft, KernelError};
 use plan::{mac_for, parse_cidr, BRIDGE};
 
 /// Why the data plane could not do something.
@@ -61,6 +61,33 @@ pub enum OverlayError {
     /// An address from the managers does not parse.
     #[error("bad address {0}")]
     BadAddress(String),
+}
+
+/// [`netns::run_in`], failing with the overlay's error.
+async fn run_in<T, F, Fut>(ns: &std::path::Path, work: F) -> Result<T, OverlayError>
+where
+    T: Send + 'static,
+    F: FnOnce(rtnetlink::Handle) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, OverlayError>>,
+{
+    netns::run_in(ns, work).await
+}
+
+/// [`netns::run_blocking_in`], failing with the overlay's error.
+async fn run_blocking_in<T, F>(ns: &std::path::Path, work: F) -> Result<T, OverlayError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, OverlayError> + Send + 'static,
+{
+    netns::run_blocking_in(ns, work).await
+}
+
+impl From<KernelError> for OverlayError {
+    fn from(e: KernelError) -> Self {
+        match e {
+            KernelError::System(what) => OverlayError::System(what),
+        }
+    }
 }
 
 /// How often the reconcile loop checks the kernel state without a change.
@@ -140,7 +167,7 @@ impl Overlay {
         }
         let table = ingress::host_table(&self.node_id);
         let leg = ingress::host_leg(&self.node_id);
-        let removed = netns::run_blocking_in(&netns::host_ns(), move || {
+        let removed = run_blocking_in(&netns::host_ns(), move || {
             nft::docker_user_remove_here(&[&leg, "swh-+"]);
             if nft::has_chain_here(&table, "postrouting")? {
                 nft::apply_here(&[serde_json::json!(
@@ -330,7 +357,7 @@ impl Overlay {
     async fn existing_host_slot(&self, task_id: &str) -> Result<Option<u32>, OverlayError> {
         let leg = hostports::node_leg(task_id);
         let pool = self.pool;
-        netns::run_in(&netns::host_ns(), move |h| async move {
+        run_in(&netns::host_ns(), move |h| async move {
             match links::link(&h, &leg).await? {
                 Some(l) => Ok(links::addresses(&h, l.index)
                     .await?
@@ -384,7 +411,7 @@ impl Overlay {
         let _busy = self.busy.lock().await;
         if endpoint.host_slot.is_some() {
             let leg = hostports::node_leg(task_id);
-            let _ = netns::run_in(&netns::host_ns(), move |h| async move {
+            let _ = run_in(&netns::host_ns(), move |h| async move {
                 if let Some(l) = links::link(&h, &leg).await? {
                     links::delete(&h, l.index).await?;
                 }
@@ -400,7 +427,7 @@ impl Overlay {
                 continue;
             }
             let host = plan::veth_host(task_id);
-            let _ = netns::run_in(&netns::path_of(&ns), move |h| async move {
+            let _ = run_in(&netns::path_of(&ns), move |h| async move {
                 if let Some(l) = links::link(&h, &host).await? {
                     links::delete(&h, l.index).await?;
                 }
@@ -441,7 +468,7 @@ impl Overlay {
         if self.is_ingress(&net.id) {
             self.ensure_ingress_leg(&path).await?;
         }
-        let has_vxlan = netns::run_in(&path, move |h| async move {
+        let has_vxlan = run_in(&path, move |h| async move {
             // Routing between br0 (VIPs, SNAT) and the ingress leg; bridged
             // frames stay out of netfilter; no redirects for hairpinned
             // VIP traffic.
@@ -470,11 +497,11 @@ impl Overlay {
         }
         let local = self.data_ip.ok_or(OverlayError::NoDataAddress)?;
         let (vni, vx2, into) = (net.vni, vx.clone(), path.clone());
-        netns::run_in(&netns::host_ns(), move |h| async move {
+        run_in(&netns::host_ns(), move |h| async move {
             links::create_vxlan(&h, &vx2, vni, local, &into).await
         })
         .await?;
-        netns::run_in(&path, move |h| async move {
+        run_in(&path, move |h| async move {
             let bridge = links::link(&h, BRIDGE)
                 .await?
                 .ok_or_else(|| OverlayError::System("the bridge vanished".into()))?;
@@ -518,7 +545,7 @@ impl Overlay {
         };
         let want2 = want.clone();
         let path = netns::path_of(&ns);
-        netns::run_blocking_in(&path, move || {
+        run_blocking_in(&path, move || {
             let present = match &applied {
                 Some(_) if check_table => nft::has_chain_here(lb::TABLE, "postrouting")?,
                 Some(_) => true,
@@ -589,7 +616,7 @@ impl Overlay {
         let table = ingress::host_table(&node);
         let p2 = ports.clone();
         let sbox_ip = self.pool.ingress_leg().1;
-        netns::run_blocking_in(&netns::host_ns(), move || {
+        run_blocking_in(&netns::host_ns(), move || {
             let present =
                 applied.is_some() && (!check_table || nft::has_chain_here(&table, "postrouting")?);
             if !present || applied.as_ref() != Some(&p2) {
@@ -614,7 +641,7 @@ impl Overlay {
         let host = plan::veth_host(task_id);
         let temp = plan::veth_temp(task_id);
         let (host2, temp2) = (host.clone(), temp.clone());
-        let created = netns::run_in(&path, move |h| async move {
+        let created = run_in(&path, move |h| async move {
             if links::link(&h, &host2).await?.is_some() {
                 return Ok(false);
             }
@@ -629,7 +656,7 @@ impl Overlay {
             return Ok(());
         }
         let (ifname, ip, prefix) = (a.ifname.clone(), a.ip, a.prefix);
-        netns::run_in(&netns::of_pid(pid), move |h| async move {
+        run_in(&netns::of_pid(pid), move |h| async move {
             links::configure_container_if(&h, &temp, &ifname, mac_for(ip), ip, prefix).await
         })
         .await
@@ -659,7 +686,7 @@ impl Overlay {
         }
         let path = netns::path_of(&self.ns_of(&net.id));
         let vx = plan::vxlan_name(net.vni);
-        netns::run_in(&path, move |h| async move {
+        run_in(&path, move |h| async move {
             let Some(v) = links::link(&h, &vx).await? else {
                 return Ok(());
             };
@@ -818,15 +845,16 @@ async fn ensure_leg(leg: Leg) -> Result<(), OverlayError> {
         inner_ip,
     } = leg;
     let (temp2, into) = (temp.clone(), inner_ns.clone());
-    netns::run_in(&netns::host_ns(), move |h| async move {
+    run_in(&netns::host_ns(), move |h| async move {
         if links::link(&h, &node_side).await?.is_none() {
             links::create_leg(&h, &node_side, &temp2, node_ip, &into).await?;
         }
         netns::set_sysctl("ipv4/ip_forward", "1")?;
-        netns::set_sysctl(&format!("ipv4/conf/{node_side}/route_localnet"), "1")
+        netns::set_sysctl(&format!("ipv4/conf/{node_side}/route_localnet"), "1")?;
+        Ok(())
     })
     .await?;
-    netns::run_in(&inner_ns, move |h| async move {
+    run_in(&inner_ns, move |h| async move {
         links::configure_leg(&h, &temp, inner_name, inner_ip, node_ip.0).await
     })
     .await

@@ -1,6 +1,6 @@
 //! `swarm-bench lb-update`: the cost of one backend change in a node's load
 //! balancer with many services programmed. In a scratch namespace, the
-//! worker's own code (`overlay::lb` rules, applied by `overlay::nft` on a
+//! worker's own code (`overlay::lb` rules, applied by `kernel::nft` on a
 //! thread inside the namespace, as the worker does) programs `--services`
 //! services with VIPs (two backends each), then changes one service's backends at a time
 //! and times each apply. The same is measured with 10 services, to show
@@ -11,8 +11,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use serde_json::{json, Value};
+use swarmlet_worker::kernel::{netns, nft};
 use swarmlet_worker::overlay::lb::{self, LbRules};
-use swarmlet_worker::overlay::{netns, nft};
 
 /// Changes timed per size.
 const ROUNDS: usize = 200;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 
-use super::OverlayError;
+use super::KernelError;
 
 /// Where named namespaces live (as iproute2 keeps them).
 pub const NETNS_DIR: &str = "/run/netns";
@@ -35,8 +35,8 @@ pub fn of_pid(pid: u32) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/ns/net"))
 }
 
-fn sys(what: &str, e: impl std::fmt::Display) -> OverlayError {
-    OverlayError::System(format!("{what}: {e}"))
+fn sys(what: &str, e: impl std::fmt::Display) -> KernelError {
+    KernelError::System(format!("{what}: {e}"))
 }
 
 /// Whether the named namespace exists (a namespace bind-mounted at its path).
@@ -53,7 +53,7 @@ pub fn exists(name: &str) -> bool {
 }
 
 /// Creates the named namespace `name` (replacing a stale file of that name).
-pub async fn create(name: &str) -> Result<(), OverlayError> {
+pub async fn create(name: &str) -> Result<(), KernelError> {
     std::fs::create_dir_all(NETNS_DIR).map_err(|e| sys("creating /run/netns", e))?;
     let path = path_of(name);
     if path.exists() {
@@ -101,26 +101,29 @@ pub fn list(prefix: &str) -> Vec<String> {
 
 /// Runs `work` on a fresh OS thread and waits for it without blocking the
 /// runtime.
-async fn on_thread<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, OverlayError> + Send + 'static,
-) -> Result<T, OverlayError> {
+async fn on_thread<T, E>(work: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<KernelError> + Send + 'static,
+{
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("swarmlet-netns".into())
         .spawn(move || {
             let _ = tx.send(work());
         })
-        .map_err(|e| sys("spawning a namespace thread", e))?;
+        .map_err(|e| E::from(sys("spawning a namespace thread", e)))?;
     rx.await
-        .map_err(|_| OverlayError::System("a namespace thread died".into()))?
+        .map_err(|_| E::from(KernelError::System("a namespace thread died".into())))?
 }
 
 /// Runs blocking `work` on a fresh OS thread inside the namespace at `ns`
 /// (processes it spawns, such as `nft`, start in that namespace).
-pub async fn run_blocking_in<T, F>(ns: &Path, work: F) -> Result<T, OverlayError>
+pub async fn run_blocking_in<T, E, F>(ns: &Path, work: F) -> Result<T, E>
 where
     T: Send + 'static,
-    F: FnOnce() -> Result<T, OverlayError> + Send + 'static,
+    E: From<KernelError> + Send + 'static,
+    F: FnOnce() -> Result<T, E> + Send + 'static,
 {
     let ns = ns.to_path_buf();
     on_thread(move || {
@@ -136,7 +139,7 @@ where
 /// files show the namespace of the thread that opens them); `key` is the
 /// path below `/proc/sys/net`, e.g. `ipv4/ip_forward`. A sysctl this kernel
 /// lacks is skipped.
-pub fn set_sysctl(key: &str, value: &str) -> Result<(), OverlayError> {
+pub fn set_sysctl(key: &str, value: &str) -> Result<(), KernelError> {
     let path = Path::new("/proc/sys/net").join(key);
     if !path.exists() {
         return Ok(());
@@ -149,11 +152,12 @@ pub fn set_sysctl(key: &str, value: &str) -> Result<(), OverlayError> {
 }
 
 /// Runs `work` with a netlink handle inside the namespace at `ns`.
-pub async fn run_in<T, F, Fut>(ns: &Path, work: F) -> Result<T, OverlayError>
+pub async fn run_in<T, E, F, Fut>(ns: &Path, work: F) -> Result<T, E>
 where
     T: Send + 'static,
+    E: From<KernelError> + Send + 'static,
     F: FnOnce(rtnetlink::Handle) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<T, OverlayError>>,
+    Fut: Future<Output = Result<T, E>>,
 {
     let ns = ns.to_path_buf();
     on_thread(move || {

@@ -9,10 +9,10 @@ use std::process::{Command, Stdio};
 use serde_json::{json, Value};
 
 use super::netns;
-use super::OverlayError;
+use super::KernelError;
 
-fn nft_error(e: nftables::helper::NftablesError) -> OverlayError {
-    OverlayError::System(format!("nft: {e}"))
+fn nft_error(e: nftables::helper::NftablesError) -> KernelError {
+    KernelError::System(format!("nft: {e}"))
 }
 
 /// The commands that make table `ip <table>` anew, whole, within one
@@ -35,7 +35,7 @@ pub fn add_rule(table: &str, chain: &str, expr: Value) -> Value {
 }
 
 /// Applies `commands` as one transaction in the calling thread's namespace.
-pub fn apply_here(commands: &[Value]) -> Result<(), OverlayError> {
+pub fn apply_here(commands: &[Value]) -> Result<(), KernelError> {
     if commands.is_empty() {
         return Ok(());
     }
@@ -59,13 +59,13 @@ pub fn apply_here(commands: &[Value]) -> Result<(), OverlayError> {
 /// Asks for that one chain: `nft list tables` loads every table whole
 /// (54 ms with 1,000 services programmed, against 14 ms for one chain),
 /// and this runs every few seconds.
-pub fn has_chain_here(table: &str, chain: &str) -> Result<bool, OverlayError> {
+pub fn has_chain_here(table: &str, chain: &str) -> Result<bool, KernelError> {
     let out = Command::new("nft")
         .args(["list", "chain", "ip", table, chain])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .output()
-        .map_err(|e| OverlayError::System(format!("running nft: {e}")))?;
+        .map_err(|e| KernelError::System(format!("running nft: {e}")))?;
     if out.status.success() {
         return Ok(true);
     }
@@ -73,7 +73,7 @@ pub fn has_chain_here(table: &str, chain: &str) -> Result<bool, OverlayError> {
     if err.contains("No such file or directory") {
         return Ok(false);
     }
-    Err(OverlayError::System(format!(
+    Err(KernelError::System(format!(
         "nft list chain ip {table} {chain}: {}",
         err.trim()
     )))
@@ -149,7 +149,7 @@ pub fn docker_user_remove_here(legs: &[&str]) {
 }
 
 /// Applies `commands` in the namespace at `ns`.
-pub async fn apply_in(ns: &Path, commands: Vec<Value>) -> Result<(), OverlayError> {
+pub async fn apply_in(ns: &Path, commands: Vec<Value>) -> Result<(), KernelError> {
     if commands.is_empty() {
         return Ok(());
     }

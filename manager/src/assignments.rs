@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use swarmlet_common::task_state::observed;
 use swarmlet_proto::dispatcher::{OverlayNetwork, TaskStateAck};
 use swarmlet_proto::objects::{Network, Node, Service, Task, TaskState};
 use tokio::sync::{watch, Notify};
@@ -68,10 +69,7 @@ impl AssignmentHub {
         let mut by_node: HashMap<&str, Vec<&(u64, Arc<Task>)>> = HashMap::new();
         for entry in &tasks {
             let t = &entry.1;
-            let assigned = t
-                .status
-                .as_ref()
-                .is_some_and(|s| s.state >= TaskState::Assigned as i32);
+            let assigned = observed(t) >= TaskState::Assigned;
             if assigned && !t.node_id.is_empty() {
                 by_node.entry(t.node_id.as_str()).or_default().push(entry);
             }

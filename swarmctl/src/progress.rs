@@ -115,7 +115,7 @@ pub async fn converge(
         let wanted: Vec<&Task> = tasks
             .iter()
             .filter_map(|t| t.task.as_ref())
-            .filter(|t| t.desired_state == TaskState::Running as i32)
+            .filter(|t| t.desired_state() == TaskState::Running)
             .collect();
         let running = info.replicas_running;
         let desired = info.replicas_desired;

@@ -8,6 +8,7 @@ use std::io::Write;
 
 use anyhow::bail;
 use swarmlet_common::grpc::WithLimits;
+use swarmlet_common::task_state::is_terminal;
 use swarmlet_proto::local::local_client::LocalClient;
 use swarmlet_proto::local::{RunRef, RunRequest};
 use swarmlet_proto::objects::TaskState;
@@ -74,11 +75,11 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<()> {
             .await
             .map_err(status)?
             .into_inner();
-        if st.state >= TaskState::Complete as i32 {
+        if is_terminal(st.state()) {
             if st.exit_code != 0 {
                 std::process::exit(st.exit_code);
             }
-            if st.state != TaskState::Complete as i32 {
+            if st.state() != TaskState::Complete {
                 bail!(
                     "{}",
                     if st.err.is_empty() {

@@ -5,13 +5,14 @@ use std::sync::{Arc, Weak};
 
 use swarmlet_common::grpc::WithLimits;
 use swarmlet_common::identity::Role;
+use swarmlet_common::task_state::is_terminal;
 use swarmlet_proto::common::Empty;
 use swarmlet_proto::control::control_client::ControlClient;
 use swarmlet_proto::control::RemoveRaftMemberRequest;
 use swarmlet_proto::local::local_server::Local;
 use swarmlet_proto::local::*;
 use swarmlet_proto::logs::LogLine;
-use swarmlet_proto::objects::{TaskState, TaskStatus};
+use swarmlet_proto::objects::TaskStatus;
 use swarmlet_worker::logs::container_log_lines;
 use tonic::{Request, Response, Status};
 
@@ -231,7 +232,7 @@ impl Local for LocalService {
                         task_id: task.id,
                     }));
                 }
-                if st.state >= TaskState::Complete as i32 {
+                if is_terminal(st.state()) {
                     let why = if st.err.is_empty() {
                         st.message
                     } else {

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use swarmlet_common::task_name::task_name;
+use swarmlet_common::task_state::{desired, is_running};
 use swarmlet_proto::control::{ServiceInfo, TaskInfo};
 use swarmlet_proto::objects::{Endpoint, Node, Service, ServiceMode, ServiceSpec, Task, TaskState};
 use tonic::Status;
@@ -135,12 +136,9 @@ pub fn service_info(m: &Manager, s: &Service) -> Result<ServiceInfo, Status> {
     let mut running = 0;
     let mut wanted = 0;
     for t in mine {
-        if t.desired_state == TaskState::Running as i32 {
+        if desired(t) == TaskState::Running {
             wanted += 1;
-            if t.status
-                .as_ref()
-                .is_some_and(|st| st.state == TaskState::Running as i32)
-            {
+            if is_running(t) {
                 running += 1;
             }
         }
@@ -329,8 +327,7 @@ pub async fn inspect_task(m: &Manager, reference: &str) -> Result<TaskInfo, Stat
         .iter()
         .filter(|i| {
             i.task.as_ref().is_some_and(|t| {
-                t.id == reference
-                    || (task_name(t) == reference && t.desired_state <= TaskState::Running as i32)
+                t.id == reference || (task_name(t) == reference && desired(t) <= TaskState::Running)
             })
         })
         .collect();

@@ -16,8 +16,10 @@
 //! - [`resources`]: the CPUs and memory this host offers.
 //! - [`secret_files`]: the tasks' secrets and configs, as files on tmpfs.
 //! - [`session`]: the assignments stream and batched status reports.
-//! - [`tasks`]: one controller per assigned task, driving it through the
-//!   task state machine.
+//! - [`tasks`]: the task manager: one controller per assigned task.
+//! - [`task_controller`]: one task's controller, performing its steps
+//!   through the executor and the overlay.
+//! - [`task_step`]: the next step of a task, decided without side effects.
 
 pub mod agent;
 pub mod dns;
@@ -32,4 +34,6 @@ pub mod resources;
 pub mod secret_files;
 pub mod session;
 pub mod sim;
+pub mod task_controller;
+pub mod task_step;
 pub mod tasks;

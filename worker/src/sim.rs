@@ -1,7 +1,8 @@
 //! The simulated executor (`swarmd --executor sim`): runs no containers. A
 //! task "starts" after a configurable latency and runs until stopped.
 //! Images inject failures: `sim/reject…` fails to start, `sim/exit…` exits
-//! with code 1 right after starting.
+//! with code 1 right after starting, `sim/unhealthy…` starts and then fails
+//! its health check.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -24,6 +25,7 @@ pub struct SimConfig {
 struct SimContainer {
     exit: watch::Sender<Option<i32>>,
     exits_at_start: bool,
+    unhealthy: bool,
 }
 
 /// An executor that runs no containers.
@@ -71,6 +73,7 @@ impl Executor for SimExecutor {
                 SimContainer {
                     exit,
                     exits_at_start: image.starts_with("sim/exit"),
+                    unhealthy: image.starts_with("sim/unhealthy"),
                 },
             );
         }
@@ -96,12 +99,20 @@ impl Executor for SimExecutor {
     }
 
     async fn wait(&self, container_id: &str) -> Result<i32, ExecError> {
-        let mut rx = self
+        let (mut rx, unhealthy) = self
             .containers
             .lock()
             .ok()
-            .and_then(|c| c.get(container_id).map(|c| c.exit.subscribe()))
+            .and_then(|c| {
+                c.get(container_id)
+                    .map(|c| (c.exit.subscribe(), c.unhealthy))
+            })
             .ok_or_else(|| ExecError::NotFound(container_id.to_string()))?;
+        if unhealthy {
+            return Err(ExecError::Unhealthy(
+                "simulated health check failure".to_string(),
+            ));
+        }
         rx.wait_for(Option::is_some)
             .await
             .map(|c| c.unwrap_or(0))

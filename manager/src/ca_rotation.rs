@@ -17,9 +17,9 @@
 use std::sync::Weak;
 use std::time::Duration;
 
+use crate::ops::{OpsError, OpsResult};
 use swarmlet_common::token::root_digest;
 use swarmlet_proto::objects::{Cluster, Node};
-use tonic::Status;
 
 use crate::manager::Manager;
 use crate::store::Tx;
@@ -55,19 +55,19 @@ pub fn pending(nodes: &[Node], digest: &str) -> usize {
 }
 
 /// Starts a rotation (leader only); refused while one is under way.
-pub async fn start(m: &Manager) -> Result<Cluster, Status> {
+pub async fn start(m: &Manager) -> OpsResult<Cluster> {
     m.read_barrier().await?;
     m.update(|m| {
         let (version, mut c) = m.cluster()?;
         if rotating(&c) {
-            return Err(Status::failed_precondition(
+            return Err(OpsError::precondition(
                 "a root CA rotation is already in progress",
             ));
         }
         let old = m.root_ca()?;
         let (new, cross) = old
             .rotate(&c.id)
-            .map_err(|e| Status::internal(format!("making the new root CA: {e}")))?;
+            .map_err(|e| OpsError::internal(format!("making the new root CA: {e}")))?;
         c.trust_roots_pem = format!("{}{}", old.cert_pem(), new.cert_pem()).into_bytes();
         c.root_ca_cert_pem = new.cert_pem().as_bytes().to_vec();
         c.root_ca_key_pem = new.key_pem().into_bytes();
@@ -109,7 +109,7 @@ pub async fn run(manager: Weak<Manager>) {
             .await;
         match done {
             Ok(()) => tracing::info!("root CA rotation done: the old root is no longer trusted"),
-            Err(e) => tracing::warn!("retiring the old root CA: {}", e.message()),
+            Err(e) => tracing::warn!("retiring the old root CA: {}", e),
         }
     }
 }

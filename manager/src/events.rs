@@ -152,17 +152,14 @@ impl EventLog {
 /// The stream of `swarmctl events`: the kept events since `since_ms`, then
 /// the live ones until the client goes. A client too slow for the live
 /// feed skips what it missed (logged), as `docker events` does.
-pub fn stream(
-    log: &EventLog,
-    since_ms: i64,
-) -> futures::stream::BoxStream<'static, Result<Event, tonic::Status>> {
+pub fn stream(log: &EventLog, since_ms: i64) -> futures::stream::BoxStream<'static, Event> {
     use futures::StreamExt;
     let (replay, live) = log.subscribe(since_ms);
-    let replay = futures::stream::iter(replay.into_iter().map(|c| Ok(to_event(&c))));
+    let replay = futures::stream::iter(replay.into_iter().map(|c| to_event(&c)));
     let live = futures::stream::unfold(live, |mut rx| async move {
         loop {
             match rx.recv().await {
-                Ok(c) => return Some((Ok(to_event(&c)), rx)),
+                Ok(c) => return Some((to_event(&c), rx)),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(skipped = n, "an events client fell behind");
                 }

@@ -4,7 +4,10 @@
 //! - [`store`]: typed tables over sled, changed only by applying committed Raft entries.
 //! - [`raft`]: the raft-rs `RawNode` Ready loop, its sled storage and its mTLS transport.
 //! - [`manager`]: one manager (store, Raft, CA, liveness) and the helpers its services share.
-//! - [`services`]: the gRPC services a manager serves (control API, CA, Raft, dispatcher).
+//! - [`ops`]: the operations of the control API, one file per resource,
+//!   independent of the transport (typed [`ops::OpsError`]).
+//! - [`api`]: the front ends: the gRPC services a manager serves (control
+//!   API, CA, Raft, dispatcher), each mapping `OpsError` to its statuses.
 //! - [`liveness`]: heartbeats → node `ready`/`down`.
 //! - [`resolve`]: node, service and task references → objects.
 //! - [`orchestrator`]: services → the tasks that should exist (pure).
@@ -25,6 +28,7 @@
 //! - [`at_rest`]: the Raft log and rows sealed on disk, the keys behind them, autolock.
 
 pub mod allocator;
+pub mod api;
 pub mod assignments;
 pub mod at_rest;
 pub mod ca_rotation;
@@ -34,6 +38,7 @@ pub mod ipam;
 pub mod liveness;
 pub mod manager;
 pub mod metrics;
+pub mod ops;
 pub mod orchestrator;
 pub mod overlay_view;
 pub mod ports;
@@ -43,6 +48,5 @@ pub mod reconciler;
 pub mod resolve;
 pub mod scheduler;
 pub mod secrets;
-pub mod services;
 pub mod status_batcher;
 pub mod store;

@@ -93,7 +93,7 @@ async fn mark_expired_down(m: &Manager, period: Duration) {
             let id = node.id.clone();
             match m.propose(Tx::new().put(&node, Some(version))).await {
                 Ok(_) => tracing::info!(node = %id, "node missed heartbeats: marked down"),
-                Err(e) => tracing::debug!(node = %id, "could not mark node down: {}", e.message()),
+                Err(e) => tracing::debug!(node = %id, "could not mark node down: {}", e),
             }
         }
     }
@@ -161,6 +161,6 @@ pub async fn mark_ready(m: &Manager, node_id: &str, reported: Reported) {
     }
     node.updated_at_ms = swarmlet_common::clock::now_ms();
     if let Err(e) = m.propose(Tx::new().put(&node, Some(version))).await {
-        tracing::debug!(node = node_id, "could not mark node ready: {}", e.message());
+        tracing::debug!(node = node_id, "could not mark node ready: {}", e);
     }
 }

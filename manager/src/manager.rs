@@ -1,5 +1,6 @@
 //! One manager: store, Raft loop, transport, CA material and node liveness,
-//! and the helpers the gRPC services share (leader lookup, forwarding).
+//! and the helpers the operations and front ends share (proposals, read
+//! barriers, leader lookup, channels to other nodes).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -12,11 +13,11 @@ use swarmlet_common::grpc::tls_channel_verifying;
 use swarmlet_common::tls::MANAGER_SERVER_NAME;
 use swarmlet_proto::objects::{Cluster, Node, RaftMember};
 use tonic::transport::Channel;
-use tonic::Status;
 
 use crate::at_rest::keys::KeyFiles;
 use crate::at_rest::tree::SealedTree;
 use crate::liveness::Liveness;
+use crate::ops::{OpsError, OpsResult};
 use crate::raft::node::{self, RaftConfig};
 use crate::raft::storage::SledStorage;
 use crate::raft::transport::GrpcTransport;
@@ -226,9 +227,9 @@ impl Manager {
         let _ = self.db.flush();
     }
 
-    /// Proposes a transaction, mapping failures to gRPC statuses.
-    pub async fn propose(&self, tx: Tx) -> Result<u64, Status> {
-        self.raft.propose(tx).await.map_err(propose_status)
+    /// Proposes a transaction.
+    pub async fn propose(&self, tx: Tx) -> OpsResult<u64> {
+        Ok(self.raft.propose(tx).await?)
     }
 
     /// Runs a read-modify-write: `build` reads the store and returns the
@@ -236,8 +237,8 @@ impl Manager {
     /// writer (e.g. a heartbeat) changed a row in between.
     pub async fn update<T>(
         &self,
-        mut build: impl FnMut(&Manager) -> Result<(Tx, T), Status>,
-    ) -> Result<T, Status> {
+        mut build: impl FnMut(&Manager) -> OpsResult<(Tx, T)>,
+    ) -> OpsResult<T> {
         let mut attempt = 0;
         loop {
             let (tx, out) = build(self)?;
@@ -248,31 +249,27 @@ impl Manager {
                 {
                     attempt += 1;
                 }
-                Err(e) => return Err(propose_status(e)),
+                Err(e) => return Err(e.into()),
             }
         }
     }
 
     /// Waits for a linearizable read point (leader only).
-    pub async fn read_barrier(&self) -> Result<(), Status> {
-        self.raft
-            .read_barrier()
-            .await
-            .map(|_| ())
-            .map_err(propose_status)
+    pub async fn read_barrier(&self) -> OpsResult<()> {
+        self.raft.read_barrier().await?;
+        Ok(())
     }
 
     /// The cluster object.
-    pub fn cluster(&self) -> Result<(u64, Cluster), Status> {
+    pub fn cluster(&self) -> OpsResult<(u64, Cluster)> {
         self.store
-            .get::<Cluster>("cluster")
-            .map_err(store_status)?
-            .ok_or_else(|| Status::unavailable("cluster state not replicated yet"))
+            .get::<Cluster>("cluster")?
+            .ok_or_else(|| OpsError::Unavailable("cluster state not replicated yet".into()))
     }
 
     /// The root CA that signs now (loaded from the store again when a
     /// rotation replaced it).
-    pub fn root_ca(&self) -> Result<Arc<RootCa>, Status> {
+    pub fn root_ca(&self) -> OpsResult<Arc<RootCa>> {
         let (_, cluster) = self.cluster()?;
         if let Ok(guard) = self.root_ca.read() {
             if let Some(ca) = guard
@@ -284,8 +281,7 @@ impl Manager {
         }
         let cert = String::from_utf8_lossy(&cluster.root_ca_cert_pem).to_string();
         let key = String::from_utf8_lossy(&cluster.root_ca_key_pem).to_string();
-        let ca =
-            Arc::new(RootCa::from_pem(&cert, &key).map_err(|e| Status::internal(e.to_string()))?);
+        let ca = Arc::new(RootCa::from_pem(&cert, &key).map_err(OpsError::internal)?);
         if let Ok(mut guard) = self.root_ca.write() {
             *guard = Some(ca.clone());
         }
@@ -293,19 +289,18 @@ impl Manager {
     }
 
     /// Raft members by Raft ID.
-    pub fn members(&self) -> Result<Vec<RaftMember>, Status> {
+    pub fn members(&self) -> OpsResult<Vec<RaftMember>> {
         Ok(self
             .store
-            .list::<RaftMember>()
-            .map_err(store_status)?
+            .list::<RaftMember>()?
             .into_iter()
             .map(|(_, m)| m)
             .collect())
     }
 
     /// Every node.
-    pub fn nodes(&self) -> Result<Vec<(u64, Node)>, Status> {
-        self.store.list::<Node>().map_err(store_status)
+    pub fn nodes(&self) -> OpsResult<Vec<(u64, Node)>> {
+        Ok(self.store.list::<Node>()?)
     }
 
     /// Whether this manager is the leader.
@@ -317,7 +312,7 @@ impl Manager {
     /// it is the leader itself; an error when no leader is known. A manager
     /// that just restarted may know who leads before its copy of the store
     /// has the leader's address, so that is waited for briefly.
-    pub async fn forward_target(&self) -> Result<Option<Channel>, Status> {
+    pub async fn forward_target(&self) -> OpsResult<Option<Channel>> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
         loop {
             let status = self.raft.status();
@@ -331,40 +326,38 @@ impl Manager {
                 }
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(if status.leader_id == 0 {
-                    Status::unavailable(
-                        "no raft leader: the cluster has lost quorum or is electing",
-                    )
+                return Err(OpsError::Unavailable(if status.leader_id == 0 {
+                    "no raft leader: the cluster has lost quorum or is electing".into()
                 } else {
-                    Status::unavailable("the leader's address is not known yet; retry")
-                });
+                    "the leader's address is not known yet; retry".into()
+                }));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// A cached mTLS channel to another manager.
-    pub fn channel_to(&self, addr: &str) -> Result<Channel, Status> {
+    pub fn channel_to(&self, addr: &str) -> OpsResult<Channel> {
         self.cached_channel(MANAGER_SERVER_NAME, addr)
     }
 
     /// A channel to node `node_id` at `addr`, whatever its role: the server
     /// must present that node's own certificate.
-    pub fn channel_to_node(&self, node_id: &str, addr: &str) -> Result<Channel, Status> {
+    pub fn channel_to_node(&self, node_id: &str, addr: &str) -> OpsResult<Channel> {
         self.cached_channel(node_id, addr)
     }
 
-    fn cached_channel(&self, server_name: &str, addr: &str) -> Result<Channel, Status> {
+    fn cached_channel(&self, server_name: &str, addr: &str) -> OpsResult<Channel> {
         let mut channels = self
             .channels
             .lock()
-            .map_err(|_| Status::internal("channel cache poisoned"))?;
+            .map_err(|_| OpsError::internal("channel cache poisoned"))?;
         let key = (server_name.to_string(), addr.to_string());
         if let Some(c) = channels.get(&key) {
             return Ok(c.clone());
         }
         let c = tls_channel_verifying(addr, server_name, self.client_tls.clone())
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            .map_err(OpsError::invalid)?;
         channels.insert(key, c.clone());
         Ok(c)
     }
@@ -399,21 +392,4 @@ fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
             other => return other,
         }
     }
-}
-
-/// gRPC status for a failed proposal or read.
-pub fn propose_status(e: ProposeError) -> Status {
-    match &e {
-        ProposeError::Rejected(_) => Status::failed_precondition(e.to_string()),
-        ProposeError::NotLeader { .. } | ProposeError::LeadershipLost | ProposeError::Stopped => {
-            Status::unavailable(e.to_string())
-        }
-        ProposeError::Timeout => Status::deadline_exceeded(e.to_string()),
-        ProposeError::Dropped(_) => Status::unavailable(e.to_string()),
-    }
-}
-
-/// gRPC status for a store failure.
-pub fn store_status(e: StoreError) -> Status {
-    Status::internal(e.to_string())
 }

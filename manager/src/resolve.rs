@@ -2,13 +2,13 @@
 //! hostname or unique ID prefix; a service, network, secret or config by
 //! ID, name or unique ID prefix.
 
+use crate::ops::{OpsError, OpsResult};
 use swarmlet_proto::objects::{Network, Node, Service};
-use tonic::Status;
 
 /// Finds the one node `reference` names.
-pub fn resolve_node(nodes: &[(u64, Node)], reference: &str) -> Result<(u64, Node), Status> {
+pub fn resolve_node(nodes: &[(u64, Node)], reference: &str) -> OpsResult<(u64, Node)> {
     if reference.is_empty() {
-        return Err(Status::invalid_argument("node name is empty"));
+        return Err(OpsError::invalid("node name is empty"));
     }
     if let Some(n) = nodes.iter().find(|(_, n)| n.id == reference) {
         return Ok(n.clone());
@@ -21,10 +21,11 @@ pub fn resolve_node(nodes: &[(u64, Node)], reference: &str) -> Result<(u64, Node
         return Ok((*one).clone());
     }
     if by_name.len() > 1 {
-        return Err(Status::invalid_argument(format!(
-            "node {reference} is ambiguous ({} nodes have this hostname): use its ID",
-            by_name.len()
-        )));
+        return Err(OpsError::Ambiguous {
+            kind: "node",
+            reference: reference.to_string(),
+            detail: format!(" ({} nodes have this hostname): use its ID", by_name.len()),
+        });
     }
     let by_prefix: Vec<_> = nodes
         .iter()
@@ -32,11 +33,12 @@ pub fn resolve_node(nodes: &[(u64, Node)], reference: &str) -> Result<(u64, Node
         .collect();
     match by_prefix.as_slice() {
         [one] => Ok((*one).clone()),
-        [] => Err(Status::not_found(format!("node {reference} not found"))),
-        _ => Err(Status::invalid_argument(format!(
-            "node {reference} is ambiguous ({} matches)",
-            by_prefix.len()
-        ))),
+        [] => Err(OpsError::not_found("node", reference)),
+        _ => Err(OpsError::Ambiguous {
+            kind: "node",
+            reference: reference.to_string(),
+            detail: format!(" ({} matches)", by_prefix.len()),
+        }),
     }
 }
 
@@ -46,13 +48,13 @@ pub fn resolve_node(nodes: &[(u64, Node)], reference: &str) -> Result<(u64, Node
 /// configs.
 pub fn resolve_named<T: Clone>(
     rows: &[(u64, T)],
-    kind: &str,
+    kind: &'static str,
     reference: &str,
     id: impl Fn(&T) -> &str,
     name: impl Fn(&T) -> &str,
-) -> Result<(u64, T), Status> {
+) -> OpsResult<(u64, T)> {
     if reference.is_empty() {
-        return Err(Status::invalid_argument(format!("{kind} name is empty")));
+        return Err(OpsError::invalid(format!("{kind} name is empty")));
     }
     if let Some(row) = rows
         .iter()
@@ -66,18 +68,17 @@ pub fn resolve_named<T: Clone>(
         .collect();
     match by_prefix.as_slice() {
         [one] => Ok((*one).clone()),
-        [] => Err(Status::not_found(format!("{kind} {reference} not found"))),
-        _ => Err(Status::invalid_argument(format!(
-            "{kind} {reference} is ambiguous"
-        ))),
+        [] => Err(OpsError::not_found(kind, reference)),
+        _ => Err(OpsError::Ambiguous {
+            kind,
+            reference: reference.to_string(),
+            detail: String::new(),
+        }),
     }
 }
 
 /// Finds the one service `reference` names: ID, name, or unique ID prefix.
-pub fn resolve_service(
-    services: &[(u64, Service)],
-    reference: &str,
-) -> Result<(u64, Service), Status> {
+pub fn resolve_service(services: &[(u64, Service)], reference: &str) -> OpsResult<(u64, Service)> {
     resolve_named(
         services,
         "service",
@@ -88,10 +89,7 @@ pub fn resolve_service(
 }
 
 /// A network by ID, name, or unique ID prefix.
-pub fn resolve_network(
-    networks: &[(u64, Network)],
-    reference: &str,
-) -> Result<(u64, Network), Status> {
+pub fn resolve_network(networks: &[(u64, Network)], reference: &str) -> OpsResult<(u64, Network)> {
     resolve_named(
         networks,
         "network",
@@ -131,13 +129,13 @@ mod tests {
         assert_eq!(find("web").expect("name"), 1);
         assert_eq!(find("abc").expect("prefix"), 1);
         let ambiguous = find("ab").expect_err("ambiguous");
-        assert_eq!(ambiguous.code(), tonic::Code::InvalidArgument);
-        assert_eq!(ambiguous.message(), "service ab is ambiguous");
+        assert!(matches!(ambiguous, OpsError::Ambiguous { .. }));
+        assert_eq!(ambiguous.to_string(), "service ab is ambiguous");
         let missing = find("q").expect_err("none");
-        assert_eq!(missing.code(), tonic::Code::NotFound);
-        assert_eq!(missing.message(), "service q not found");
+        assert_eq!(missing, OpsError::not_found("service", "q"));
+        assert_eq!(missing.to_string(), "service q not found");
         assert_eq!(
-            find("").expect_err("empty").message(),
+            find("").expect_err("empty").to_string(),
             "service name is empty"
         );
     }
@@ -151,13 +149,13 @@ mod tests {
         );
         assert_eq!(resolve_node(&nodes, "two").expect("host").1.id, "abd456");
         assert_eq!(resolve_node(&nodes, "x").expect("prefix").1.id, "xyz");
+        assert!(matches!(
+            resolve_node(&nodes, "ab").expect_err("ambiguous"),
+            OpsError::Ambiguous { .. }
+        ));
         assert_eq!(
-            resolve_node(&nodes, "ab").expect_err("ambiguous").code(),
-            tonic::Code::InvalidArgument
-        );
-        assert_eq!(
-            resolve_node(&nodes, "q").expect_err("none").code(),
-            tonic::Code::NotFound
+            resolve_node(&nodes, "q").expect_err("none"),
+            OpsError::not_found("node", "q")
         );
     }
 }

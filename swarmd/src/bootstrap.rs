@@ -10,14 +10,12 @@ use swarmlet_common::ca::{RootCa, NODE_CERT_VALIDITY};
 use swarmlet_common::grpc::{tls_channel, WithLimits};
 use swarmlet_common::identity::{new_key_and_csr, pem_to_der, NodeIdentity, Role};
 use swarmlet_common::tls::{anonymous_client_config, root_fetch_client_config};
-use swarmlet_common::token::{new_secret, root_digest, JoinToken};
-use swarmlet_manager::liveness::DEFAULT_HEARTBEAT_PERIOD;
-use swarmlet_manager::services::ManagerSlot;
-use swarmlet_manager::store::Tx;
+use swarmlet_common::token::{root_digest, JoinToken};
+use swarmlet_manager::api::grpc::ManagerSlot;
+use swarmlet_manager::ops::bootstrap::NewCluster;
 use swarmlet_proto::ca::ca_client::CaClient;
 use swarmlet_proto::ca::IssueRequest;
 use swarmlet_proto::common::Empty;
-use swarmlet_proto::objects::{Cluster, Node, NodeAvailability, NodeRole, NodeStatus, RaftMember};
 
 use crate::config::DaemonConfig;
 use crate::joined::Joined;
@@ -122,51 +120,20 @@ pub async fn init(
         cert_root_digest: root_digest(ca.cert_der()),
     };
     state.save(&cfg.state_dir)?;
-    let now = swarmlet_common::clock::now_ms();
-    let mut cluster = Cluster {
-        id: cluster_id,
-        name: "default".into(),
-        root_ca_cert_pem: ca.cert_pem().as_bytes().to_vec(),
-        root_ca_key_pem: ca.key_pem().into_bytes(),
-        worker_token_secret: new_secret(),
-        manager_token_secret: new_secret(),
-        heartbeat_period_ms: DEFAULT_HEARTBEAT_PERIOD.as_millis() as u64,
-        task_history_limit: 5,
+    let (cluster, tx) = swarmlet_manager::ops::bootstrap::first_rows(NewCluster {
+        cluster_id,
+        ca: &ca,
+        node_id,
+        hostname: cfg.hostname.clone(),
+        addr,
+        raft_id,
         default_addr_pool: params.default_addr_pool,
         default_addr_pool_mask_len: params.default_addr_pool_mask_len,
-        created_at_ms: now,
-        updated_at_ms: now,
-        node_cert_expiry_ms: 0,
-        // Made with the first secret or config.
-        wrapped_data_key: Vec::new(),
-        ..Default::default()
-    };
-    swarmlet_manager::services::autolock::set_autolock(&mut cluster, params.autolock)
-        .map_err(|e| anyhow!("{}", e.message()))?;
+        autolock: params.autolock,
+    })
+    .map_err(|e| anyhow!("{e}"))?;
     let unlock_key = swarmlet_manager::secrets::crypto::Key::from_bytes(&cluster.unlock_key)
         .map(|k| swarmlet_manager::at_rest::keys::format_unlock_key(&k));
-    let mut node = Node {
-        id: node_id.clone(),
-        hostname: cfg.hostname.clone(),
-        addr: addr.clone(),
-        created_at_ms: now,
-        updated_at_ms: now,
-        ..Default::default()
-    };
-    node.set_role(NodeRole::Manager);
-    node.set_availability(NodeAvailability::Active);
-    node.set_status(NodeStatus::Ready);
-    node.cert_root_digest = root_digest(ca.cert_der());
-    let member = RaftMember {
-        raft_id,
-        node_id,
-        addr,
-    };
-    let tx = Tx::new()
-        .create(&cluster)
-        .create(&node)
-        .put(&member, None)
-        .create(&swarmlet_manager::services::network_ops::ingress_network());
     let joined = Joined::start(cfg.clone(), state, identity, managers.clone(), true, None).await?;
     let registered = async {
         let m = managers.get().map_err(|s| anyhow!("{}", s.message()))?;

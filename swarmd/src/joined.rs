@@ -12,14 +12,14 @@ use swarmlet_common::identity::{new_key_and_csr, NodeIdentity, Role};
 use swarmlet_common::listener::{tls_incoming, Limits};
 use swarmlet_common::tls::{client_config_with, server_config_with, CertSlot};
 use swarmlet_common::trust::TrustSlot;
+use swarmlet_manager::api::grpc::{
+    ca::CaService, control::ControlService, dispatcher::DispatcherService, raft::RaftService,
+    ManagerSlot,
+};
 use swarmlet_manager::at_rest::keys::{KeyFiles, Opened};
 use swarmlet_manager::manager::{Manager, ManagerConfig};
 use swarmlet_manager::raft::RaftConfig;
 use swarmlet_manager::secrets::crypto::Key;
-use swarmlet_manager::services::{
-    ca::CaService, control::ControlService, dispatcher::DispatcherService, raft::RaftService,
-    ManagerSlot,
-};
 use swarmlet_proto::ca::ca_client::CaClient;
 use swarmlet_proto::ca::ca_server::CaServer;
 use swarmlet_proto::ca::RenewRequest;

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use swarmlet_manager::services::ManagerSlot;
+use swarmlet_manager::api::grpc::ManagerSlot;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;

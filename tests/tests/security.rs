@@ -372,7 +372,7 @@ async fn a_demoted_then_removed_managers_kept_certificate_is_refused() {
     // Nor may it speak for another node.
     let mut hb = tonic::Request::new(HeartbeatRequest::default());
     hb.metadata_mut().insert(
-        swarmlet_manager::services::ON_BEHALF_OF,
+        swarmlet_manager::api::grpc::ON_BEHALF_OF,
         worker_id.parse().expect("header"),
     );
     let e = DispatcherClient::new(ch.clone())

@@ -11,11 +11,11 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use crate::ops::{OpsError, OpsResult};
 use swarmlet_common::grpc::WithLimits;
 use swarmlet_proto::common::Empty;
 use swarmlet_proto::objects::Cluster;
 use swarmlet_proto::raft::raft_transport_client::RaftTransportClient;
-use tonic::Status;
 
 use super::crypto::Key;
 use crate::manager::Manager;
@@ -31,8 +31,8 @@ pub struct KeyRing {
     data_key: Mutex<Option<Key>>,
 }
 
-fn internal(what: &str, e: impl std::fmt::Display) -> Status {
-    Status::internal(format!("{what}: {e}"))
+fn internal(what: &str, e: impl std::fmt::Display) -> OpsError {
+    OpsError::internal(format!("{what}: {e}"))
 }
 
 impl KeyRing {
@@ -46,16 +46,16 @@ impl KeyRing {
     }
 
     /// The KEK this manager holds (memory or file), if any.
-    pub fn local_kek(&self) -> Result<Option<Key>, Status> {
+    pub fn local_kek(&self) -> OpsResult<Option<Key>> {
         let mut guard = self
             .kek
             .lock()
-            .map_err(|_| Status::internal("key lock poisoned"))?;
+            .map_err(|_| OpsError::internal("key lock poisoned"))?;
         if guard.is_none() {
             match std::fs::read(&self.kek_path) {
                 Ok(b) => {
                     *guard = Some(Key::from_bytes(&b).ok_or_else(|| {
-                        Status::internal(format!("{} is not a key", self.kek_path.display()))
+                        OpsError::internal(format!("{} is not a key", self.kek_path.display()))
                     })?)
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -66,7 +66,7 @@ impl KeyRing {
     }
 
     /// Keeps `kek` in memory and in the file (0600, written atomically).
-    fn store_kek(&self, kek: &Key) -> Result<(), Status> {
+    fn store_kek(&self, kek: &Key) -> OpsResult<()> {
         swarmlet_common::private_fs::write_atomic(&self.kek_path, kek.as_bytes())
             .map_err(|e| internal("writing the secrets key", e))?;
         if let Ok(mut g) = self.kek.lock() {
@@ -77,7 +77,7 @@ impl KeyRing {
 }
 
 /// The KEK: this manager's, else another manager's (then kept here).
-async fn fetch_kek(m: &Manager) -> Result<Option<Key>, Status> {
+async fn fetch_kek(m: &Manager) -> OpsResult<Option<Key>> {
     if let Some(k) = m.keys.local_kek()? {
         return Ok(Some(k));
     }
@@ -100,7 +100,7 @@ async fn fetch_kek(m: &Manager) -> Result<Option<Key>, Status> {
                     return Ok(Some(k));
                 }
             }
-            Ok(Err(e)) => tracing::debug!(peer = %member.addr, "secrets key: {}", e.message()),
+            Ok(Err(e)) => tracing::debug!(peer = %member.addr, "secrets key: {}", e),
             Err(_) => tracing::debug!(peer = %member.addr, "secrets key: no answer"),
         }
     }
@@ -109,31 +109,30 @@ async fn fetch_kek(m: &Manager) -> Result<Option<Key>, Status> {
 
 /// The cluster's data key. With `create` (the leader, creating a secret)
 /// the keys are made when the cluster has none yet.
-pub async fn data_key(m: &Manager, create: bool) -> Result<Key, Status> {
+pub async fn data_key(m: &Manager, create: bool) -> OpsResult<Key> {
     if let Some(k) = m.keys.data_key.lock().ok().and_then(|g| g.clone()) {
         return Ok(k);
     }
     let (_, cluster) = m.cluster()?;
     let key = if cluster.wrapped_data_key.is_empty() {
         if !create {
-            return Err(Status::failed_precondition(
-                "the cluster has no secrets key yet",
-            ));
+            return Err(OpsError::precondition("the cluster has no secrets key yet"));
         }
         create_data_key(m).await?
     } else {
         let kek = fetch_kek(m).await?.ok_or_else(|| {
-            Status::unavailable(
+            OpsError::Unavailable(
                 "this manager lacks the secrets key and no other manager gave it; \
-                 restore secrets.kek from a manager's state dir",
+                 restore secrets.kek from a manager's state dir"
+                    .into(),
             )
         })?;
         let bytes = kek
             .open(&cluster.wrapped_data_key, DATA_KEY_CONTEXT)
             .map_err(|_| {
-                Status::internal("the secrets key does not open the cluster's data key")
+                OpsError::internal("the secrets key does not open the cluster's data key")
             })?;
-        Key::from_bytes(&bytes).ok_or_else(|| Status::internal("the data key is malformed"))?
+        Key::from_bytes(&bytes).ok_or_else(|| OpsError::internal("the data key is malformed"))?
     };
     if let Ok(mut g) = m.keys.data_key.lock() {
         *g = Some(key.clone());
@@ -144,7 +143,7 @@ pub async fn data_key(m: &Manager, create: bool) -> Result<Key, Status> {
 /// Makes the data key (and the KEK, unless a manager has one) and stores
 /// it sealed in the cluster object; if another proposal got there first,
 /// that one is used.
-async fn create_data_key(m: &Manager) -> Result<Key, Status> {
+async fn create_data_key(m: &Manager) -> OpsResult<Key> {
     let kek = match fetch_kek(m).await? {
         Some(k) => k,
         None => {
@@ -169,8 +168,8 @@ async fn create_data_key(m: &Manager) -> Result<Key, Status> {
         .await?;
     let bytes = kek
         .open(&stored, DATA_KEY_CONTEXT)
-        .map_err(|_| Status::internal("the secrets key does not open the cluster's data key"))?;
-    Key::from_bytes(&bytes).ok_or_else(|| Status::internal("the data key is malformed"))
+        .map_err(|_| OpsError::internal("the secrets key does not open the cluster's data key"))?;
+    Key::from_bytes(&bytes).ok_or_else(|| OpsError::internal("the data key is malformed"))
 }
 
 /// Keeps every manager holding the KEK once the cluster has a data key: a
@@ -188,7 +187,7 @@ pub async fn run_fetcher(manager: std::sync::Weak<Manager>) {
             match fetch_kek(&m).await {
                 Ok(Some(_)) => tracing::info!("received the secrets key from another manager"),
                 Ok(None) => tracing::debug!("no manager gave the secrets key yet"),
-                Err(e) => tracing::warn!("fetching the secrets key: {}", e.message()),
+                Err(e) => tracing::warn!("fetching the secrets key: {}", e),
             }
         }
     }

@@ -5,8 +5,9 @@
 //!   fetched from another manager when missing) and the cluster's data key
 //!   (random, stored in the cluster object sealed with the key-encryption
 //!   key).
-//! - [`ops`]: create, list, inspect and remove; service references; the
-//!   plaintext a node's tasks need (sent with its assignments only).
+//!
+//! Creating, listing and removing them, resolving services' references and
+//! the plaintext a node's tasks need are operations: [`crate::ops::secret`].
 //!
 //! A secret's bytes exist in plaintext only in a manager's memory while it
 //! seals or hands them out, in the worker's memory, and in the tmpfs file
@@ -14,4 +15,3 @@
 
 pub mod crypto;
 pub mod keys;
-pub mod ops;

@@ -6,13 +6,13 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use super::{OpsError, OpsResult};
 use swarmlet_proto::control::{CreateSecretRequest, SecretInfo};
 use swarmlet_proto::dispatcher::FilePayload;
 use swarmlet_proto::objects::{Config, FileReference, Secret, Service, ServiceSpec, Task};
-use tonic::Status;
 
-use super::keys::data_key;
-use crate::manager::{store_status, Manager};
+use crate::manager::Manager;
+use crate::secrets::keys::data_key;
 use crate::store::Tx;
 
 /// Largest secret or config (as Docker: 500 KiB).
@@ -84,13 +84,12 @@ fn from_config(c: Config) -> Secret {
 }
 
 /// Every row of `kind`.
-pub fn list_rows(m: &Manager, kind: Kind) -> Result<Vec<(u64, Secret)>, Status> {
+pub fn list_rows(m: &Manager, kind: Kind) -> OpsResult<Vec<(u64, Secret)>> {
     Ok(match kind {
-        Kind::Secret => m.store.list::<Secret>().map_err(store_status)?,
+        Kind::Secret => m.store.list::<Secret>()?,
         Kind::Config => m
             .store
-            .list::<Config>()
-            .map_err(store_status)?
+            .list::<Config>()?
             .into_iter()
             .map(|(v, c)| (v, from_config(c)))
             .collect(),
@@ -98,13 +97,13 @@ pub fn list_rows(m: &Manager, kind: Kind) -> Result<Vec<(u64, Secret)>, Status> 
 }
 
 /// The row `reference` names: ID, name, or unique ID prefix.
-pub fn resolve(m: &Manager, kind: Kind, reference: &str) -> Result<(u64, Secret), Status> {
+pub fn resolve(m: &Manager, kind: Kind, reference: &str) -> OpsResult<(u64, Secret)> {
     let rows = list_rows(m, kind)?;
     crate::resolve::resolve_named(&rows, kind.name(), reference, |s| &s.id, |s| &s.name)
 }
 
 /// Names as Docker allows them: letters, digits, `-`, `_`, `.`; up to 64.
-fn check_name(kind: Kind, name: &str) -> Result<(), Status> {
+fn check_name(kind: Kind, name: &str) -> OpsResult<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
@@ -114,7 +113,7 @@ fn check_name(kind: Kind, name: &str) -> Result<(), Status> {
     if ok {
         Ok(())
     } else {
-        Err(Status::invalid_argument(format!(
+        Err(OpsError::invalid(format!(
             "invalid {} name {name:?}: use letters, digits, '-', '_' and '.', at most 64",
             kind.name()
         )))
@@ -151,15 +150,19 @@ fn info_among(services: &[(u64, Service)], kind: Kind, s: &Secret) -> SecretInfo
     }
 }
 
-/// The API view of a row (never its bytes).
-pub fn info(m: &Manager, kind: Kind, s: &Secret) -> Result<SecretInfo, Status> {
-    let services = m.store.list::<Service>().map_err(store_status)?;
-    Ok(info_among(&services, kind, s))
+/// The API view of the row `reference` names (never its bytes), after a
+/// read barrier.
+pub async fn inspect(m: &Manager, kind: Kind, reference: &str) -> OpsResult<SecretInfo> {
+    m.read_barrier().await?;
+    let (_, s) = resolve(m, kind, reference)?;
+    let services = m.store.list::<Service>()?;
+    Ok(info_among(&services, kind, &s))
 }
 
-/// The API view of every row of `kind`, by name (services read once).
-pub fn list_infos(m: &Manager, kind: Kind) -> Result<Vec<SecretInfo>, Status> {
-    let services = m.store.list::<Service>().map_err(store_status)?;
+/// The API view of every row of `kind`, by name (after a read barrier).
+pub async fn list(m: &Manager, kind: Kind) -> OpsResult<Vec<SecretInfo>> {
+    m.read_barrier().await?;
+    let services = m.store.list::<Service>()?;
     let mut infos: Vec<SecretInfo> = list_rows(m, kind)?
         .iter()
         .map(|(_, s)| info_among(&services, kind, s))
@@ -169,18 +172,18 @@ pub fn list_infos(m: &Manager, kind: Kind) -> Result<Vec<SecretInfo>, Status> {
 }
 
 /// Creates a secret or config (leader).
-pub async fn create(m: &Manager, req: CreateSecretRequest) -> Result<SecretInfo, Status> {
+pub async fn create(m: &Manager, req: CreateSecretRequest) -> OpsResult<SecretInfo> {
     let kind = Kind::from_flag(req.config);
     check_name(kind, &req.name)?;
     if req.data.is_empty() {
-        return Err(Status::invalid_argument(format!(
+        return Err(OpsError::invalid(format!(
             "{} {} is empty",
             kind.name(),
             req.name
         )));
     }
     if req.data.len() > MAX_SIZE {
-        return Err(Status::invalid_argument(format!(
+        return Err(OpsError::invalid(format!(
             "{} {} is {} bytes; at most {MAX_SIZE} are allowed",
             kind.name(),
             req.name,
@@ -189,11 +192,10 @@ pub async fn create(m: &Manager, req: CreateSecretRequest) -> Result<SecretInfo,
     }
     m.read_barrier().await?;
     if list_rows(m, kind)?.iter().any(|(_, s)| s.name == req.name) {
-        return Err(Status::already_exists(format!(
-            "a {} named {} already exists",
-            kind.name(),
-            req.name
-        )));
+        return Err(OpsError::NameTaken {
+            kind: kind.name(),
+            name: req.name,
+        });
     }
     let key = data_key(m, true).await?;
     let id = swarmlet_common::ids::new_id();
@@ -201,7 +203,7 @@ pub async fn create(m: &Manager, req: CreateSecretRequest) -> Result<SecretInfo,
     let row = Secret {
         sealed_data: key
             .seal(&req.data, &kind.context(&id))
-            .map_err(|e| Status::internal(format!("sealing: {e}")))?,
+            .map_err(|e| OpsError::internal(format!("sealing: {e}")))?,
         id,
         name: req.name,
         labels: req.labels,
@@ -214,17 +216,18 @@ pub async fn create(m: &Manager, req: CreateSecretRequest) -> Result<SecretInfo,
         Kind::Config => Tx::new().create(&to_config(&row)),
     };
     m.propose(tx).await?;
-    info(m, kind, &row)
+    let services = m.store.list::<Service>()?;
+    Ok(info_among(&services, kind, &row))
 }
 
 /// Removes one, unless a service uses it (leader).
-pub async fn remove(m: &Manager, kind: Kind, reference: &str) -> Result<(), Status> {
+pub async fn remove(m: &Manager, kind: Kind, reference: &str) -> OpsResult<()> {
     m.read_barrier().await?;
     let (version, row) = resolve(m, kind, reference)?;
-    let services = m.store.list::<Service>().map_err(store_status)?;
+    let services = m.store.list::<Service>()?;
     let users = services_using(&services, kind, &row.id);
     if !users.is_empty() {
-        return Err(Status::failed_precondition(format!(
+        return Err(OpsError::precondition(format!(
             "{} {} is in use by service {}",
             kind.name(),
             row.name,
@@ -240,7 +243,7 @@ pub async fn remove(m: &Manager, kind: Kind, reference: &str) -> Result<(), Stat
 
 /// Resolves a service spec's secret and config names to IDs and fills in
 /// default targets; unknown names and two files at one target are refused.
-pub fn resolve_references(m: &Manager, spec: &mut ServiceSpec) -> Result<(), Status> {
+pub fn resolve_references(m: &Manager, spec: &mut ServiceSpec) -> OpsResult<()> {
     let mut targets: HashMap<String, String> = HashMap::new();
     for kind in [Kind::Secret, Kind::Config] {
         let refs = match kind {
@@ -257,7 +260,7 @@ pub fn resolve_references(m: &Manager, spec: &mut ServiceSpec) -> Result<(), Sta
                 .iter()
                 .map(|(_, s)| s)
                 .find(|s| &s.name == wanted || &s.id == wanted)
-                .ok_or_else(|| Status::not_found(format!("{} {wanted} not found", kind.name())))?;
+                .ok_or_else(|| OpsError::not_found(kind.name(), wanted.as_str()))?;
             r.id = row.id.clone();
             r.name = row.name.clone();
             r.target = if r.target.is_empty() {
@@ -268,7 +271,7 @@ pub fn resolve_references(m: &Manager, spec: &mut ServiceSpec) -> Result<(), Sta
                 r.target.clone()
             };
             if !r.target.starts_with('/') || r.target.split('/').any(|p| p == "..") {
-                return Err(Status::invalid_argument(format!(
+                return Err(OpsError::invalid(format!(
                     "{} {}: target {:?} must be an absolute path without '..'",
                     kind.name(),
                     r.name,
@@ -276,7 +279,7 @@ pub fn resolve_references(m: &Manager, spec: &mut ServiceSpec) -> Result<(), Sta
                 )));
             }
             if let Some(other) = targets.insert(r.target.clone(), r.name.clone()) {
-                return Err(Status::invalid_argument(format!(
+                return Err(OpsError::invalid(format!(
                     "{} and {} both target {}",
                     other, r.name, r.target
                 )));
@@ -303,7 +306,7 @@ pub async fn payloads(m: &Manager, tasks: &[&Task]) -> Vec<FilePayload> {
     let key = match data_key(m, false).await {
         Ok(k) => k,
         Err(e) => {
-            tracing::warn!("secrets for a node: {}", e.message());
+            tracing::warn!("secrets for a node: {}", e);
             return Vec::new();
         }
     };

@@ -4,13 +4,13 @@
 
 use std::collections::HashSet;
 
+use super::{OpsError, OpsResult};
 use swarmlet_proto::objects::{
     Network, NetworkSpec, Service, ServiceSpec, Task, TaskState, TaskStatus,
 };
-use tonic::Status;
 
 use crate::ipam::{self, Subnet};
-use crate::manager::{store_status, Manager};
+use crate::manager::Manager;
 use crate::resolve::resolve_network;
 use crate::store::Tx;
 use swarmlet_common::task_state::holds_addresses;
@@ -32,8 +32,8 @@ pub fn ingress_network() -> Network {
     }
 }
 
-fn bad(e: impl ToString) -> Status {
-    Status::invalid_argument(e.to_string())
+fn bad(e: impl ToString) -> OpsError {
+    OpsError::invalid(e)
 }
 
 fn name_ok(name: &str) -> bool {
@@ -49,12 +49,12 @@ fn name_ok(name: &str) -> bool {
 }
 
 /// All networks.
-pub fn networks(m: &Manager) -> Result<Vec<(u64, Network)>, Status> {
-    m.store.list::<Network>().map_err(store_status)
+pub fn networks(m: &Manager) -> OpsResult<Vec<(u64, Network)>> {
+    Ok(m.store.list::<Network>()?)
 }
 
 /// Creates an overlay network.
-pub async fn create(m: &Manager, mut spec: NetworkSpec) -> Result<Network, Status> {
+pub async fn create(m: &Manager, mut spec: NetworkSpec) -> OpsResult<Network> {
     if !name_ok(&spec.name) {
         return Err(bad(format!(
             "invalid network name {:?}: use letters, digits, '-', '_' and '.'",
@@ -86,10 +86,10 @@ pub async fn create(m: &Manager, mut spec: NetworkSpec) -> Result<Network, Statu
         .iter()
         .any(|(_, n)| n.spec.as_ref().is_some_and(|s| s.name == spec.name))
     {
-        return Err(Status::already_exists(format!(
-            "a network named {} already exists",
-            spec.name
-        )));
+        return Err(OpsError::NameTaken {
+            kind: "network",
+            name: spec.name,
+        });
     }
     let taken: Vec<(Subnet, String)> = existing
         .iter()
@@ -125,7 +125,7 @@ pub async fn create(m: &Manager, mut spec: NetworkSpec) -> Result<Network, Statu
             };
             let subnets: Vec<Subnet> = taken.iter().map(|(s, _)| *s).collect();
             ipam::next_subnet(&pool, len, &subnets)
-                .map_err(|e| Status::resource_exhausted(e.to_string()))?
+                .map_err(|e| OpsError::Exhausted(e.to_string()))?
         }
     };
     let gateway = if spec.gateway.is_empty() {
@@ -147,13 +147,13 @@ pub async fn create(m: &Manager, mut spec: NetworkSpec) -> Result<Network, Statu
 }
 
 /// One network by reference.
-pub async fn inspect(m: &Manager, reference: &str) -> Result<Network, Status> {
+pub async fn inspect(m: &Manager, reference: &str) -> OpsResult<Network> {
     m.read_barrier().await?;
     Ok(resolve_network(&networks(m)?, reference)?.1)
 }
 
 /// All networks, by name.
-pub async fn list(m: &Manager) -> Result<Vec<Network>, Status> {
+pub async fn list(m: &Manager) -> OpsResult<Vec<Network>> {
     m.read_barrier().await?;
     let mut all: Vec<Network> = networks(m)?.into_iter().map(|(_, n)| n).collect();
     all.sort_by(|a, b| {
@@ -164,11 +164,11 @@ pub async fn list(m: &Manager) -> Result<Vec<Network>, Status> {
 }
 
 /// Removes a network no service, task or `run` container uses.
-pub async fn remove(m: &Manager, reference: &str) -> Result<(), Status> {
+pub async fn remove(m: &Manager, reference: &str) -> OpsResult<()> {
     m.read_barrier().await?;
     let (version, n) = resolve_network(&networks(m)?, reference)?;
     let spec = n.spec.clone().unwrap_or_default();
-    let services = m.store.list::<Service>().map_err(store_status)?;
+    let services = m.store.list::<Service>()?;
     let users: Vec<String> = services
         .iter()
         .filter_map(|(_, s)| s.spec.as_ref())
@@ -180,14 +180,14 @@ pub async fn remove(m: &Manager, reference: &str) -> Result<(), Status> {
         .map(|s| s.name.clone())
         .collect();
     if !users.is_empty() {
-        return Err(Status::failed_precondition(format!(
+        return Err(OpsError::precondition(format!(
             "network {} is in use by service {}",
             spec.name,
             users.join(", ")
         )));
     }
     // Tasks still stopping and `swarmctl run` containers hold addresses.
-    let tasks = m.store.list::<Task>().map_err(store_status)?;
+    let tasks = m.store.list::<Task>()?;
     let active: Vec<&Task> = tasks
         .iter()
         .map(|(_, t)| t)
@@ -202,7 +202,7 @@ pub async fn remove(m: &Manager, reference: &str) -> Result<(), Status> {
         } else {
             format!("a task of service {}", t.service_name)
         };
-        return Err(Status::failed_precondition(format!(
+        return Err(OpsError::precondition(format!(
             "network {} is in use by {what} ({} active endpoint{})",
             spec.name,
             active.len(),
@@ -215,7 +215,7 @@ pub async fn remove(m: &Manager, reference: &str) -> Result<(), Status> {
 }
 
 /// Checks that a service's networks exist and may be used by services.
-pub fn check_service_networks(m: &Manager, names: &[String]) -> Result<(), Status> {
+pub fn check_service_networks(m: &Manager, names: &[String]) -> OpsResult<()> {
     let all = networks(m)?;
     for name in names {
         let (_, n) = resolve_network(&all, name)?;
@@ -235,7 +235,7 @@ pub async fn attach(
     m: &Manager,
     node_id: &str,
     req: swarmlet_proto::dispatcher::AttachRequest,
-) -> Result<Task, Status> {
+) -> OpsResult<Task> {
     if req.image.trim().is_empty() {
         return Err(bad("an image is required"));
     }

@@ -1,6 +1,7 @@
 //! The Raft transport service: message streams from peers, and joining the
 //! Raft group as a new voter.
 
+use crate::ops::OpsError;
 use prost::Message as _;
 use protobuf::Message as PbMessage;
 use raft::eraftpb::Message;
@@ -17,7 +18,6 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::auth::{self, acting_node, authorize, Need};
 use super::{forwarded, ManagerSlot};
-use crate::manager::{propose_status, store_status};
 
 /// The Raft transport service of one node.
 pub struct RaftService {
@@ -108,7 +108,7 @@ impl RaftTransport for RaftService {
         let (_, node) = m
             .store
             .get::<Node>(&node_id)
-            .map_err(store_status)?
+            .map_err(OpsError::from)?
             .ok_or_else(|| Status::not_found(format!("node {node_id} not found")))?;
         if node.role() != NodeRole::Manager {
             return Err(Status::permission_denied(format!(
@@ -129,7 +129,7 @@ impl RaftTransport for RaftService {
             m.raft
                 .remove_voter(stale.raft_id, ctx.encode_to_vec())
                 .await
-                .map_err(propose_status)?;
+                .map_err(OpsError::from)?;
         }
         if !already {
             let ctx = ConfChangeContext {
@@ -140,7 +140,7 @@ impl RaftTransport for RaftService {
             m.raft
                 .add_voter(req.raft_id, ctx.encode_to_vec())
                 .await
-                .map_err(propose_status)?;
+                .map_err(OpsError::from)?;
             tracing::info!(node = %node_id, raft_id = req.raft_id, "manager joined raft");
         }
         let members = m

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use crate::ops::OpsError;
 use futures::stream::{self, BoxStream};
 use futures::StreamExt;
 use swarmlet_common::grpc::WithLimits;
@@ -14,7 +15,7 @@ use swarmlet_proto::logs::{LogLine, TaskLogsRequest};
 use swarmlet_proto::objects::{Node, Service, Task};
 use tonic::Status;
 
-use crate::manager::{store_status, Manager};
+use crate::manager::Manager;
 use crate::resolve::resolve_service;
 
 /// A merged stream of output chunks.
@@ -31,18 +32,18 @@ pub async fn service_logs(
     follow: bool,
     tail: i64,
 ) -> Result<Lines, Status> {
-    let services = m.store.list::<Service>().map_err(store_status)?;
+    let services = m.store.list::<Service>().map_err(OpsError::from)?;
     let (_, service) = resolve_service(&services, reference)?;
     let nodes: HashMap<String, Node> = m
         .store
         .list::<Node>()
-        .map_err(store_status)?
+        .map_err(OpsError::from)?
         .into_iter()
         .map(|(_, n)| (n.id.clone(), n))
         .collect();
     // Per node: its tasks' containers and their labels.
     let mut per_node: HashMap<String, Vec<(String, String)>> = HashMap::new();
-    for (_, t) in m.store.list::<Task>().map_err(store_status)? {
+    for (_, t) in m.store.list::<Task>().map_err(OpsError::from)? {
         let container = t
             .status
             .as_ref()
@@ -81,7 +82,7 @@ pub async fn service_logs(
                     .task_logs(request)
                     .await
             }
-            Err(e) => Err(e),
+            Err(e) => Err(Status::from(e)),
         };
         match lines {
             Ok(r) => streams.push(

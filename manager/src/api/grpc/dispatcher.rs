@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use swarmlet_common::grpc::{WithLimits, ASSIGNMENT_CHUNK_BYTES};
 
+use crate::ops::OpsError;
 use futures::Stream;
 use swarmlet_common::names::role_name;
 use swarmlet_proto::common::Empty;
@@ -24,7 +25,7 @@ use super::auth::{acting_node, Need};
 use super::{forwarded, ManagerSlot};
 use crate::assignments::{diff, NodeAssignments, NodeTasks};
 use crate::liveness::{heartbeat_period, mark_ready};
-use crate::manager::{store_status, Manager};
+use crate::manager::Manager;
 
 /// The dispatcher service of one node.
 pub struct DispatcherService {
@@ -100,7 +101,7 @@ async fn session(
             let files = match manager.upgrade() {
                 Some(m) => {
                     let refs: Vec<&Task> = diff.updated.iter().collect();
-                    crate::secrets::ops::payloads(&m, &refs).await
+                    crate::ops::secret::payloads(&m, &refs).await
                 }
                 None => return,
             };
@@ -172,7 +173,7 @@ impl Dispatcher for DispatcherService {
             let owned = m
                 .store
                 .get_shared::<Task>(&u.task_id)
-                .map_err(store_status)?
+                .map_err(OpsError::from)?
                 .is_some_and(|(_, t)| t.node_id == node_id);
             if let (true, Some(status)) = (owned, u.status) {
                 m.report_status(u.task_id, status);
@@ -190,7 +191,7 @@ impl Dispatcher for DispatcherService {
                 .attach(forwarded(request.into_inner(), Some(&node_id)))
                 .await;
         }
-        let task = super::network_ops::attach(&m, &node_id, request.into_inner()).await?;
+        let task = crate::ops::network::attach(&m, &node_id, request.into_inner()).await?;
         Ok(Response::new(task))
     }
 
@@ -205,7 +206,7 @@ impl Dispatcher for DispatcherService {
         if request.metadata().get(super::ON_BEHALF_OF).is_none()
             && m.store
                 .get_shared::<RemovedNode>(&own)
-                .map_err(store_status)?
+                .map_err(OpsError::from)?
                 .is_some()
         {
             return Ok(Response::new(HeartbeatResponse {
@@ -225,7 +226,7 @@ impl Dispatcher for DispatcherService {
         let removed = m
             .store
             .get::<RemovedNode>(&node_id)
-            .map_err(store_status)?
+            .map_err(OpsError::from)?
             .is_some();
         let period = heartbeat_period(&m);
         if removed {
@@ -237,7 +238,7 @@ impl Dispatcher for DispatcherService {
         }
         // Not registered yet (its record is still being committed, as at
         // `cluster init`): the node retries.
-        let Some((_, node)) = m.store.get::<Node>(&node_id).map_err(store_status)? else {
+        let Some((_, node)) = m.store.get::<Node>(&node_id).map_err(OpsError::from)? else {
             return Err(Status::unavailable(format!(
                 "node {node_id} is not registered yet"
             )));

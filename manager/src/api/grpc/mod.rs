@@ -1,17 +1,22 @@
 //! The gRPC services of a manager. Each is served on the node's mTLS
 //! listener; the control API is also served on the local unix socket.
 //! Services find the running manager through a [`ManagerSlot`], since a
-//! node's role can change while its listener keeps running.
+//! node's role can change while its listener keeps running. An operation's
+//! [`OpsError`] becomes a gRPC status here, and only here.
+//!
+//! - [`auth`]: who the caller is, and whether the store lets it call.
+//! - [`control`]: the control API (`swarmctl`), dispatching to [`crate::ops`].
+//! - [`ca`]: joining and certificate renewal.
+//! - [`dispatcher`]: workers' heartbeats, assignments and status reports.
+//! - [`logs`]: a service's logs, gathered from its tasks' nodes.
+//! - [`raft`]: Raft messages and membership between managers.
 
 pub mod auth;
-pub mod autolock;
 pub mod ca;
 pub mod control;
 pub mod dispatcher;
 pub mod logs;
-pub mod network_ops;
 pub mod raft;
-pub mod service_ops;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -19,6 +24,27 @@ use std::sync::{Arc, RwLock};
 use tonic::Status;
 
 use crate::manager::Manager;
+use crate::ops::OpsError;
+
+impl From<OpsError> for Status {
+    fn from(e: OpsError) -> Self {
+        let message = e.to_string();
+        match e {
+            OpsError::NotFound { .. } => Status::not_found(message),
+            OpsError::Ambiguous { .. } | OpsError::InvalidArgument(_) => {
+                Status::invalid_argument(message)
+            }
+            OpsError::NameTaken { .. } | OpsError::InUse(_) => Status::already_exists(message),
+            OpsError::Stale(_) => Status::aborted(message),
+            OpsError::FailedPrecondition(_) => Status::failed_precondition(message),
+            OpsError::Exhausted(_) => Status::resource_exhausted(message),
+            OpsError::PermissionDenied(_) => Status::permission_denied(message),
+            OpsError::Unavailable(_) | OpsError::LeaderMoved => Status::unavailable(message),
+            OpsError::Timeout(_) => Status::deadline_exceeded(message),
+            OpsError::Internal(_) => Status::internal(message),
+        }
+    }
+}
 
 /// Metadata key a forwarding manager uses to say on whose behalf it calls.
 pub const ON_BEHALF_OF: &str = "x-swarmlet-node";

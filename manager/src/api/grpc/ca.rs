@@ -1,6 +1,7 @@
 //! The CA service: the root certificate for joining nodes, certificates
 //! against a join token, and renewals for nodes that hold a certificate.
 
+use crate::ops::OpsError;
 use swarmlet_common::ca::NODE_CERT_VALIDITY;
 use swarmlet_common::grpc::WithLimits;
 use swarmlet_common::identity::Role;
@@ -14,7 +15,7 @@ use tonic::{Request, Response, Status};
 
 use super::auth::{acting_node, Need};
 use super::{forwarded, ManagerSlot};
-use crate::manager::{store_status, Manager};
+use crate::manager::Manager;
 use crate::store::Tx;
 
 /// The CA service of one node.
@@ -145,7 +146,7 @@ impl Ca for CaService {
         }
         if m.store
             .get::<RemovedNode>(&node_id)
-            .map_err(store_status)?
+            .map_err(OpsError::from)?
             .is_some()
         {
             return Err(Status::permission_denied(format!(
@@ -155,7 +156,7 @@ impl Ca for CaService {
         let (_, node) = m
             .store
             .get::<Node>(&node_id)
-            .map_err(store_status)?
+            .map_err(OpsError::from)?
             .ok_or_else(|| Status::not_found(format!("node {node_id} not found")))?;
         let role = match node.role() {
             NodeRole::Manager => Role::Manager,
@@ -167,8 +168,8 @@ impl Ca for CaService {
             let (version, mut n) = m
                 .store
                 .get::<Node>(&node_id)
-                .map_err(store_status)?
-                .ok_or_else(|| Status::not_found(format!("node {node_id} not found")))?;
+                .map_err(OpsError::from)?
+                .ok_or_else(|| OpsError::not_found("node", node_id.as_str()))?;
             n.cert_root_digest = digest.clone();
             Ok((Tx::new().put(&n, Some(version)), ()))
         })

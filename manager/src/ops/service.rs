@@ -1,23 +1,20 @@
-//! The service and task calls of the control API (called by [`super::control`]
-//! on the leader): validation, creation, updates, removal and listings.
+//! Services: validation, creation, updates, rollback, removal and listings
+//! (on the leader).
 
-use std::collections::HashMap;
-
-use swarmlet_common::task_name::task_name;
 use swarmlet_common::task_state::{desired, is_running};
-use swarmlet_proto::control::{ServiceInfo, TaskInfo};
+use swarmlet_proto::control::ServiceInfo;
 use swarmlet_proto::objects::{Endpoint, Node, Service, ServiceMode, ServiceSpec, Task, TaskState};
-use tonic::Status;
 
-use crate::manager::{store_status, Manager};
+use super::{OpsError, OpsResult};
+use crate::manager::Manager;
 use crate::resolve::resolve_service;
 use crate::scheduler::constraint::Constraint;
 use crate::store::Tx;
 
 /// Checks a spec and fills in defaults (port protocol and mode, endpoint
 /// mode); the error is the one line the user sees.
-pub fn validate_spec(spec: &mut ServiceSpec) -> Result<(), Status> {
-    let bad = |m: String| Err(Status::invalid_argument(m));
+pub fn validate_spec(spec: &mut ServiceSpec) -> OpsResult<()> {
+    let bad = |m: String| Err(OpsError::InvalidArgument(m));
     let name_ok = !spec.name.is_empty()
         && spec.name.len() <= 63
         && spec
@@ -42,7 +39,7 @@ pub fn validate_spec(spec: &mut ServiceSpec) -> Result<(), Status> {
         return bad("replicas can only be used with replicated mode".into());
     }
     for c in &spec.constraints {
-        Constraint::parse(c).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        Constraint::parse(c).map_err(OpsError::invalid)?;
     }
     for (what, v) in [
         ("--reserve-cpu", spec.reserve_nano_cpus),
@@ -55,7 +52,7 @@ pub fn validate_spec(spec: &mut ServiceSpec) -> Result<(), Status> {
         }
     }
     for p in &spec.placement_spread {
-        crate::scheduler::parse_placement_pref(p).map_err(Status::invalid_argument)?;
+        crate::scheduler::parse_placement_pref(p).map_err(OpsError::invalid)?;
     }
     match spec.endpoint_mode.as_str() {
         "" => spec.endpoint_mode = "vip".into(),
@@ -66,7 +63,7 @@ pub fn validate_spec(spec: &mut ServiceSpec) -> Result<(), Status> {
             ))
         }
     }
-    crate::ports::normalise(spec).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    crate::ports::normalise(spec).map_err(OpsError::invalid)?;
     if let Some(h) = &spec.health {
         if h.test
             .first()
@@ -94,41 +91,38 @@ fn allocate_endpoint(
     id: &str,
     spec: &ServiceSpec,
     previous: Option<&Endpoint>,
-) -> Result<Endpoint, Status> {
+) -> OpsResult<Endpoint> {
     let services: Vec<Service> = m
         .store
-        .list::<Service>()
-        .map_err(store_status)?
+        .list::<Service>()?
         .into_iter()
         .map(|(_, s)| s)
         .collect();
     let nodes: Vec<Node> = m
         .store
-        .list::<Node>()
-        .map_err(store_status)?
+        .list::<Node>()?
         .into_iter()
         .map(|(_, n)| n)
         .collect();
     let daemon = crate::ports::daemon_ports(&nodes);
     crate::ports::allocate(id, spec, previous, &services, &daemon).map_err(|e| match e {
-        crate::ports::PortError::InUse { .. } => Status::already_exists(e.to_string()),
-        crate::ports::PortError::Daemon { .. } => Status::invalid_argument(e.to_string()),
-        crate::ports::PortError::Exhausted => Status::resource_exhausted(e.to_string()),
-        crate::ports::PortError::Invalid(_) => Status::invalid_argument(e.to_string()),
+        crate::ports::PortError::InUse { .. } => OpsError::InUse(e.to_string()),
+        crate::ports::PortError::Daemon { .. } => OpsError::invalid(e),
+        crate::ports::PortError::Exhausted => OpsError::Exhausted(e.to_string()),
+        crate::ports::PortError::Invalid(_) => OpsError::invalid(e),
     })
 }
 
-fn name_taken(m: &Manager, name: &str, except: &str) -> Result<bool, Status> {
+fn name_taken(m: &Manager, name: &str, except: &str) -> OpsResult<bool> {
     Ok(m.store
-        .list::<Service>()
-        .map_err(store_status)?
+        .list::<Service>()?
         .iter()
         .any(|(_, s)| s.id != except && s.spec.as_ref().is_some_and(|x| x.name == name)))
 }
 
 /// The service with its live counts.
-pub fn service_info(m: &Manager, s: &Service) -> Result<ServiceInfo, Status> {
-    let tasks = m.store.list::<Task>().map_err(store_status)?;
+pub fn service_info(m: &Manager, s: &Service) -> OpsResult<ServiceInfo> {
+    let tasks = m.store.list::<Task>()?;
     let mine = tasks
         .iter()
         .map(|(_, t)| t)
@@ -163,16 +157,16 @@ pub fn service_info(m: &Manager, s: &Service) -> Result<ServiceInfo, Status> {
 }
 
 /// Creates a service.
-pub async fn create(m: &Manager, mut spec: ServiceSpec) -> Result<ServiceInfo, Status> {
+pub async fn create(m: &Manager, mut spec: ServiceSpec) -> OpsResult<ServiceInfo> {
     validate_spec(&mut spec)?;
     m.read_barrier().await?;
-    super::network_ops::check_service_networks(m, &spec.networks)?;
-    crate::secrets::ops::resolve_references(m, &mut spec)?;
+    super::network::check_service_networks(m, &spec.networks)?;
+    super::secret::resolve_references(m, &mut spec)?;
     if name_taken(m, &spec.name, "")? {
-        return Err(Status::already_exists(format!(
-            "a service named {} already exists",
-            spec.name
-        )));
+        return Err(OpsError::NameTaken {
+            kind: "service",
+            name: spec.name,
+        });
     }
     let now = swarmlet_common::clock::now_ms();
     let id = swarmlet_common::ids::new_id();
@@ -197,31 +191,29 @@ pub async fn update(
     reference: &str,
     mut spec: ServiceSpec,
     expect: u64,
-) -> Result<ServiceInfo, Status> {
+) -> OpsResult<ServiceInfo> {
     validate_spec(&mut spec)?;
     m.read_barrier().await?;
-    super::network_ops::check_service_networks(m, &spec.networks)?;
-    crate::secrets::ops::resolve_references(m, &mut spec)?;
-    let services = m.store.list::<Service>().map_err(store_status)?;
+    super::network::check_service_networks(m, &spec.networks)?;
+    super::secret::resolve_references(m, &mut spec)?;
+    let services = m.store.list::<Service>()?;
     let (version, mut s) = resolve_service(&services, reference)?;
     if expect != 0 && s.spec_version != expect {
-        return Err(Status::aborted(
-            "the service changed since it was read; retry",
+        return Err(OpsError::Stale(
+            "the service changed since it was read; retry".into(),
         ));
     }
     // A new spec starts a new update, also after a paused one.
     s.update_status = None;
     let old = s.spec.clone().unwrap_or_default();
     if old.mode() != spec.mode() {
-        return Err(Status::invalid_argument(
-            "a service's mode cannot be changed",
-        ));
+        return Err(OpsError::invalid("a service's mode cannot be changed"));
     }
     if spec.name != old.name && name_taken(m, &spec.name, &s.id)? {
-        return Err(Status::already_exists(format!(
-            "a service named {} already exists",
-            spec.name
-        )));
+        return Err(OpsError::NameTaken {
+            kind: "service",
+            name: spec.name,
+        });
     }
     // Only a change to what tasks run (not to the replica count) replaces tasks.
     let mut scale_only = old.clone();
@@ -238,12 +230,12 @@ pub async fn update(
 }
 
 /// Goes back to the previous spec, as a rolling update marked as a rollback.
-pub async fn rollback(m: &Manager, reference: &str) -> Result<ServiceInfo, Status> {
+pub async fn rollback(m: &Manager, reference: &str) -> OpsResult<ServiceInfo> {
     m.read_barrier().await?;
-    let services = m.store.list::<Service>().map_err(store_status)?;
+    let services = m.store.list::<Service>()?;
     let (version, mut s) = resolve_service(&services, reference)?;
     let Some(previous) = s.previous_spec.clone() else {
-        return Err(Status::failed_precondition(format!(
+        return Err(OpsError::precondition(format!(
             "service {reference} has no previous spec to roll back to"
         )));
     };
@@ -264,85 +256,33 @@ pub async fn rollback(m: &Manager, reference: &str) -> Result<ServiceInfo, Statu
 }
 
 /// Removes a service; its tasks are stopped and deleted by the orchestrator.
-pub async fn remove(m: &Manager, reference: &str) -> Result<(), Status> {
+pub async fn remove(m: &Manager, reference: &str) -> OpsResult<()> {
     m.read_barrier().await?;
-    let services = m.store.list::<Service>().map_err(store_status)?;
+    let services = m.store.list::<Service>()?;
     let (version, s) = resolve_service(&services, reference)?;
     m.propose(Tx::new().delete::<Service>(&s.id, Some(version)))
         .await?;
     Ok(())
 }
 
-/// Tasks, optionally of one service and/or on one node.
-pub async fn list_tasks(m: &Manager, service: &str, node: &str) -> Result<Vec<TaskInfo>, Status> {
+/// Every service with its live counts, by name (after a read barrier).
+pub async fn list(m: &Manager) -> OpsResult<Vec<ServiceInfo>> {
     m.read_barrier().await?;
-    let nodes = m.nodes()?;
-    let service_id = if service.is_empty() {
-        None
-    } else {
-        let services = m.store.list::<Service>().map_err(store_status)?;
-        Some(resolve_service(&services, service)?.1.id)
-    };
-    let node_id = if node.is_empty() {
-        None
-    } else {
-        Some(crate::resolve::resolve_node(&nodes, node)?.1.id)
-    };
-    let hostnames: HashMap<String, String> = nodes
-        .into_iter()
-        .map(|(_, n): (u64, Node)| (n.id, n.hostname))
-        .collect();
-    let mut out: Vec<TaskInfo> = m
-        .store
-        .list::<Task>()
-        .map_err(store_status)?
-        .into_iter()
-        .map(|(_, t)| t)
-        .filter(|t| service_id.as_ref().is_none_or(|s| *s == t.service_id))
-        .filter(|t| node_id.as_ref().is_none_or(|n| *n == t.node_id))
-        .map(|t| TaskInfo {
-            node_hostname: hostnames.get(&t.node_id).cloned().unwrap_or_default(),
-            task: Some(t),
-        })
-        .collect();
-    out.sort_by(|a, b| {
-        let key = |i: &TaskInfo| {
-            let t = i.task.clone().unwrap_or_default();
-            (
-                t.service_name,
-                t.slot,
-                t.node_id,
-                std::cmp::Reverse(t.created_at_ms),
-            )
-        };
-        key(a).cmp(&key(b))
+    let mut services = Vec::new();
+    for (_, s) in m.store.list::<Service>()? {
+        services.push(service_info(m, &s)?);
+    }
+    services.sort_by(|a, b| {
+        let name = |i: &ServiceInfo| i.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+        name(a).cmp(&name(b))
     });
-    Ok(out)
+    Ok(services)
 }
 
-/// One task by ID, unique ID prefix, or `<service>.<slot>` (the running one).
-pub async fn inspect_task(m: &Manager, reference: &str) -> Result<TaskInfo, Status> {
-    let all = list_tasks(m, "", "").await?;
-    let matches: Vec<&TaskInfo> = all
-        .iter()
-        .filter(|i| {
-            i.task.as_ref().is_some_and(|t| {
-                t.id == reference || (task_name(t) == reference && desired(t) <= TaskState::Running)
-            })
-        })
-        .collect();
-    if let [one] = matches.as_slice() {
-        return Ok((*one).clone());
-    }
-    let by_prefix: Vec<&TaskInfo> = all
-        .iter()
-        .filter(|i| i.task.as_ref().is_some_and(|t| t.id.starts_with(reference)))
-        .collect();
-    match by_prefix.as_slice() {
-        [one] => Ok((*one).clone()),
-        [] => Err(Status::not_found(format!("task {reference} not found"))),
-        _ => Err(Status::invalid_argument(format!(
-            "task {reference} is ambiguous"
-        ))),
-    }
+/// One service by ID, name or unique ID prefix (after a read barrier).
+pub async fn inspect(m: &Manager, reference: &str) -> OpsResult<ServiceInfo> {
+    m.read_barrier().await?;
+    let services = m.store.list::<Service>()?;
+    let (_, s) = resolve_service(&services, reference)?;
+    service_info(m, &s)
 }

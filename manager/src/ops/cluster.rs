@@ -1,0 +1,134 @@
+//! The cluster object: its settings, join tokens, root CA rotation, and the
+//! view `cluster inspect` shows.
+
+use swarmlet_common::names::parse_role;
+use swarmlet_common::token::{new_secret, root_digest, JoinToken};
+use swarmlet_proto::control::{ClusterInfo, JoinTokenResponse, UpdateClusterRequest};
+use swarmlet_proto::objects::{Cluster, Node, NodeRole};
+
+use super::{OpsError, OpsResult};
+use crate::manager::Manager;
+use crate::raft::RaftStatus;
+use crate::store::Tx;
+
+/// What `cluster inspect` shows of `c`, with the Raft state in `status`.
+pub fn cluster_info(m: &Manager, c: &Cluster, status: &RaftStatus) -> OpsResult<ClusterInfo> {
+    let leader_node_id = m
+        .members()?
+        .into_iter()
+        .find(|x| x.raft_id == status.leader_id)
+        .map(|x| x.node_id)
+        .unwrap_or_default();
+    Ok(ClusterInfo {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        heartbeat_period_ms: c.heartbeat_period_ms,
+        task_history_limit: c.task_history_limit,
+        default_addr_pool: c.default_addr_pool.clone(),
+        default_addr_pool_mask_len: c.default_addr_pool_mask_len,
+        root_ca_digest: root_digest(m.root_ca()?.cert_der()),
+        created_at_ms: c.created_at_ms,
+        updated_at_ms: c.updated_at_ms,
+        raft_term: status.term,
+        raft_commit_index: status.commit,
+        leader_node_id,
+        node_cert_expiry_ms: match c.node_cert_expiry_ms {
+            0 => swarmlet_common::ca::NODE_CERT_VALIDITY.as_millis() as u64,
+            ms => ms,
+        },
+        autolock: c.autolock,
+        ca_rotating: crate::ca_rotation::rotating(c),
+        ca_rotation_pending: if crate::ca_rotation::rotating(c) {
+            let nodes: Vec<Node> = m.nodes()?.into_iter().map(|(_, n)| n).collect();
+            crate::ca_rotation::pending(&nodes, &crate::ca_rotation::current_digest(c)) as u32
+        } else {
+            0
+        },
+    })
+}
+
+/// The cluster as it is now (after a read barrier).
+pub async fn get(m: &Manager) -> OpsResult<ClusterInfo> {
+    m.read_barrier().await?;
+    let (_, c) = m.cluster()?;
+    cluster_info(m, &c, &m.raft.status())
+}
+
+/// Changes the cluster's settings; what is not set in `req` stays.
+pub async fn update(m: &Manager, req: UpdateClusterRequest) -> OpsResult<ClusterInfo> {
+    if req.heartbeat_period_ms == Some(0) {
+        return Err(OpsError::invalid("heartbeat period must be positive"));
+    }
+    let min = m.min_cert_expiry;
+    if req
+        .node_cert_expiry_ms
+        .is_some_and(|ms| ms < min.as_millis() as u64)
+    {
+        return Err(OpsError::invalid(format!(
+            "certificate expiry must be at least {}",
+            humantime::format_duration(min)
+        )));
+    }
+    if req.task_history_limit.is_some_and(|l| l < 0) {
+        return Err(OpsError::invalid("task history limit must not be negative"));
+    }
+    m.read_barrier().await?;
+    let c = m
+        .update(|m| {
+            let (version, mut c) = m.cluster()?;
+            if let Some(p) = req.heartbeat_period_ms {
+                c.heartbeat_period_ms = p;
+            }
+            if let Some(l) = req.task_history_limit {
+                c.task_history_limit = l;
+            }
+            if let Some(ms) = req.node_cert_expiry_ms {
+                c.node_cert_expiry_ms = ms;
+            }
+            if let Some(on) = req.autolock {
+                super::autolock::set_autolock(&mut c, on)?;
+            }
+            c.updated_at_ms = swarmlet_common::clock::now_ms();
+            Ok((Tx::new().put(&c, Some(version)), c))
+        })
+        .await?;
+    cluster_info(m, &c, &m.raft.status())
+}
+
+/// The join token of `role` (`worker` or `manager`), replaced by a new one
+/// first with `rotate`, and the address to join through.
+pub async fn join_token(m: &Manager, role: &str, rotate: bool) -> OpsResult<JoinTokenResponse> {
+    let role = parse_role(role).ok_or_else(|| {
+        OpsError::invalid(format!("unknown role {role:?}: use worker or manager"))
+    })?;
+    m.read_barrier().await?;
+    let c = if rotate {
+        m.update(|m| {
+            let (version, mut c) = m.cluster()?;
+            match role {
+                NodeRole::Manager => c.manager_token_secret = new_secret(),
+                NodeRole::Worker => c.worker_token_secret = new_secret(),
+            }
+            c.updated_at_ms = swarmlet_common::clock::now_ms();
+            Ok((Tx::new().put(&c, Some(version)), c))
+        })
+        .await?
+    } else {
+        m.cluster()?.1
+    };
+    let secret = match role {
+        NodeRole::Manager => &c.manager_token_secret,
+        NodeRole::Worker => &c.worker_token_secret,
+    };
+    Ok(JoinTokenResponse {
+        token: JoinToken::format(m.root_ca()?.cert_der(), secret),
+        manager_addr: m.advertise_addr.clone(),
+    })
+}
+
+/// Starts moving every node to a new root CA.
+pub async fn rotate_root_ca(m: &Manager) -> OpsResult<ClusterInfo> {
+    let c = crate::ca_rotation::start(m).await?;
+    tracing::info!("root CA rotation started");
+    cluster_info(m, &c, &m.raft.status())
+}

@@ -383,13 +383,44 @@ fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
             .mode(sled::Mode::HighThroughput)
             .open();
         match result {
-            Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    && std::time::Instant::now() < deadline =>
-            {
+            Err(e) if lock_held(&e) && std::time::Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(50));
             }
             other => return other,
         }
+    }
+}
+
+/// Whether opening failed because another handle holds the database's file
+/// lock. sled reports it as an `Other` I/O error whose message carries the
+/// `WouldBlock` it got, so the kind alone does not tell.
+fn lock_held(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io)
+        if io.kind() == std::io::ErrorKind::WouldBlock
+            || io.to_string().contains("could not acquire lock"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_held_by_another_handle_is_waited_for() {
+        let dir = tempfile::tempdir().expect("dir");
+        let first = open_db(dir.path()).expect("first open");
+        // sled's own report of the held lock is recognised…
+        let held = sled::Config::new()
+            .path(dir.path())
+            .open()
+            .expect_err("the lock is held");
+        assert!(lock_held(&held), "not seen as a held lock: {held}");
+        // …so a second open waits until the first handle is gone.
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(first);
+        });
+        let second = open_db(dir.path());
+        release.join().expect("release");
+        assert!(second.is_ok(), "{:?}", second.err());
     }
 }

@@ -6,6 +6,7 @@
 //! - [`ca`]: the cluster's root certificate authority (create, sign CSRs).
 //! - [`identity`]: a node's key and certificate, their roles and persistence.
 //! - [`tls`]: rustls client/server configurations with hot-swappable certificates.
+//! - [`tls_base`]: the crypto provider, TLS error and PEM root stores [`tls`] and [`trust`] share.
 //! - [`trust`]: the trusted roots, hot-swappable too (root CA rotation).
 //! - [`grpc`]: gRPC channels over mTLS TCP and the unix control socket, message limits.
 //! - [`listener`]: the mTLS listener's connections, capped and closed when idle.
@@ -28,5 +29,6 @@ pub mod private_fs;
 pub mod task_name;
 pub mod task_state;
 pub mod tls;
+pub mod tls_base;
 pub mod token;
 pub mod trust;

@@ -16,34 +16,17 @@ use rustls::client::ResolvesClientCert;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::{ClientConfig, DigitallySignedStruct, ServerConfig, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 use crate::identity::{parse_cert, CertInfo, NodeIdentity, Role};
+use crate::tls_base::root_store;
+pub use crate::tls_base::{provider, TlsError};
 use crate::trust::{DynClientVerifier, DynServerVerifier, TrustSlot};
 
 /// The DNS name every manager certificate carries; clients verify it.
 pub const MANAGER_SERVER_NAME: &str = "swarm-manager";
-
-/// Failures building a TLS configuration.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    /// rustls refused the configuration or key.
-    #[error("tls: {0}")]
-    Rustls(#[from] rustls::Error),
-    /// A PEM text did not parse.
-    #[error("tls: invalid PEM: {0}")]
-    Pem(String),
-    /// The client verifier could not be built.
-    #[error("tls: {0}")]
-    Verifier(String),
-}
-
-/// The crypto provider of every Swarmlet TLS configuration.
-pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
 
 fn certified_key(identity: &NodeIdentity) -> Result<Arc<CertifiedKey>, TlsError> {
     let chain = CertificateDer::pem_slice_iter(identity.cert_pem.as_bytes())
@@ -52,15 +35,6 @@ fn certified_key(identity: &NodeIdentity) -> Result<Arc<CertifiedKey>, TlsError>
     let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes())
         .map_err(|e| TlsError::Pem(e.to_string()))?;
     Ok(Arc::new(CertifiedKey::from_der(chain, key, &provider())?))
-}
-
-pub(crate) fn root_store(ca_pem: &str) -> Result<RootCertStore, TlsError> {
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        let cert = cert.map_err(|e| TlsError::Pem(e.to_string()))?;
-        roots.add(cert)?;
-    }
-    Ok(roots)
 }
 
 /// The node's current certificate, shared by its TLS server and clients.

@@ -17,7 +17,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
-use crate::tls::TlsError;
+use crate::tls_base::TlsError;
 
 /// The verifiers of one set of roots.
 struct Verifiers {
@@ -40,7 +40,7 @@ impl std::fmt::Debug for TrustSlot {
 }
 
 fn build(pem: &str, provider: &Arc<CryptoProvider>) -> Result<Verifiers, TlsError> {
-    let roots = Arc::new(crate::tls::root_store(pem)?);
+    let roots = Arc::new(crate::tls_base::root_store(pem)?);
     let server = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
         .build()
         .map_err(|e| TlsError::Verifier(e.to_string()))?;
@@ -236,7 +236,7 @@ mod tests {
         let old_leaf = sign(&old);
         let new_leaf = sign(&new);
         let new_chain = format!("{new_leaf}{cross}");
-        let trust = TrustSlot::new(old.cert_pem(), crate::tls::provider()).expect("trust");
+        let trust = TrustSlot::new(old.cert_pem(), crate::tls_base::provider()).expect("trust");
         // A node that still trusts only the old root accepts the new chain.
         assert!(verifies(&trust, &old_leaf));
         assert!(verifies(&trust, &new_chain));

@@ -8,7 +8,7 @@
 //! worker.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use swarmlet_common::task_state::observed;
@@ -16,7 +16,7 @@ use swarmlet_proto::dispatcher::{OverlayNetwork, TaskStateAck};
 use swarmlet_proto::objects::{Network, Node, Service, Task, TaskState};
 use tokio::sync::{watch, Notify};
 
-use crate::manager::Manager;
+use crate::core::Core;
 
 /// A node's assigned tasks by ID, with their store versions.
 pub type NodeTasks = HashMap<String, (u64, Arc<Task>)>;
@@ -172,33 +172,31 @@ fn same_apart_from_status(a: &Task, b: &Task) -> bool {
         && *attachment == b.attachment
 }
 
-/// Publishes assignments while the manager lives (only while it leads).
+/// Publishes assignments into `hub` while the Raft loop runs (only while
+/// this manager leads).
 /// After a publish that took longer than [`COALESCE`], the next one waits
 /// as long: a scan of 100,000 tasks takes a few hundred milliseconds, and
 /// back to back they would hold a core that placing and applying need.
-pub async fn run(manager: Weak<Manager>) {
-    let Some(mut applied) = manager.upgrade().map(|m| m.raft.watch_applied()) else {
-        return;
-    };
+pub async fn run(core: Core, hub: Arc<AssignmentHub>) {
+    let mut applied = core.raft.watch_applied();
     let mut pause = COALESCE;
     loop {
-        {
-            let Some(m) = manager.upgrade() else { return };
-            let hub = m.assignments.clone();
-            drop(m);
-            tokio::select! {
-                _ = applied.changed() => {}
-                _ = hub.wake.notified() => {}
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        tokio::select! {
+            changed = applied.changed() => {
+                if changed.is_err() {
+                    return;
+                }
             }
+            _ = hub.wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
         tokio::time::sleep(pause).await;
-        let Some(m) = manager.upgrade() else { return };
-        if m.is_leader() {
+        if core.is_leader() {
             // A scan of every task: on a blocking thread, so that the
             // runtime's workers keep carrying Raft messages meanwhile.
             let started = std::time::Instant::now();
-            let _ = tokio::task::spawn_blocking(move || publish_from_store(&m)).await;
+            let (core, hub) = (core.clone(), hub.clone());
+            let _ = tokio::task::spawn_blocking(move || publish_from_store(&core, &hub)).await;
             pause = started.elapsed().max(COALESCE);
         }
     }
@@ -206,7 +204,7 @@ pub async fn run(manager: Weak<Manager>) {
 
 /// Publishes what the store holds now. A store that cannot be read
 /// publishes nothing: an empty set would tell every node to stop its tasks.
-fn publish_from_store(m: &Manager) {
+fn publish_from_store(m: &Core, hub: &AssignmentHub) {
     let read = || -> Result<_, crate::store::StoreError> {
         let tasks = m.store.list_shared::<Task>()?;
         let nodes: Vec<Node> = m
@@ -230,9 +228,7 @@ fn publish_from_store(m: &Manager) {
         Ok((tasks, nodes, networks, services))
     };
     match read() {
-        Ok((tasks, nodes, networks, services)) => {
-            m.assignments.publish(tasks, &nodes, &networks, &services)
-        }
+        Ok((tasks, nodes, networks, services)) => hub.publish(tasks, &nodes, &networks, &services),
         Err(e) => tracing::error!("assignments not published: {e}"),
     }
 }

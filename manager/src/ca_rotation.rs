@@ -14,14 +14,12 @@
 //!
 //! Join tokens name the root's digest, so tokens change with the root.
 
-use std::sync::Weak;
 use std::time::Duration;
 
-use crate::ops::{OpsError, OpsResult};
 use swarmlet_common::token::root_digest;
 use swarmlet_proto::objects::{Cluster, Node};
 
-use crate::manager::Manager;
+use crate::core::Core;
 use crate::store::Tx;
 
 /// The roots nodes trust now (PEM bundle).
@@ -54,36 +52,16 @@ pub fn pending(nodes: &[Node], digest: &str) -> usize {
         .count()
 }
 
-/// Starts a rotation (leader only); refused while one is under way.
-pub async fn start(m: &Manager) -> OpsResult<Cluster> {
-    m.read_barrier().await?;
-    m.update(|m| {
-        let (version, mut c) = m.cluster()?;
-        if rotating(&c) {
-            return Err(OpsError::precondition(
-                "a root CA rotation is already in progress",
-            ));
-        }
-        let old = m.root_ca()?;
-        let (new, cross) = old
-            .rotate(&c.id)
-            .map_err(|e| OpsError::internal(format!("making the new root CA: {e}")))?;
-        c.trust_roots_pem = format!("{}{}", old.cert_pem(), new.cert_pem()).into_bytes();
-        c.root_ca_cert_pem = new.cert_pem().as_bytes().to_vec();
-        c.root_ca_key_pem = new.key_pem().into_bytes();
-        c.ca_cross_signed_pem = cross.into_bytes();
-        c.updated_at_ms = swarmlet_common::clock::now_ms();
-        Ok((Tx::new().put(&c, Some(version)), c))
-    })
-    .await
-}
-
 /// The leader's watch over a rotation: retires the old root once every
 /// node moved to the new one.
-pub async fn run(manager: Weak<Manager>) {
+/// Ends with the Raft loop.
+pub async fn run(m: Core) {
+    let status = m.raft.watch_status();
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let Some(m) = manager.upgrade() else { return };
+        if status.has_changed().is_err() {
+            return;
+        }
         if !m.is_leader() {
             continue;
         }

@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`store`]: typed tables over sled, changed only by applying committed Raft entries.
 //! - [`raft`]: the raft-rs `RawNode` Ready loop, its sled storage and its mTLS transport.
+//! - [`core`]: the small handle the loops and operations share (store + Raft proposer).
+//! - [`channels`]: cached mTLS channels to other nodes.
 //! - [`manager`]: one manager (store, Raft, CA, liveness) and the helpers its services share.
 //! - [`ops`]: the operations of the control API, one file per resource,
 //!   independent of the transport (typed [`ops::OpsError`]).
@@ -25,6 +27,7 @@
 //! - [`secrets`]: secrets and configs: sealed rows, their keys, handing them to nodes.
 //! - [`metrics`]: the manager's gauges on `/metrics` (nodes, tasks, Raft).
 //! - [`ca_rotation`]: moving every node to a new root CA without an outage.
+//! - [`crypto`]: AES-256-GCM sealing with a 256-bit key (rows, log, secrets).
 //! - [`at_rest`]: the Raft log and rows sealed on disk, the keys behind them, autolock.
 
 pub mod allocator;
@@ -32,7 +35,10 @@ pub mod api;
 pub mod assignments;
 pub mod at_rest;
 pub mod ca_rotation;
+pub mod channels;
 pub mod chunks;
+pub mod core;
+pub mod crypto;
 pub mod events;
 pub mod ipam;
 pub mod liveness;

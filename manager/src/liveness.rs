@@ -3,12 +3,12 @@
 //! its next heartbeat. A new leader gives every node a full grace period.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use swarmlet_proto::objects::{Node, NodeStatus, Resources};
 
-use crate::manager::Manager;
+use crate::core::Core;
 use crate::store::Tx;
 
 /// Heartbeat periods a node may miss before it is marked down.
@@ -45,9 +45,8 @@ impl Liveness {
 }
 
 /// The heartbeat period configured in the cluster object.
-pub fn heartbeat_period(manager: &Manager) -> Duration {
-    manager
-        .cluster()
+pub fn heartbeat_period(core: &Core) -> Duration {
+    core.cluster()
         .ok()
         .map(|(_, c)| c.heartbeat_period_ms)
         .filter(|ms| *ms > 0)
@@ -55,38 +54,41 @@ pub fn heartbeat_period(manager: &Manager) -> Duration {
         .unwrap_or(DEFAULT_HEARTBEAT_PERIOD)
 }
 
-/// Marks nodes down while this manager is leader; ends with the manager.
-pub async fn run_monitor(manager: Weak<Manager>) {
+/// Marks nodes down while this manager is leader, from the heartbeats
+/// recorded in `liveness`; ends with the Raft loop.
+pub async fn run_monitor(core: Core, liveness: Arc<Liveness>) {
     let mut was_leader = false;
+    let status = core.raft.watch_status();
     loop {
-        let Some(m) = manager.upgrade() else { return };
-        let period = heartbeat_period(&m);
-        let leader = m.is_leader();
+        let period = heartbeat_period(&core);
+        let leader = core.is_leader();
         if leader && !was_leader {
-            if let Ok(mut l) = m.liveness.leader_since.lock() {
+            if let Ok(mut l) = liveness.leader_since.lock() {
                 *l = Some(Instant::now());
             }
-            if let Ok(mut seen) = m.liveness.seen.lock() {
+            if let Ok(mut seen) = liveness.seen.lock() {
                 seen.clear();
             }
         }
         was_leader = leader;
         if leader {
-            mark_expired_down(&m, period).await;
+            mark_expired_down(&core, &liveness, period).await;
         }
-        drop(m);
         tokio::time::sleep(period / 4).await;
+        if status.has_changed().is_err() {
+            return;
+        }
     }
 }
 
-async fn mark_expired_down(m: &Manager, period: Duration) {
+async fn mark_expired_down(m: &Core, liveness: &Liveness, period: Duration) {
     let now = Instant::now();
     let Ok(nodes) = m.nodes() else { return };
     for (version, mut node) in nodes {
-        if node.status() == NodeStatus::Down || node.id == m.node_id {
+        if node.status() == NodeStatus::Down || *node.id == *m.node_id {
             continue;
         }
-        if m.liveness.expired(&node.id, period, now) {
+        if liveness.expired(&node.id, period, now) {
             node.set_status(NodeStatus::Down);
             node.status_message = "heartbeat failure".into();
             node.updated_at_ms = swarmlet_common::clock::now_ms();
@@ -117,7 +119,7 @@ pub struct Reported {
 /// it reported of itself when that changed. A node whose container engine
 /// cannot be reached is marked `down` instead, with the reason, so that it
 /// gets no tasks and its tasks are placed elsewhere until the engine is back.
-pub async fn mark_ready(m: &Manager, node_id: &str, reported: Reported) {
+pub async fn mark_ready(m: &Core, node_id: &str, reported: Reported) {
     let Reported {
         addr,
         resources,

@@ -2,28 +2,27 @@
 //! and the helpers the operations and front ends share (proposals, read
 //! barriers, leader lookup, channels to other nodes).
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use rustls::ClientConfig;
 use swarmlet_common::ca::RootCa;
-use swarmlet_common::grpc::tls_channel_verifying;
-use swarmlet_common::tls::MANAGER_SERVER_NAME;
-use swarmlet_proto::objects::{Cluster, Node, RaftMember};
+use swarmlet_proto::objects::Cluster;
 use tonic::transport::Channel;
 
 use crate::at_rest::keys::KeyFiles;
 use crate::at_rest::tree::SealedTree;
+use crate::channels::Channels;
+use crate::core::Core;
+use crate::crypto::Key;
 use crate::liveness::Liveness;
 use crate::ops::{OpsError, OpsResult};
 use crate::raft::node::{self, RaftConfig};
 use crate::raft::storage::SledStorage;
 use crate::raft::transport::GrpcTransport;
-use crate::raft::{ProposeError, RaftHandle};
-use crate::secrets::crypto::Key;
-use crate::store::{Store, StoreError, Tx};
+use crate::raft::ProposeError;
+use crate::store::{Store, StoreError};
 
 /// Failures starting a manager.
 #[derive(Debug, thiserror::Error)]
@@ -86,21 +85,18 @@ pub const MIN_CERT_EXPIRY: Duration = Duration::from_secs(3600);
 
 /// A running manager.
 pub struct Manager {
+    /// The store and the Raft loop ([`Core`]'s helpers are the manager's).
+    pub core: Core,
     /// This node's ID.
     pub node_id: String,
     /// Address other nodes dial.
     pub advertise_addr: String,
-    /// The local copy of the store.
-    pub store: Store,
-    /// The Raft loop.
-    pub raft: RaftHandle,
     /// The Raft transport (partition tests block peers here).
     pub transport: Arc<GrpcTransport>,
     /// Heartbeat bookkeeping.
     pub liveness: Arc<Liveness>,
-    client_tls: Arc<ClientConfig>,
-    /// Channels by (expected server name, address).
-    channels: Mutex<HashMap<(String, String), Channel>>,
+    /// mTLS channels to other nodes.
+    pub channels: Arc<Channels>,
     root_ca: RwLock<Option<Arc<RootCa>>>,
     db: sled::Db,
     background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -108,9 +104,17 @@ pub struct Manager {
     /// Each node's assigned tasks, for the dispatcher's sessions.
     pub assignments: Arc<crate::assignments::AssignmentHub>,
     /// The keys of secrets and configs.
-    pub keys: crate::secrets::keys::KeyRing,
+    pub keys: Arc<crate::secrets::keys::KeyRing>,
     /// The shortest certificate lifetime the cluster may be set to.
     pub min_cert_expiry: Duration,
+}
+
+impl std::ops::Deref for Manager {
+    type Target = Core;
+
+    fn deref(&self) -> &Core {
+        &self.core
+    }
 }
 
 impl Manager {
@@ -163,32 +167,50 @@ impl Manager {
         transport.attach(raft.clone());
         let (status_tx, status_rx) = tokio::sync::mpsc::unbounded_channel();
         let manager = Arc::new(Manager {
+            core: Core {
+                node_id: cfg.node_id.as_str().into(),
+                store,
+                raft,
+            },
             node_id: cfg.node_id,
             advertise_addr: cfg.advertise_addr,
-            store,
-            raft,
             transport,
             liveness: Arc::new(Liveness::default()),
-            client_tls: cfg.client_tls,
-            channels: Mutex::new(HashMap::new()),
+            channels: Arc::new(Channels::new(cfg.client_tls)),
             root_ca: RwLock::new(None),
             db,
             background: Mutex::new(Vec::new()),
             status_tx,
             assignments: Arc::default(),
             min_cert_expiry: cfg.min_cert_expiry,
-            keys: crate::secrets::keys::KeyRing::new(cfg.secrets_key_path),
+            keys: Arc::new(crate::secrets::keys::KeyRing::new(cfg.secrets_key_path)),
         });
-        let weak = Arc::downgrade(&manager);
+        let core = manager.core.clone();
         let tasks = [
-            tokio::spawn(crate::liveness::run_monitor(weak.clone())),
-            tokio::spawn(crate::reconciler::run(weak.clone())),
-            tokio::spawn(crate::status_batcher::run(weak.clone(), status_rx)),
-            tokio::spawn(crate::assignments::run(weak.clone())),
-            tokio::spawn(crate::secrets::keys::run_fetcher(weak.clone())),
-            tokio::spawn(crate::ca_rotation::run(weak)),
+            tokio::spawn(crate::liveness::run_monitor(
+                core.clone(),
+                manager.liveness.clone(),
+            )),
+            tokio::spawn(crate::reconciler::run(core.clone())),
+            tokio::spawn(crate::status_batcher::run(core.clone(), status_rx)),
+            tokio::spawn(crate::assignments::run(
+                core.clone(),
+                manager.assignments.clone(),
+            )),
+            tokio::spawn(crate::secrets::keys::run_fetcher(
+                core.clone(),
+                manager.keys.clone(),
+                manager.channels.clone(),
+            )),
+            tokio::spawn(crate::ca_rotation::run(core)),
             tokio::spawn(crate::at_rest::follow_autolock(
-                manager.store.clone(),
+                {
+                    let store = manager.store.clone();
+                    move || {
+                        let row = store.get_shared::<Cluster>("cluster").ok().flatten();
+                        row.map(|(_, c)| (*c).clone())
+                    }
+                },
                 cfg.key_files,
                 cfg.data_key,
                 manager.raft.watch_applied(),
@@ -227,46 +249,6 @@ impl Manager {
         let _ = self.db.flush();
     }
 
-    /// Proposes a transaction.
-    pub async fn propose(&self, tx: Tx) -> OpsResult<u64> {
-        Ok(self.raft.propose(tx).await?)
-    }
-
-    /// Runs a read-modify-write: `build` reads the store and returns the
-    /// transaction (with version checks) and a result; retried while another
-    /// writer (e.g. a heartbeat) changed a row in between.
-    pub async fn update<T>(
-        &self,
-        mut build: impl FnMut(&Manager) -> OpsResult<(Tx, T)>,
-    ) -> OpsResult<T> {
-        let mut attempt = 0;
-        loop {
-            let (tx, out) = build(self)?;
-            match self.raft.propose(tx).await {
-                Ok(_) => return Ok(out),
-                Err(ProposeError::Rejected(crate::store::ApplyError::Conflict { .. }))
-                    if attempt < 10 =>
-                {
-                    attempt += 1;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    /// Waits for a linearizable read point (leader only).
-    pub async fn read_barrier(&self) -> OpsResult<()> {
-        self.raft.read_barrier().await?;
-        Ok(())
-    }
-
-    /// The cluster object.
-    pub fn cluster(&self) -> OpsResult<(u64, Cluster)> {
-        self.store
-            .get::<Cluster>("cluster")?
-            .ok_or_else(|| OpsError::Unavailable("cluster state not replicated yet".into()))
-    }
-
     /// The root CA that signs now (loaded from the store again when a
     /// rotation replaced it).
     pub fn root_ca(&self) -> OpsResult<Arc<RootCa>> {
@@ -286,26 +268,6 @@ impl Manager {
             *guard = Some(ca.clone());
         }
         Ok(ca)
-    }
-
-    /// Raft members by Raft ID.
-    pub fn members(&self) -> OpsResult<Vec<RaftMember>> {
-        Ok(self
-            .store
-            .list::<RaftMember>()?
-            .into_iter()
-            .map(|(_, m)| m)
-            .collect())
-    }
-
-    /// Every node.
-    pub fn nodes(&self) -> OpsResult<Vec<(u64, Node)>> {
-        Ok(self.store.list::<Node>()?)
-    }
-
-    /// Whether this manager is the leader.
-    pub fn is_leader(&self) -> bool {
-        self.raft.status().is_leader()
     }
 
     /// A channel to the leader when this manager is a follower; `None` when
@@ -338,28 +300,13 @@ impl Manager {
 
     /// A cached mTLS channel to another manager.
     pub fn channel_to(&self, addr: &str) -> OpsResult<Channel> {
-        self.cached_channel(MANAGER_SERVER_NAME, addr)
+        self.channels.to_manager(addr)
     }
 
     /// A channel to node `node_id` at `addr`, whatever its role: the server
     /// must present that node's own certificate.
     pub fn channel_to_node(&self, node_id: &str, addr: &str) -> OpsResult<Channel> {
-        self.cached_channel(node_id, addr)
-    }
-
-    fn cached_channel(&self, server_name: &str, addr: &str) -> OpsResult<Channel> {
-        let mut channels = self
-            .channels
-            .lock()
-            .map_err(|_| OpsError::internal("channel cache poisoned"))?;
-        let key = (server_name.to_string(), addr.to_string());
-        if let Some(c) = channels.get(&key) {
-            return Ok(c.clone());
-        }
-        let c = tls_channel_verifying(addr, server_name, self.client_tls.clone())
-            .map_err(OpsError::invalid)?;
-        channels.insert(key, c.clone());
-        Ok(c)
+        self.channels.to_node(node_id, addr)
     }
 
     /// Addresses of all managers (Raft voters).

@@ -6,13 +6,12 @@
 //! does not void the rest; a conflicting change is simply recomputed on the
 //! next pass.
 
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures::future::join_all;
 use swarmlet_proto::objects::{Network, Node, Service, Task};
 
-use crate::manager::Manager;
+use crate::core::Core;
 use crate::reconcile_plan::{plan, Snapshot};
 use crate::store::{StoreError, Tx};
 
@@ -20,16 +19,15 @@ const IDLE_PASS: Duration = Duration::from_secs(1);
 /// Most tasks one pass creates.
 const MAX_CREATES_PER_PASS: usize = 8192;
 
-/// Runs while the manager lives; acts only while it leads.
-pub async fn run(manager: Weak<Manager>) {
-    let Some(mut applied) = manager.upgrade().map(|m| m.raft.watch_applied()) else {
-        return;
-    };
+/// Runs while the Raft loop does; acts only while this manager leads.
+pub async fn run(core: Core) {
+    let mut applied = core.raft.watch_applied();
     loop {
-        let _ = tokio::time::timeout(IDLE_PASS, applied.changed()).await;
-        let Some(m) = manager.upgrade() else { return };
-        if m.is_leader() {
-            if let Err(e) = pass(&m).await {
+        if let Ok(Err(_)) = tokio::time::timeout(IDLE_PASS, applied.changed()).await {
+            return;
+        }
+        if core.is_leader() {
+            if let Err(e) = pass(&core).await {
                 tracing::debug!("reconcile pass: {e}");
             }
         }
@@ -40,8 +38,8 @@ pub async fn run(manager: Weak<Manager>) {
 /// enough to starve the runtime's few workers, which carry the Raft
 /// messages and heartbeats (leadership flapped under load before).
 async fn off_runtime<T: Send + 'static>(
-    m: &Arc<Manager>,
-    work: impl FnOnce(&Manager) -> Result<T, StoreError> + Send + 'static,
+    m: &Core,
+    work: impl FnOnce(&Core) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
     let m = m.clone();
     match tokio::task::spawn_blocking(move || work(&m)).await {
@@ -54,7 +52,7 @@ async fn off_runtime<T: Send + 'static>(
     }
 }
 
-async fn pass(m: &Arc<Manager>) -> Result<(), StoreError> {
+async fn pass(m: &Core) -> Result<(), StoreError> {
     let txs = off_runtime(m, |m| Ok(plan(&snapshot(m)?))).await?;
     if !txs.is_empty() {
         propose_all(m, txs).await;
@@ -63,7 +61,7 @@ async fn pass(m: &Arc<Manager>) -> Result<(), StoreError> {
 }
 
 /// What the pass works on: one read of every table it may change.
-fn snapshot(m: &Manager) -> Result<Snapshot, StoreError> {
+fn snapshot(m: &Core) -> Result<Snapshot, StoreError> {
     let history = m
         .cluster()
         .map(|(_, c)| c.task_history_limit.max(0) as usize)
@@ -84,7 +82,7 @@ fn snapshot(m: &Manager) -> Result<Snapshot, StoreError> {
     })
 }
 
-async fn propose_all(m: &Manager, txs: Vec<Tx>) {
+async fn propose_all(m: &Core, txs: Vec<Tx>) {
     for chunk in txs.chunks(4096) {
         join_all(chunk.iter().cloned().map(|tx| m.raft.propose(tx))).await;
     }

@@ -4,7 +4,6 @@
 //! A status only moves forward; stale or out-of-order updates are dropped.
 
 use std::collections::HashMap;
-use std::sync::Weak;
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -12,7 +11,7 @@ use swarmlet_common::task_state::may_advance;
 use swarmlet_proto::objects::{Task, TaskState, TaskStatus};
 use tokio::sync::mpsc;
 
-use crate::manager::Manager;
+use crate::core::Core;
 use crate::raft::ProposeError;
 use crate::store::ApplyError;
 use crate::store::Tx;
@@ -22,8 +21,8 @@ const WINDOW: Duration = Duration::from_millis(50);
 /// Where the dispatcher hands status updates.
 pub type StatusSender = mpsc::UnboundedSender<(String, TaskStatus)>;
 
-/// Runs the batcher until the manager goes away.
-pub async fn run(manager: Weak<Manager>, mut rx: mpsc::UnboundedReceiver<(String, TaskStatus)>) {
+/// Runs the batcher until the manager goes away (its sender is dropped).
+pub async fn run(core: Core, mut rx: mpsc::UnboundedReceiver<(String, TaskStatus)>) {
     while let Some(first) = rx.recv().await {
         let mut latest: HashMap<String, TaskStatus> = HashMap::new();
         latest.insert(first.0, first.1);
@@ -34,8 +33,7 @@ pub async fn run(manager: Weak<Manager>, mut rx: mpsc::UnboundedReceiver<(String
                 latest.insert(id, status);
             }
         }
-        let Some(m) = manager.upgrade() else { return };
-        apply(&m, latest).await;
+        apply(&core, latest).await;
     }
 }
 
@@ -44,7 +42,7 @@ pub async fn run(manager: Weak<Manager>, mut rx: mpsc::UnboundedReceiver<(String
 /// looking stuck, since workers report each change once.
 const CONFLICT_ROUNDS: usize = 5;
 
-async fn apply(m: &Manager, mut updates: HashMap<String, TaskStatus>) {
+async fn apply(m: &Core, mut updates: HashMap<String, TaskStatus>) {
     for _ in 0..CONFLICT_ROUNDS {
         let mut txs = Vec::new();
         let mut ids = Vec::new();

@@ -1,32 +1,15 @@
 //! Command-line grammar (clap derive), global options usable before or after the subcommand.
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
-/// Output format of `ls`, `ps` and `inspect`.
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-pub enum Format {
-    /// Human-readable table.
-    Table,
-    /// One JSON array (ls/ps) or object (inspect).
-    Json,
-}
+use crate::globals::Globals;
 
 /// Swarmlet command-line client.
 #[derive(Parser, Debug)]
 #[command(name = "swarmctl", version, about = "Drive a Swarmlet cluster")]
 pub struct Cli {
-    /// Daemon to talk to.
-    #[arg(
-        short = 'H',
-        long = "host",
-        global = true,
-        env = "SWARMCTL_HOST",
-        default_value = "unix:///run/swarmd/swarmd.sock"
-    )]
-    pub host: String,
-    /// Output format.
-    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
+    #[command(flatten)]
+    pub globals: Globals,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -11,7 +11,8 @@ use swarmlet_proto::control::{
 use swarmlet_proto::local::local_client::LocalClient;
 use swarmlet_proto::local::{InitRequest, UnlockRequest};
 
-use crate::cli::{Cli, ClusterCmd, Format};
+use crate::cli::ClusterCmd;
+use crate::globals::{Format, Globals};
 use crate::output::{connect, json as print_json, status, time};
 
 fn cluster_json(c: &ClusterInfo) -> serde_json::Value {
@@ -34,7 +35,7 @@ fn cluster_json(c: &ClusterInfo) -> serde_json::Value {
 }
 
 /// Runs a `cluster` subcommand.
-pub async fn run(cli: &Cli, cmd: &ClusterCmd) -> anyhow::Result<()> {
+pub async fn run(cli: &Globals, cmd: &ClusterCmd) -> anyhow::Result<()> {
     let channel = connect(&cli.host)?;
     match cmd {
         ClusterCmd::Init {

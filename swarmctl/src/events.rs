@@ -8,7 +8,7 @@ use swarmlet_common::grpc::WithLimits;
 use swarmlet_proto::control::control_client::ControlClient;
 use swarmlet_proto::control::{Event, EventsRequest};
 
-use crate::cli::{Cli, Format};
+use crate::globals::{Format, Globals};
 use crate::output::{connect, status};
 
 /// `swarmctl events …`
@@ -49,7 +49,7 @@ fn json(e: &Event) -> serde_json::Value {
 }
 
 /// Runs `swarmctl events`.
-pub async fn run(cli: &Cli, args: &EventsArgs) -> anyhow::Result<()> {
+pub async fn run(cli: &Globals, args: &EventsArgs) -> anyhow::Result<()> {
     let since_ms = match args.since {
         Some(d) => {
             let from = std::time::SystemTime::now()

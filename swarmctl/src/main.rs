@@ -4,6 +4,7 @@
 mod cli;
 mod cluster;
 mod events;
+mod globals;
 mod kv;
 mod network;
 mod node;
@@ -22,16 +23,17 @@ use cli::{Cli, Command};
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
+    let g = &cli.globals;
     let result = match &cli.command {
-        Command::Cluster(c) => cluster::run(&cli, c).await,
-        Command::Node(c) => node::run(&cli, c).await,
-        Command::Service(c) => service::run(&cli, c).await,
-        Command::Task(c) => task::run(&cli, c).await,
-        Command::Network(c) => network::run(&cli, c).await,
-        Command::Run(a) => run::run(&cli, a).await,
-        Command::Events(a) => events::run(&cli, a).await,
-        Command::Secret(c) => secret::run(&cli, c, false).await,
-        Command::Config(c) => secret::run(&cli, c, true).await,
+        Command::Cluster(c) => cluster::run(g, c).await,
+        Command::Node(c) => node::run(g, c).await,
+        Command::Service(c) => service::run(g, c).await,
+        Command::Task(c) => task::run(g, c).await,
+        Command::Network(c) => network::run(g, c).await,
+        Command::Run(a) => run::run(g, a).await,
+        Command::Events(a) => events::run(g, a).await,
+        Command::Secret(c) => secret::run(g, c, false).await,
+        Command::Config(c) => secret::run(g, c, true).await,
         Command::Version => {
             println!("swarmctl {}", env!("CARGO_PKG_VERSION"));
             Ok(())

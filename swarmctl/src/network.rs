@@ -8,7 +8,7 @@ use swarmlet_proto::control::control_client::ControlClient;
 use swarmlet_proto::control::NetworkRef;
 use swarmlet_proto::objects::{Network, NetworkSpec};
 
-use crate::cli::{Cli, Format};
+use crate::globals::{Format, Globals};
 use crate::output::{connect, json as print_json, status, table, time};
 
 /// `swarmctl network …`
@@ -65,7 +65,7 @@ fn network_json(n: &Network) -> serde_json::Value {
 }
 
 /// Runs a `network` subcommand.
-pub async fn run(cli: &Cli, cmd: &NetworkCmd) -> anyhow::Result<()> {
+pub async fn run(cli: &Globals, cmd: &NetworkCmd) -> anyhow::Result<()> {
     let mut client = ControlClient::new(connect(&cli.host)?).with_limits();
     match cmd {
         NetworkCmd::Create {

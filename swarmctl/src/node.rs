@@ -13,7 +13,8 @@ use swarmlet_proto::control::{
 use swarmlet_proto::local::local_client::LocalClient;
 use swarmlet_proto::local::{JoinRequest, LeaveRequest};
 
-use crate::cli::{Cli, Format, NodeCmd};
+use crate::cli::NodeCmd;
+use crate::globals::{Format, Globals};
 use crate::output::{connect, json as print_json, status, table, time};
 
 fn node_json(n: &NodeInfo) -> serde_json::Value {
@@ -48,7 +49,7 @@ fn parse_labels(items: &[String]) -> anyhow::Result<HashMap<String, String>> {
 }
 
 /// Runs a `node` subcommand.
-pub async fn run(cli: &Cli, cmd: &NodeCmd) -> anyhow::Result<()> {
+pub async fn run(cli: &Globals, cmd: &NodeCmd) -> anyhow::Result<()> {
     let channel = connect(&cli.host)?;
     let mut control = ControlClient::new(channel.clone()).with_limits();
     match cmd {

@@ -13,7 +13,7 @@ use swarmlet_proto::local::local_client::LocalClient;
 use swarmlet_proto::local::{RunRef, RunRequest};
 use swarmlet_proto::objects::TaskState;
 
-use crate::cli::Cli;
+use crate::globals::Globals;
 use crate::output::{connect, status};
 
 /// `swarmctl run` arguments.
@@ -36,7 +36,7 @@ pub struct RunArgs {
 }
 
 /// Runs `swarmctl run`.
-pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<()> {
+pub async fn run(cli: &Globals, args: &RunArgs) -> anyhow::Result<()> {
     let mut client = LocalClient::new(connect(&cli.host)?).with_limits();
     let started = client
         .run(RunRequest {

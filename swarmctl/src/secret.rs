@@ -11,7 +11,7 @@ use swarmlet_common::grpc::WithLimits;
 use swarmlet_proto::control::control_client::ControlClient;
 use swarmlet_proto::control::{CreateSecretRequest, ListSecretsRequest, SecretInfo, SecretRef};
 
-use crate::cli::{Cli, Format};
+use crate::globals::{Format, Globals};
 use crate::output::{connect, json as print_json, status, table, time};
 
 /// `swarmctl secret …` / `swarmctl config …`
@@ -67,7 +67,7 @@ fn read_content(file: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 /// Runs a `secret` (`config == false`) or `config` subcommand.
-pub async fn run(cli: &Cli, cmd: &SecretCmd, config: bool) -> anyhow::Result<()> {
+pub async fn run(cli: &Globals, cmd: &SecretCmd, config: bool) -> anyhow::Result<()> {
     let mut client = ControlClient::new(connect(&cli.host)?).with_limits();
     match cmd {
         SecretCmd::Create { label, name, file } => {

@@ -13,7 +13,7 @@ use swarmlet_proto::control::{
 use swarmlet_proto::objects::{ServiceMode, ServiceSpec, UpdateState};
 use tonic::transport::Channel;
 
-use crate::cli::{Cli, Format};
+use crate::globals::{Format, Globals};
 use crate::output::{connect, json as print_json, status, table, time};
 use crate::progress::converge;
 use crate::service_spec::{apply_update, spec_from, CreateArgs, UpdateArgs};
@@ -223,7 +223,7 @@ async fn update_with(
 }
 
 /// Runs a `service` subcommand.
-pub async fn run(cli: &Cli, cmd: &ServiceCmd) -> anyhow::Result<()> {
+pub async fn run(cli: &Globals, cmd: &ServiceCmd) -> anyhow::Result<()> {
     let mut client = ControlClient::new(connect(&cli.host)?).with_limits();
     match cmd {
         ServiceCmd::Create(args) => {

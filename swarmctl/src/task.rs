@@ -10,7 +10,7 @@ use swarmlet_proto::objects::TaskState;
 
 use clap::Subcommand;
 
-use crate::cli::{Cli, Format};
+use crate::globals::{Format, Globals};
 use crate::output::{connect, json as print_json, status, table, time};
 
 /// `swarmctl task …`
@@ -110,7 +110,7 @@ fn print_tasks(tasks: &[TaskInfo]) {
 }
 
 /// Runs a `task` subcommand.
-pub async fn run(cli: &Cli, cmd: &TaskCmd) -> anyhow::Result<()> {
+pub async fn run(cli: &Globals, cmd: &TaskCmd) -> anyhow::Result<()> {
     let mut client = ControlClient::new(connect(&cli.host)?).with_limits();
     match cmd {
         TaskCmd::Ls { service, node } => {

@@ -132,7 +132,7 @@ pub async fn init(
         autolock: params.autolock,
     })
     .map_err(|e| anyhow!("{e}"))?;
-    let unlock_key = swarmlet_manager::secrets::crypto::Key::from_bytes(&cluster.unlock_key)
+    let unlock_key = swarmlet_manager::crypto::Key::from_bytes(&cluster.unlock_key)
         .map(|k| swarmlet_manager::at_rest::keys::format_unlock_key(&k));
     let joined = Joined::start(cfg.clone(), state, identity, managers.clone(), true, None).await?;
     let registered = async {

@@ -1,24 +1,17 @@
-//! The daemon: serves the local control socket, resumes a joined node at
-//! start-up, and stops everything on shutdown.
+//! The daemon: what one running `swarmd` holds (its membership, its
+//! manager slot, the control socket's server), resuming a joined node, and
+//! stopping everything on shutdown. Starting it is [`crate::startup`].
 
-use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
 use anyhow::Context;
-use swarmlet_common::grpc::WithLimits;
-use swarmlet_common::identity::{NodeIdentity, Role};
-use swarmlet_manager::api::grpc::control::ControlService;
-use swarmlet_manager::api::grpc::{ManagerSlot, LOCKED};
-use swarmlet_manager::at_rest::keys::KeyFiles;
-use swarmlet_manager::secrets::crypto::Key;
-use swarmlet_proto::control::control_server::ControlServer;
-use swarmlet_proto::local::local_server::LocalServer;
+use swarmlet_common::identity::NodeIdentity;
+use swarmlet_manager::api::grpc::ManagerSlot;
+use swarmlet_manager::crypto::Key;
 use tokio::sync::{watch, Mutex};
-use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::config::DaemonConfig;
 use crate::joined::Joined;
-use crate::local::LocalService;
 use crate::state::NodeState;
 
 /// One running `swarmd`.
@@ -32,97 +25,14 @@ pub struct Daemon {
     /// A manager's state waiting for its unlock key (autolock): the node
     /// runs nothing until `swarmctl cluster unlock`.
     pub locked: Mutex<Option<NodeState>>,
-    shutdown: watch::Sender<bool>,
-    server: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
-    metrics: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    pub(crate) shutdown: watch::Sender<bool>,
+    pub(crate) server: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    pub(crate) metrics: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Where `/metrics` is served (`--metrics-addr`, port resolved).
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl Daemon {
-    /// Starts the daemon: resumes the node if its state dir is populated,
-    /// then serves the control socket.
-    pub async fn start(cfg: DaemonConfig) -> anyhow::Result<Arc<Daemon>> {
-        // Everything the daemon creates from here on (sled's files included)
-        // is private to root from its creation.
-        swarmlet_common::private_fs::restrict_umask();
-        prepare_state_dir(&cfg.state_dir)?;
-        let managers = ManagerSlot::default();
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let state = NodeState::load(&cfg.state_dir)?;
-        if cfg.force_new_cluster && state.as_ref().is_none_or(|s| s.role != Role::Manager) {
-            anyhow::bail!(
-                "--force-new-cluster needs the state dir of a manager ({} holds none)",
-                cfg.state_dir.display()
-            );
-        }
-        // Bound before the node resumes: a taken address fails the start
-        // before anything runs.
-        let (metrics_addr, metrics) = match &cfg.metrics_addr {
-            Some(addr) => {
-                let (bound, task) =
-                    crate::metrics_http::start(addr, managers.clone(), shutdown_rx.clone()).await?;
-                (Some(bound), Some(task))
-            }
-            None => (None, None),
-        };
-        let daemon = Arc::new(Daemon {
-            cfg: cfg.clone(),
-            managers: managers.clone(),
-            joined: Mutex::new(None),
-            locked: Mutex::new(None),
-            shutdown,
-            server: std::sync::Mutex::new(None),
-            metrics: std::sync::Mutex::new(metrics),
-            metrics_addr,
-        });
-        let locked = match &state {
-            Some(s) if s.role == Role::Manager => KeyFiles::new(&cfg.state_dir).is_locked()?,
-            _ => false,
-        };
-        if let (true, Some(state)) = (locked, state.clone()) {
-            tracing::warn!("{LOCKED}");
-            managers.set_locked(true);
-            *daemon.locked.lock().await = Some(state);
-        } else if let Some(state) = state {
-            match Self::resume(&cfg, state, managers.clone(), None).await {
-                Ok(joined) => *daemon.joined.lock().await = Some(joined),
-                Err(e) => {
-                    let _ = daemon.shutdown.send(true); // the metrics listener
-                    return Err(e);
-                }
-            }
-        }
-        let socket = &cfg.control_socket;
-        if let Some(dir) = socket.parent() {
-            swarmlet_common::private_fs::create_dir_all(dir)?;
-        }
-        let _ = std::fs::remove_file(socket);
-        let listener = tokio::net::UnixListener::bind(socket)
-            .with_context(|| format!("cannot bind control socket {}", socket.display()))?;
-        // Created 0700 under the umask above (no moment with access for
-        // others); the execute bit means nothing on a socket.
-        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
-        let local = LocalService::new(Arc::downgrade(&daemon));
-        let mut rx = shutdown_rx;
-        let server = tokio::spawn(async move {
-            let result = tonic::transport::Server::builder()
-                .add_service(LocalServer::new(local).with_limits())
-                .add_service(ControlServer::new(ControlService::new(managers, true)).with_limits())
-                .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                })
-                .await;
-            if let Err(e) = result {
-                tracing::error!("control socket failed: {e}");
-            }
-        });
-        if let Ok(mut s) = daemon.server.lock() {
-            *s = Some(server);
-        }
-        Ok(daemon)
-    }
-
     /// Resumes the cluster membership a populated state dir records (a
     /// locked manager with the data key its unlock opened).
     pub async fn resume(
@@ -153,19 +63,4 @@ impl Daemon {
         }
         let _ = std::fs::remove_file(&self.cfg.control_socket);
     }
-}
-
-/// Creates the state dir 0700, or tightens one that an older version (or
-/// an operator's `mkdir`) left open to others, before anything is written
-/// in it.
-fn prepare_state_dir(dir: &std::path::Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    swarmlet_common::private_fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create state dir {}", dir.display()))?;
-    let mode = std::fs::metadata(dir)?.mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        tracing::warn!(dir = %dir.display(), mode = format!("{mode:o}"), "state dir was open to others: now 700");
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    Ok(())
 }

@@ -17,9 +17,9 @@ use swarmlet_manager::api::grpc::{
     ManagerSlot,
 };
 use swarmlet_manager::at_rest::keys::{KeyFiles, Opened};
+use swarmlet_manager::crypto::Key;
 use swarmlet_manager::manager::{Manager, ManagerConfig};
 use swarmlet_manager::raft::RaftConfig;
-use swarmlet_manager::secrets::crypto::Key;
 use swarmlet_proto::ca::ca_client::CaClient;
 use swarmlet_proto::ca::ca_server::CaServer;
 use swarmlet_proto::ca::RenewRequest;

@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`config`]: the daemon's settings (from `swarmd`'s flags).
 //! - [`state`]: what a joined node persists about itself (`node.json`).
-//! - [`daemon`]: the daemon: local control socket, start-up and shutdown.
+//! - [`daemon`]: what a running daemon holds; resuming and shutdown.
+//! - [`startup`]: starting a daemon and serving its local control socket.
 //! - [`joined`]: a node that belongs to a cluster: mTLS listener, agent,
 //!   manager when its role says so, and following role changes live.
 //! - [`bootstrap`]: `cluster init` and `node join`.
@@ -16,4 +17,5 @@ pub mod daemon;
 pub mod joined;
 pub mod local;
 pub mod metrics_http;
+pub mod startup;
 pub mod state;

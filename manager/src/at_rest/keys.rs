@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use swarmlet_common::private_fs::{write_atomic, PrivateFsError};
 
-use crate::secrets::crypto::Key;
+use crate::crypto::Key;
 
 const DEK_FILE: &str = "raft.dek";
 const KEK_FILE: &str = "raft.kek";

@@ -12,22 +12,22 @@ use std::sync::Arc;
 use swarmlet_proto::objects::Cluster;
 use tokio::sync::watch;
 
-use crate::secrets::crypto::Key;
-use crate::store::Store;
+use crate::crypto::Key;
 use keys::{AtRestError, KeyFiles};
 
 /// Re-seals this manager's data key as the cluster's autolock setting says,
-/// each time it changes (checked after every applied entry, acted on only
-/// on a change). Ends when the Raft loop does.
+/// each time it changes (`cluster` reads the replicated cluster object;
+/// checked after every applied entry, acted on only on a change). Ends when
+/// the Raft loop does.
 pub async fn follow_autolock(
-    store: Store,
+    cluster: impl Fn() -> Option<Cluster> + Send + 'static,
     files: KeyFiles,
     data_key: Arc<Key>,
     mut applied: watch::Receiver<u64>,
 ) {
     let mut done: Option<(bool, Vec<u8>)> = None;
     loop {
-        if let Ok(Some((_, c))) = store.get_shared::<Cluster>("cluster") {
+        if let Some(c) = cluster() {
             let wanted = (c.autolock, c.unlock_key.clone());
             if done.as_ref() != Some(&wanted) {
                 match reseal(&files, &data_key, &c) {

@@ -10,7 +10,7 @@
 use std::ops::RangeBounds;
 use std::sync::Arc;
 
-use crate::secrets::crypto::Key;
+use crate::crypto::Key;
 
 /// Failures reading or writing a sealed tree.
 #[derive(Debug, thiserror::Error)]

@@ -7,8 +7,8 @@ use super::{OpsError, OpsResult};
 use swarmlet_proto::objects::Cluster;
 
 use crate::at_rest::keys::format_unlock_key;
+use crate::crypto::Key;
 use crate::manager::Manager;
-use crate::secrets::crypto::Key;
 use crate::store::Tx;
 
 /// Turns autolock on (with a fresh unlock key, unless it is on already) or

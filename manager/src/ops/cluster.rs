@@ -128,7 +128,31 @@ pub async fn join_token(m: &Manager, role: &str, rotate: bool) -> OpsResult<Join
 
 /// Starts moving every node to a new root CA.
 pub async fn rotate_root_ca(m: &Manager) -> OpsResult<ClusterInfo> {
-    let c = crate::ca_rotation::start(m).await?;
+    let c = start_rotation(m).await?;
     tracing::info!("root CA rotation started");
     cluster_info(m, &c, &m.raft.status())
+}
+
+/// Starts a rotation (leader only); refused while one is under way.
+async fn start_rotation(m: &Manager) -> OpsResult<Cluster> {
+    m.read_barrier().await?;
+    m.update(|core| {
+        let (version, mut c) = core.cluster()?;
+        if crate::ca_rotation::rotating(&c) {
+            return Err(OpsError::precondition(
+                "a root CA rotation is already in progress",
+            ));
+        }
+        let old = m.root_ca()?;
+        let (new, cross) = old
+            .rotate(&c.id)
+            .map_err(|e| OpsError::internal(format!("making the new root CA: {e}")))?;
+        c.trust_roots_pem = format!("{}{}", old.cert_pem(), new.cert_pem()).into_bytes();
+        c.root_ca_cert_pem = new.cert_pem().as_bytes().to_vec();
+        c.root_ca_key_pem = new.key_pem().into_bytes();
+        c.ca_cross_signed_pem = cross.into_bytes();
+        c.updated_at_ms = swarmlet_common::clock::now_ms();
+        Ok((Tx::new().put(&c, Some(version)), c))
+    })
+    .await
 }

@@ -12,7 +12,7 @@ use swarmlet_proto::dispatcher::FilePayload;
 use swarmlet_proto::objects::{Config, FileReference, Secret, Service, ServiceSpec, Task};
 
 use crate::manager::Manager;
-use crate::secrets::keys::data_key;
+use crate::secrets::keys::{data_key, KeyContext};
 use crate::store::Tx;
 
 /// Largest secret or config (as Docker: 500 KiB).
@@ -197,7 +197,7 @@ pub async fn create(m: &Manager, req: CreateSecretRequest) -> OpsResult<SecretIn
             name: req.name,
         });
     }
-    let key = data_key(m, true).await?;
+    let key = data_key(&key_context(m), true).await?;
     let id = swarmlet_common::ids::new_id();
     let now = swarmlet_common::clock::now_ms();
     let row = Secret {
@@ -303,7 +303,7 @@ pub async fn payloads(m: &Manager, tasks: &[&Task]) -> Vec<FilePayload> {
     if wanted.is_empty() {
         return Vec::new();
     }
-    let key = match data_key(m, false).await {
+    let key = match data_key(&key_context(m), false).await {
         Ok(k) => k,
         Err(e) => {
             tracing::warn!("secrets for a node: {}", e);
@@ -329,4 +329,13 @@ pub async fn payloads(m: &Manager, tasks: &[&Task]) -> Vec<FilePayload> {
         }
     }
     out
+}
+
+/// The key functions' view of manager `m`.
+fn key_context(m: &Manager) -> KeyContext<'_> {
+    KeyContext {
+        core: &m.core,
+        ring: &m.keys,
+        channels: &m.channels,
+    }
 }

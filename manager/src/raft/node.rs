@@ -646,7 +646,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_committed_entry_that_does_not_decode_stops_the_loop() {
         let db = sled::Config::new().temporary(true).open().expect("db");
-        let key = crate::secrets::crypto::test_key();
+        let key = crate::crypto::test_key();
         let store = Store::open(&db, key.clone()).expect("store");
         let storage = SledStorage::open(db, store.clone(), key).expect("storage");
         storage.bootstrap(7).expect("bootstrap");

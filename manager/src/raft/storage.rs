@@ -37,7 +37,7 @@ use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 use swarmlet_proto::store::{KeyValue, SnapshotData};
 
 use crate::at_rest::tree::{SealedError, SealedTree};
-use crate::secrets::crypto::Key;
+use crate::crypto::Key;
 use crate::store::{decode_applied, encode_applied, Store, APPLIED_KEY, CONF_STATE_KEY};
 
 /// The sled tree of the Raft log.
@@ -570,8 +570,8 @@ mod tests {
 
     fn open() -> SledStorage {
         let db = sled::Config::new().temporary(true).open().expect("db");
-        let store = Store::open(&db, crate::secrets::crypto::test_key()).expect("store");
-        SledStorage::open(db, store, crate::secrets::crypto::test_key()).expect("storage")
+        let store = Store::open(&db, crate::crypto::test_key()).expect("store");
+        SledStorage::open(db, store, crate::crypto::test_key()).expect("storage")
     }
 
     /// What a restart does: open the storage again over the same database
@@ -580,8 +580,7 @@ mod tests {
     fn restart(s: SledStorage) -> raft::RawNode<SledStorage> {
         let (db, store) = (s.db.clone(), s.store.clone());
         drop(s);
-        let s = SledStorage::open(db, store.clone(), crate::secrets::crypto::test_key())
-            .expect("reopen");
+        let s = SledStorage::open(db, store.clone(), crate::crypto::test_key()).expect("reopen");
         let (applied, _) = store.applied().expect("applied");
         let cfg = raft::Config {
             id: 7,

@@ -9,7 +9,7 @@
 //! the leader the first time a secret or config is created.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::ops::{OpsError, OpsResult};
 use swarmlet_common::grpc::WithLimits;
@@ -17,12 +17,24 @@ use swarmlet_proto::common::Empty;
 use swarmlet_proto::objects::Cluster;
 use swarmlet_proto::raft::raft_transport_client::RaftTransportClient;
 
-use super::crypto::Key;
-use crate::manager::Manager;
+use crate::channels::Channels;
+use crate::core::Core;
+use crate::crypto::Key;
 use crate::store::Tx;
 
 /// What the data key is sealed with (authenticated with it).
 const DATA_KEY_CONTEXT: &[u8] = b"swarmlet data key";
+
+/// What the key functions use of their manager: its store and Raft loop,
+/// its copies of the keys, and channels to the other managers.
+pub struct KeyContext<'a> {
+    /// The store and the Raft loop.
+    pub core: &'a Core,
+    /// This manager's copies of the keys.
+    pub ring: &'a KeyRing,
+    /// Channels to the other managers (who may hold the KEK).
+    pub channels: &'a Channels,
+}
 
 /// This manager's copies of the keys.
 pub struct KeyRing {
@@ -77,13 +89,13 @@ impl KeyRing {
 }
 
 /// The KEK: this manager's, else another manager's (then kept here).
-async fn fetch_kek(m: &Manager) -> OpsResult<Option<Key>> {
-    if let Some(k) = m.keys.local_kek()? {
+async fn fetch_kek(m: &KeyContext<'_>) -> OpsResult<Option<Key>> {
+    if let Some(k) = m.ring.local_kek()? {
         return Ok(Some(k));
     }
-    let me = m.raft.status().raft_id;
-    for member in m.members()?.into_iter().filter(|x| x.raft_id != me) {
-        let Ok(channel) = m.channel_to(&member.addr) else {
+    let me = m.core.raft.status().raft_id;
+    for member in m.core.members()?.into_iter().filter(|x| x.raft_id != me) {
+        let Ok(channel) = m.channels.to_manager(&member.addr) else {
             continue;
         };
         let answer = tokio::time::timeout(
@@ -96,7 +108,7 @@ async fn fetch_kek(m: &Manager) -> OpsResult<Option<Key>> {
         match answer {
             Ok(Ok(r)) => {
                 if let Some(k) = Key::from_bytes(&r.into_inner().key) {
-                    m.keys.store_kek(&k)?;
+                    m.ring.store_kek(&k)?;
                     return Ok(Some(k));
                 }
             }
@@ -109,11 +121,11 @@ async fn fetch_kek(m: &Manager) -> OpsResult<Option<Key>> {
 
 /// The cluster's data key. With `create` (the leader, creating a secret)
 /// the keys are made when the cluster has none yet.
-pub async fn data_key(m: &Manager, create: bool) -> OpsResult<Key> {
-    if let Some(k) = m.keys.data_key.lock().ok().and_then(|g| g.clone()) {
+pub async fn data_key(m: &KeyContext<'_>, create: bool) -> OpsResult<Key> {
+    if let Some(k) = m.ring.data_key.lock().ok().and_then(|g| g.clone()) {
         return Ok(k);
     }
-    let (_, cluster) = m.cluster()?;
+    let (_, cluster) = m.core.cluster()?;
     let key = if cluster.wrapped_data_key.is_empty() {
         if !create {
             return Err(OpsError::precondition("the cluster has no secrets key yet"));
@@ -134,7 +146,7 @@ pub async fn data_key(m: &Manager, create: bool) -> OpsResult<Key> {
             })?;
         Key::from_bytes(&bytes).ok_or_else(|| OpsError::internal("the data key is malformed"))?
     };
-    if let Ok(mut g) = m.keys.data_key.lock() {
+    if let Ok(mut g) = m.ring.data_key.lock() {
         *g = Some(key.clone());
     }
     Ok(key)
@@ -143,12 +155,12 @@ pub async fn data_key(m: &Manager, create: bool) -> OpsResult<Key> {
 /// Makes the data key (and the KEK, unless a manager has one) and stores
 /// it sealed in the cluster object; if another proposal got there first,
 /// that one is used.
-async fn create_data_key(m: &Manager) -> OpsResult<Key> {
+async fn create_data_key(m: &KeyContext<'_>) -> OpsResult<Key> {
     let kek = match fetch_kek(m).await? {
         Some(k) => k,
         None => {
             let k = Key::generate().map_err(|e| internal("making the secrets key", e))?;
-            m.keys.store_kek(&k)?;
+            m.ring.store_kek(&k)?;
             k
         }
     };
@@ -157,8 +169,9 @@ async fn create_data_key(m: &Manager) -> OpsResult<Key> {
         .seal(fresh.as_bytes(), DATA_KEY_CONTEXT)
         .map_err(|e| internal("sealing the data key", e))?;
     let stored = m
-        .update(|m| {
-            let (version, mut c): (u64, Cluster) = m.cluster()?;
+        .core
+        .update(|core| {
+            let (version, mut c): (u64, Cluster) = core.cluster()?;
             if !c.wrapped_data_key.is_empty() {
                 return Ok((Tx::new(), c.wrapped_data_key));
             }
@@ -175,15 +188,24 @@ async fn create_data_key(m: &Manager) -> OpsResult<Key> {
 /// Keeps every manager holding the KEK once the cluster has a data key: a
 /// manager without it asks the others every second, so that the key
 /// survives the loss of the manager that made it.
-pub async fn run_fetcher(manager: std::sync::Weak<Manager>) {
+/// Ends with the Raft loop.
+pub async fn run_fetcher(core: Core, ring: Arc<KeyRing>, channels: Arc<Channels>) {
+    let status = core.raft.watch_status();
     loop {
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        let Some(m) = manager.upgrade() else { return };
-        let needed = m
+        if status.has_changed().is_err() {
+            return;
+        }
+        let m = KeyContext {
+            core: &core,
+            ring: &ring,
+            channels: &channels,
+        };
+        let needed = core
             .cluster()
             .map(|(_, c)| !c.wrapped_data_key.is_empty())
             .unwrap_or(false);
-        if needed && matches!(m.keys.local_kek(), Ok(None)) {
+        if needed && matches!(m.ring.local_kek(), Ok(None)) {
             match fetch_kek(&m).await {
                 Ok(Some(_)) => tracing::info!("received the secrets key from another manager"),
                 Ok(None) => tracing::debug!("no manager gave the secrets key yet"),

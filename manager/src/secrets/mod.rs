@@ -1,6 +1,5 @@
 //! Secrets and configs: their keys, their rows, and handing them out.
 //!
-//! - [`crypto`]: AES-256-GCM sealing with a 256-bit key.
 //! - [`keys`]: the key-encryption key (a file in each manager's state dir,
 //!   fetched from another manager when missing) and the cluster's data key
 //!   (random, stored in the cluster object sealed with the key-encryption
@@ -13,5 +12,4 @@
 //! seals or hands them out, in the worker's memory, and in the tmpfs file
 //! mounted into the container. Configs take the same path.
 
-pub mod crypto;
 pub mod keys;

@@ -199,7 +199,7 @@ mod tests {
     #[test]
     fn create_put_delete_with_checks() {
         let db = sled::Config::new().temporary(true).open().expect("db");
-        let store = Store::open(&db, crate::secrets::crypto::test_key()).expect("store");
+        let store = Store::open(&db, crate::crypto::test_key()).expect("store");
         let tx = Tx::new().create(&node("a", "h1"));
         assert_eq!(
             store.apply_entry(5, 1, &tx.mutations, &[]).expect("apply"),
@@ -256,7 +256,7 @@ mod tests {
     #[test]
     fn a_write_that_does_not_decode_is_refused_whole() {
         let db = sled::Config::new().temporary(true).open().expect("db");
-        let store = Store::open(&db, crate::secrets::crypto::test_key()).expect("store");
+        let store = Store::open(&db, crate::crypto::test_key()).expect("store");
         let mut bad = Tx::new()
             .create(&node("c", "h1"))
             .put(&node("d", "h2"), None);

@@ -20,7 +20,7 @@ pub use tables::{Object, Tx};
 use std::sync::Arc;
 
 use crate::at_rest::tree::SealedTree;
-use crate::secrets::crypto::Key;
+use crate::crypto::Key;
 
 /// The sled tree of the rows.
 pub(crate) const STATE_TREE: &str = "state";

@@ -174,7 +174,7 @@ mod tests {
     #[test]
     fn the_tree_receives_applied_rows_only_at_a_checkpoint() {
         let db = sled::Config::new().temporary(true).open().expect("db");
-        let key = crate::secrets::crypto::test_key();
+        let key = crate::crypto::test_key();
         let store = Store::open(&db, key.clone()).expect("store");
         let create = Tx::new().create(&node("a")).create(&node("b"));
         store

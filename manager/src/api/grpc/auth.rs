@@ -159,7 +159,7 @@ mod tests {
 
     fn store_with(tx: Tx) -> Store {
         let db = sled::Config::new().temporary(true).open().expect("db");
-        let store = Store::open(&db, crate::secrets::crypto::test_key()).expect("store");
+        let store = Store::open(&db, crate::crypto::test_key()).expect("store");
         store
             .apply_entry(1, 1, &tx.into_mutations(), &[])
             .expect("apply")

@@ -1,11 +1,15 @@
 //! The Swarmlet manager: everything a manager node runs besides the worker agent.
 //!
+//! Dependencies point one way: front ends (`api`) → operations (`ops`) →
+//! `manager`/`core` → store and Raft; background loops get a [`core::Core`],
+//! not the manager. No module imports one that imports it back.
+//!
 //! # Layout
 //! - [`store`]: typed tables over sled, changed only by applying committed Raft entries.
 //! - [`raft`]: the raft-rs `RawNode` Ready loop, its sled storage and its mTLS transport.
 //! - [`core`]: the small handle the loops and operations share (store + Raft proposer).
 //! - [`channels`]: cached mTLS channels to other nodes.
-//! - [`manager`]: one manager (store, Raft, CA, liveness) and the helpers its services share.
+//! - [`manager`]: one manager: starts its store, Raft loop and background loops; the CA.
 //! - [`ops`]: the operations of the control API, one file per resource,
 //!   independent of the transport (typed [`ops::OpsError`]).
 //! - [`api`]: the front ends: the gRPC services a manager serves (control
@@ -24,7 +28,7 @@
 //! - [`overlay_view`]: each node's overlay peers (neighbour and FDB entries to program).
 //! - [`status_batcher`]: worker task status updates → few proposals.
 //! - [`events`]: the cluster events kept in memory and fed live (`swarmctl events`).
-//! - [`secrets`]: secrets and configs: sealed rows, their keys, handing them to nodes.
+//! - [`secrets`]: the keys that seal secrets and configs (KEK and data key).
 //! - [`metrics`]: the manager's gauges on `/metrics` (nodes, tasks, Raft).
 //! - [`ca_rotation`]: moving every node to a new root CA without an outage.
 //! - [`crypto`]: AES-256-GCM sealing with a 256-bit key (rows, log, secrets).

@@ -1,5 +1,13 @@
 //! `swarmctl`: the Swarmlet command-line client. Parses the command line and
 //! calls the daemon's control socket; each command lives in its own module.
+//!
+//! # Layout
+//! - `cli`: the grammar (clap derive); `globals`: the options every command
+//!   takes (daemon address, output format), all a command gets of them.
+//! - One module per command group: `cluster`, `node`, `service` (with
+//!   `service_spec`: flags → spec, `progress`: convergence bars), `task`,
+//!   `network`, `run`, `secret` (also configs), `events`.
+//! - `output`: tables, JSON and one-line errors; `kv`: `KEY=VALUE` parsing.
 
 mod cli;
 mod cluster;

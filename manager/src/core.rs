@@ -84,3 +84,62 @@ impl Core {
         self.raft.status().is_leader()
     }
 }
+
+/// A [`Core`] of its own for unit tests: a one-manager Raft group over a
+/// temporary database, leading.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use raft::eraftpb::Message;
+    use swarmlet_proto::objects::RaftMember;
+
+    use super::Core;
+    use crate::raft::node::{start, RaftConfig, Transport};
+    use crate::raft::storage::SledStorage;
+    use crate::store::Store;
+
+    struct NoPeers;
+
+    impl Transport for NoPeers {
+        fn send(&self, _msgs: Vec<Message>) {}
+        fn set_peers(&self, _members: Vec<RaftMember>) {}
+    }
+
+    /// A leading one-manager core (node `m1`); its database goes with it.
+    pub async fn one_manager() -> Core {
+        let db = sled::Config::new().temporary(true).open().expect("db");
+        let key = crate::crypto::test_key();
+        let store = Store::open(&db, key.clone()).expect("store");
+        let storage = SledStorage::open(db, store.clone(), key).expect("storage");
+        storage.bootstrap(1).expect("bootstrap");
+        let raft = start(
+            RaftConfig::new(1),
+            storage,
+            store.clone(),
+            Arc::new(NoPeers),
+        )
+        .expect("raft");
+        let core = Core {
+            node_id: "m1".into(),
+            store,
+            raft,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !core.is_leader() {
+            assert!(Instant::now() < deadline, "no leader");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        core
+    }
+
+    /// Polls `check` every 20 ms until it holds, failing after 10 s.
+    pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !check() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

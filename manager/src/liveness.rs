@@ -166,3 +166,88 @@ pub async fn mark_ready(m: &Core, node_id: &str, reported: Reported) {
         tracing::debug!(node = node_id, "could not mark node ready: {}", e);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::testing::{eventually, one_manager};
+    use swarmlet_proto::objects::Cluster;
+
+    fn node(id: &str) -> Node {
+        let mut n = Node {
+            id: id.into(),
+            hostname: id.into(),
+            ..Default::default()
+        };
+        n.set_status(NodeStatus::Ready);
+        n
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_node_that_stops_heartbeating_is_marked_down_and_back_up_at_its_next() {
+        let core = one_manager().await;
+        let cluster = Cluster {
+            id: "c".into(),
+            heartbeat_period_ms: 100,
+            ..Default::default()
+        };
+        let tx = Tx::new()
+            .create(&cluster)
+            .create(&node("m1"))
+            .create(&node("w1"))
+            .create(&node("w2"));
+        core.propose(tx).await.expect("rows");
+        let liveness = Arc::new(Liveness::default());
+        let monitor = tokio::spawn(run_monitor(core.clone(), liveness.clone()));
+        let status_of = |id: &str| {
+            core.store
+                .get::<Node>(id)
+                .ok()
+                .flatten()
+                .map(|(_, n)| n.status())
+        };
+        // w2 keeps heartbeating; w1 never does.
+        let beat = {
+            let liveness = liveness.clone();
+            tokio::spawn(async move {
+                loop {
+                    liveness.record("w2");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+        };
+        eventually("w1 down", || status_of("w1") == Some(NodeStatus::Down)).await;
+        assert_eq!(status_of("w2"), Some(NodeStatus::Ready));
+        assert_eq!(status_of("m1"), Some(NodeStatus::Ready), "never itself");
+        let message = core
+            .store
+            .get::<Node>("w1")
+            .ok()
+            .flatten()
+            .map(|(_, n)| n.status_message);
+        assert_eq!(message.as_deref(), Some("heartbeat failure"));
+
+        // Its next heartbeat brings it back.
+        liveness.record("w1");
+        mark_ready(
+            &core,
+            "w1",
+            Reported {
+                addr: String::new(),
+                resources: None,
+                daemon_ports: Vec::new(),
+                engine_error: String::new(),
+                data_addr: String::new(),
+            },
+        )
+        .await;
+        assert_eq!(status_of("w1"), Some(NodeStatus::Ready));
+        beat.abort();
+        // The monitor ends with the Raft loop.
+        core.raft.stop();
+        tokio::time::timeout(Duration::from_secs(5), monitor)
+            .await
+            .expect("the monitor ended")
+            .expect("no panic");
+    }
+}

@@ -87,3 +87,73 @@ async fn propose_all(m: &Core, txs: Vec<Tx>) {
         join_all(chunk.iter().cloned().map(|tx| m.raft.propose(tx))).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::testing::{eventually, one_manager};
+    use swarmlet_common::task_state::{desired, observed};
+    use swarmlet_proto::objects::{NodeAvailability, NodeStatus, ServiceSpec, TaskState};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_service_gets_its_tasks_placed_on_a_ready_node_and_scaled_down() {
+        let core = one_manager().await;
+        let mut node = Node {
+            id: "w1".into(),
+            hostname: "w1".into(),
+            ..Default::default()
+        };
+        node.set_status(NodeStatus::Ready);
+        node.set_availability(NodeAvailability::Active);
+        let mut service = Service {
+            id: "s1".into(),
+            spec: Some(ServiceSpec {
+                name: "web".into(),
+                image: "nginx".into(),
+                replicas: 3,
+                ..Default::default()
+            }),
+            spec_version: 1,
+            ..Default::default()
+        };
+        core.propose(Tx::new().create(&node).create(&service))
+            .await
+            .expect("rows");
+        let looping = tokio::spawn(run(core.clone()));
+        let wanted = |core: &Core| -> Vec<Task> {
+            core.store
+                .list::<Task>()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(_, t)| t)
+                .filter(|t| desired(t) == TaskState::Running)
+                .collect()
+        };
+        eventually("3 tasks assigned to w1", || {
+            let tasks = wanted(&core);
+            tasks.len() == 3
+                && tasks
+                    .iter()
+                    .all(|t| t.node_id == "w1" && observed(t) == TaskState::Assigned)
+        })
+        .await;
+        let (version, _) = core
+            .store
+            .get::<Service>("s1")
+            .ok()
+            .flatten()
+            .expect("service");
+        if let Some(spec) = service.spec.as_mut() {
+            spec.replicas = 1;
+        }
+        core.propose(Tx::new().put(&service, Some(version)))
+            .await
+            .expect("scale");
+        eventually("one task left running", || wanted(&core).len() == 1).await;
+        core.raft.stop();
+        tokio::time::timeout(Duration::from_secs(5), looping)
+            .await
+            .expect("the loop ended with Raft")
+            .expect("no panic");
+    }
+}

@@ -81,3 +81,71 @@ async fn apply(m: &Core, mut updates: HashMap<String, TaskStatus>) {
         "task status updates kept conflicting; dropped"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::testing::{eventually, one_manager};
+    use swarmlet_common::task_state::observed;
+
+    fn status(state: TaskState, message: &str) -> TaskStatus {
+        TaskStatus {
+            state: state as i32,
+            message: message.into(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reports_become_the_tasks_status_and_never_go_backwards() {
+        let core = one_manager().await;
+        for id in ["t1", "t2"] {
+            let mut task = Task {
+                id: id.into(),
+                ..Default::default()
+            };
+            task.status = Some(status(TaskState::Assigned, "assigned"));
+            core.propose(Tx::new().create(&task)).await.expect("task");
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let batcher = tokio::spawn(run(core.clone(), rx));
+        let state_of = |id: &str| {
+            core.store
+                .get::<Task>(id)
+                .ok()
+                .flatten()
+                .map(|(_, t)| observed(&t))
+        };
+        // Two reports of one task in one window: the later state wins; a
+        // report of an older state after it is dropped.
+        for (id, st) in [
+            ("t1", TaskState::Starting),
+            ("t1", TaskState::Running),
+            ("t1", TaskState::Starting),
+            ("t2", TaskState::Failed),
+        ] {
+            tx.send((id.to_string(), status(st, "reported")))
+                .expect("send");
+        }
+        eventually("both reports applied", || {
+            state_of("t1") == Some(TaskState::Running) && state_of("t2") == Some(TaskState::Failed)
+        })
+        .await;
+        tx.send(("t2".into(), status(TaskState::Running, "late")))
+            .expect("send");
+        tx.send(("t1".into(), status(TaskState::Complete, "done")))
+            .expect("send");
+        eventually("t1 complete", || {
+            state_of("t1") == Some(TaskState::Complete)
+        })
+        .await;
+        assert_eq!(state_of("t2"), Some(TaskState::Failed), "never backwards");
+        // The batcher ends with its sender.
+        drop(tx);
+        tokio::time::timeout(Duration::from_secs(5), batcher)
+            .await
+            .expect("the batcher ended")
+            .expect("no panic");
+        core.raft.stop();
+    }
+}

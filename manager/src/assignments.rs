@@ -207,24 +207,9 @@ pub async fn run(core: Core, hub: Arc<AssignmentHub>) {
 fn publish_from_store(m: &Core, hub: &AssignmentHub) {
     let read = || -> Result<_, crate::store::StoreError> {
         let tasks = m.store.list_shared::<Task>()?;
-        let nodes: Vec<Node> = m
-            .store
-            .list::<Node>()?
-            .into_iter()
-            .map(|(_, n)| n)
-            .collect();
-        let networks: Vec<Network> = m
-            .store
-            .list::<Network>()?
-            .into_iter()
-            .map(|(_, n)| n)
-            .collect();
-        let services: Vec<Service> = m
-            .store
-            .list::<Service>()?
-            .into_iter()
-            .map(|(_, s)| s)
-            .collect();
+        let nodes: Vec<Node> = m.store.objects::<Node>()?;
+        let networks: Vec<Network> = m.store.objects::<Network>()?;
+        let services: Vec<Service> = m.store.objects::<Service>()?;
         Ok((tasks, nodes, networks, services))
     };
     match read() {

@@ -69,10 +69,9 @@ pub async fn run(m: Core) {
         if !rotating(&c) {
             continue;
         }
-        let Ok(nodes) = m.store.list::<Node>() else {
+        let Ok(nodes) = m.store.objects::<Node>() else {
             continue;
         };
-        let nodes: Vec<Node> = nodes.into_iter().map(|(_, n)| n).collect();
         if pending(&nodes, &current_digest(&c)) > 0 {
             continue;
         }

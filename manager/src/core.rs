@@ -66,12 +66,7 @@ impl Core {
 
     /// Raft members by Raft ID.
     pub fn members(&self) -> OpsResult<Vec<RaftMember>> {
-        Ok(self
-            .store
-            .list::<RaftMember>()?
-            .into_iter()
-            .map(|(_, m)| m)
-            .collect())
+        Ok(self.store.objects::<RaftMember>()?)
     }
 
     /// Every node.

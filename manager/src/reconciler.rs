@@ -70,12 +70,7 @@ fn snapshot(m: &Core) -> Result<Snapshot, StoreError> {
         services: m.store.list::<Service>()?,
         tasks: m.store.list_shared::<Task>()?,
         nodes: m.store.list::<Node>()?,
-        networks: m
-            .store
-            .list::<Network>()?
-            .into_iter()
-            .map(|(_, n)| n)
-            .collect(),
+        networks: m.store.objects::<Network>()?,
         history,
         max_creates: MAX_CREATES_PER_PASS,
         now_ms: swarmlet_common::clock::now_ms(),

@@ -39,7 +39,7 @@ pub fn cluster_info(m: &Manager, c: &Cluster, status: &RaftStatus) -> OpsResult<
         autolock: c.autolock,
         ca_rotating: crate::ca_rotation::rotating(c),
         ca_rotation_pending: if crate::ca_rotation::rotating(c) {
-            let nodes: Vec<Node> = m.nodes()?.into_iter().map(|(_, n)| n).collect();
+            let nodes = m.store.objects::<Node>()?;
             crate::ca_rotation::pending(&nodes, &crate::ca_rotation::current_digest(c)) as u32
         } else {
             0

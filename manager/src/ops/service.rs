@@ -92,18 +92,8 @@ fn allocate_endpoint(
     spec: &ServiceSpec,
     previous: Option<&Endpoint>,
 ) -> OpsResult<Endpoint> {
-    let services: Vec<Service> = m
-        .store
-        .list::<Service>()?
-        .into_iter()
-        .map(|(_, s)| s)
-        .collect();
-    let nodes: Vec<Node> = m
-        .store
-        .list::<Node>()?
-        .into_iter()
-        .map(|(_, n)| n)
-        .collect();
+    let services: Vec<Service> = m.store.objects::<Service>()?;
+    let nodes: Vec<Node> = m.store.objects::<Node>()?;
     let daemon = crate::ports::daemon_ports(&nodes);
     crate::ports::allocate(id, spec, previous, &services, &daemon).map_err(|e| match e {
         crate::ports::PortError::InUse { .. } => OpsError::InUse(e.to_string()),

@@ -113,13 +113,7 @@ pub fn start(
     let (tx, rx) = std_mpsc::channel();
     let (status_tx, status_rx) = watch::channel(RaftStatus::default());
     let (applied_tx, applied_rx) = watch::channel(applied);
-    transport.set_peers(
-        store
-            .list::<RaftMember>()?
-            .into_iter()
-            .map(|(_, m)| m)
-            .collect(),
-    );
+    transport.set_peers(store.objects::<RaftMember>()?);
     let mut lp = Loop {
         raw,
         store,

@@ -147,6 +147,17 @@ impl Store {
             .collect())
     }
 
+    /// Every object of table `T`, without the row versions (for reads that
+    /// write nothing back).
+    pub fn objects<T: Object + Clone>(&self) -> Result<Vec<T>, StoreError> {
+        Ok(self
+            .rows
+            .list::<T>()?
+            .into_iter()
+            .map(|(_, t)| (*t).clone())
+            .collect())
+    }
+
     /// Every object of table `T`, shared, not copied: for passes over
     /// every task.
     pub fn list_shared<T: Object>(&self) -> Result<Vec<(u64, std::sync::Arc<T>)>, StoreError> {

@@ -5,7 +5,7 @@
 //!   with failover between managers.
 //! - [`executor`]: the executor trait (how a worker runs one task's container).
 //! - [`node_executor`]: the executor a daemon was started with (Docker or simulated).
-//! - [`docker`]: the Docker executor (bollard).
+//! - [`docker`]: the Docker executor (bollard); `docker::container_config` maps a task to its containers.
 //! - [`sim`]: the simulated executor.
 //! - [`kernel`]: network namespaces and nftables transactions, shared by
 //!   the overlay and the DNS.

@@ -19,9 +19,7 @@ use std::time::Duration;
 
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
-use bollard::models::{
-    ContainerCreateBody, HealthConfig, HealthStatusEnum, HostConfig, Mount, MountType,
-};
+use bollard::models::{ContainerCreateBody, HealthStatusEnum};
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, InspectContainerOptions, ListContainersOptions,
     LogsOptions, RemoveContainerOptions, StartContainerOptions, StopContainerOptions,
@@ -30,30 +28,15 @@ use bollard::query_parameters::{
 use bollard::{ClientVersion, Docker};
 use futures::StreamExt;
 use std::sync::Mutex;
-use swarmlet_common::task_name::{container_name, task_name};
+use swarmlet_common::task_name::container_name;
 use swarmlet_proto::objects::Task;
 
 use crate::executor::{ExecError, Executor, FileMount, LogStream, Sandbox};
 
-/// Label keys on every container Swarmlet creates.
-pub mod labels {
-    /// The node that owns the container.
-    pub const NODE: &str = "com.swarmlet.node.id";
-    /// The service ID.
-    pub const SERVICE: &str = "com.swarmlet.service.id";
-    /// The service name.
-    pub const SERVICE_NAME: &str = "com.swarmlet.service.name";
-    /// The task ID.
-    pub const TASK: &str = "com.swarmlet.task.id";
-    /// The task's slot (0 for a global service).
-    pub const SLOT: &str = "com.swarmlet.task.slot";
-    /// On a network sandbox container: `sandbox` (task containers have
-    /// no such label).
-    pub const ROLE: &str = "com.swarmlet.role";
-}
+pub mod container_config;
 
-/// The value of [`labels::ROLE`] on a network sandbox.
-const SANDBOX_ROLE: &str = "sandbox";
+pub use container_config::labels;
+use container_config::SANDBOX_ROLE;
 
 /// dockerd 20.10 speaks API 1.41; newer daemons accept it too.
 const API_VERSION: ClientVersion = ClientVersion {
@@ -204,100 +187,6 @@ impl DockerExecutor {
             }
         }
         Ok(())
-    }
-
-    /// The labels of a task's containers.
-    fn labels(&self, task: &Task) -> HashMap<String, String> {
-        let spec_labels = task.spec.as_ref().map(|s| s.labels.clone());
-        let mut labels: HashMap<String, String> =
-            spec_labels.unwrap_or_default().into_iter().collect();
-        labels.insert(labels::NODE.into(), self.cfg.node_id.clone());
-        labels.insert(labels::SERVICE.into(), task.service_id.clone());
-        labels.insert(labels::SERVICE_NAME.into(), task.service_name.clone());
-        labels.insert(labels::TASK.into(), task.id.clone());
-        labels.insert(labels::SLOT.into(), task.slot.to_string());
-        labels
-    }
-
-    /// The network sandbox of a task on networks: the pause program on
-    /// `none`, with the task's hostname and the node's DNS (the task's
-    /// container, joining it, takes both).
-    fn sandbox_body(&self, task: &Task, image: &str) -> ContainerCreateBody {
-        let mut labels = self.labels(task);
-        labels.insert(labels::ROLE.into(), SANDBOX_ROLE.into());
-        ContainerCreateBody {
-            image: Some(image.to_string()),
-            labels: Some(labels),
-            hostname: Some(task_name(task)),
-            host_config: Some(HostConfig {
-                network_mode: Some("none".into()),
-                // The node's embedded DNS answers there, inside the
-                // namespace (service discovery).
-                dns: Some(vec![crate::dns::RESOLVER_IP.to_string()]),
-                // A search domain of our own: a short name is looked up as
-                // `<name>.swarmlet` first (answered here), never with the
-                // hostname's domain (a task's hostname is its name, `web.1`).
-                dns_search: Some(vec![crate::dns::records::SEARCH_DOMAIN.to_string()]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    /// The task's own container; in the namespace of `sandbox` when it has
-    /// one (hostname and DNS then come from there), else on `none`.
-    fn container_body(
-        &self,
-        task: &Task,
-        files: &[FileMount],
-        sandbox: Option<&str>,
-    ) -> ContainerCreateBody {
-        let spec = task.spec.clone().unwrap_or_default();
-        let mut cmd = spec.command.clone();
-        cmd.extend(spec.args.iter().cloned());
-        let ms_to_ns = |ms: u64| (ms as i64).saturating_mul(1_000_000);
-        let healthcheck = spec.health.as_ref().map(|h| HealthConfig {
-            test: (!h.test.is_empty()).then(|| h.test.clone()),
-            interval: (h.interval_ms > 0).then(|| ms_to_ns(h.interval_ms)),
-            timeout: (h.timeout_ms > 0).then(|| ms_to_ns(h.timeout_ms)),
-            retries: (h.retries > 0).then_some(h.retries as i64),
-            start_period: (h.start_period_ms > 0).then(|| ms_to_ns(h.start_period_ms)),
-            start_interval: None,
-        });
-        let network_mode = match sandbox {
-            Some(id) => format!("container:{id}"),
-            None => "none".into(),
-        };
-        ContainerCreateBody {
-            image: Some(spec.image.clone()),
-            cmd: (!cmd.is_empty()).then_some(cmd),
-            env: Some(spec.env.clone()),
-            labels: Some(self.labels(task)),
-            hostname: sandbox.is_none().then(|| task_name(task)),
-            healthcheck,
-            host_config: Some(HostConfig {
-                network_mode: Some(network_mode),
-                nano_cpus: (spec.limit_nano_cpus > 0).then_some(spec.limit_nano_cpus),
-                memory: (spec.limit_memory_bytes > 0).then_some(spec.limit_memory_bytes),
-                memory_reservation: (spec.reserve_memory_bytes > 0)
-                    .then_some(spec.reserve_memory_bytes),
-                // Secrets and configs: tmpfs files, read-only.
-                mounts: (!files.is_empty()).then(|| {
-                    files
-                        .iter()
-                        .map(|f| Mount {
-                            target: Some(f.target.clone()),
-                            source: Some(f.source.to_string_lossy().to_string()),
-                            typ: Some(MountType::BIND),
-                            read_only: Some(true),
-                            ..Default::default()
-                        })
-                        .collect()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
     }
 
     /// The sandbox image, imported on first use.
@@ -495,7 +384,11 @@ impl Executor for DockerExecutor {
         let name = container_name(task);
         if task.networks.is_empty() {
             return self
-                .create(&d, name, self.container_body(task, files, None))
+                .create(
+                    &d,
+                    name,
+                    container_config::container_body(&self.cfg.node_id, task, files, None),
+                )
                 .await;
         }
         let pause = self.pause_image(&d).await?;
@@ -503,11 +396,15 @@ impl Executor for DockerExecutor {
             .create(
                 &d,
                 format!("{name}.sandbox"),
-                self.sandbox_body(task, &pause),
+                container_config::sandbox_body(&self.cfg.node_id, task, &pause),
             )
             .await?;
         match self
-            .create(&d, name, self.container_body(task, files, Some(&sandbox)))
+            .create(
+                &d,
+                name,
+                container_config::container_body(&self.cfg.node_id, task, files, Some(&sandbox)),
+            )
             .await
         {
             Ok(id) => {
@@ -756,61 +653,6 @@ mod tests {
             }),
             ..Default::default()
         }
-    }
-
-    #[test]
-    fn container_settings_follow_the_spec() {
-        let exec = DockerExecutor::new(DockerConfig {
-            host: "unix:///nonexistent.sock".into(),
-            node_id: "node1".into(),
-            pull_missing: false,
-        });
-        let body = exec.container_body(&task(), &[], None);
-        assert_eq!(body.hostname.as_deref(), Some("web.2"));
-        assert_eq!(body.cmd, Some(vec!["httpd".to_string(), "-f".to_string()]));
-        let labels = body.labels.expect("labels");
-        assert_eq!(labels.get(labels::NODE).map(String::as_str), Some("node1"));
-        assert_eq!(labels.get(labels::TASK).map(String::as_str), Some("t1"));
-        assert_eq!(labels.get(labels::SLOT).map(String::as_str), Some("2"));
-        let host = body.host_config.expect("host config");
-        assert_eq!(host.network_mode.as_deref(), Some("none"));
-        assert_eq!(host.memory, Some(64 << 20));
-        assert_eq!(host.nano_cpus, Some(500_000_000));
-        let hc = body.healthcheck.expect("health");
-        assert_eq!(hc.interval, Some(1_000_000_000));
-        assert_eq!(hc.retries, Some(2));
-    }
-
-    #[test]
-    fn a_task_on_networks_joins_its_sandbox() {
-        let exec = DockerExecutor::new(DockerConfig {
-            host: "unix:///nonexistent.sock".into(),
-            node_id: "node1".into(),
-            pull_missing: false,
-        });
-        let sandbox = exec.sandbox_body(&task(), "swarmlet-pause:abc");
-        assert_eq!(sandbox.image.as_deref(), Some("swarmlet-pause:abc"));
-        assert_eq!(sandbox.hostname.as_deref(), Some("web.2"));
-        let labels = sandbox.labels.expect("labels");
-        assert_eq!(labels.get(labels::TASK).map(String::as_str), Some("t1"));
-        assert_eq!(
-            labels.get(labels::ROLE).map(String::as_str),
-            Some("sandbox")
-        );
-        let host = sandbox.host_config.expect("host config");
-        assert_eq!(host.network_mode.as_deref(), Some("none"));
-        assert_eq!(host.dns, Some(vec![crate::dns::RESOLVER_IP.to_string()]));
-
-        let body = exec.container_body(&task(), &[], Some("sb1"));
-        // Docker refuses a hostname or DNS settings with another
-        // container's network: they come from the sandbox.
-        assert_eq!(body.hostname, None);
-        let labels = body.labels.expect("labels");
-        assert_eq!(labels.get(labels::ROLE), None);
-        let host = body.host_config.expect("host config");
-        assert_eq!(host.network_mode.as_deref(), Some("container:sb1"));
-        assert_eq!(host.dns, None);
-        assert_eq!(host.memory, Some(64 << 20));
     }
 
     #[tokio::test]

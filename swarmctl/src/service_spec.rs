@@ -67,9 +67,12 @@ pub struct CreateArgs {
     /// Print the service ID and return at once.
     #[arg(short, long)]
     pub detach: bool,
-    /// Image, then the command and its arguments.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
-    image_and_command: Vec<String>,
+    /// Image to run. An option before it is an option of `service create`
+    /// (an unknown one is an error, never taken as the image).
+    image: String,
+    /// The command and its arguments (everything after the image).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
 }
 
 /// Options of `service update`.
@@ -308,10 +311,7 @@ fn file_reference(arg: &str, kind: &str) -> anyhow::Result<FileReference> {
 
 /// The spec `service create` asks for.
 pub fn spec_from(args: &CreateArgs) -> anyhow::Result<ServiceSpec> {
-    let (image, command) = args
-        .image_and_command
-        .split_first()
-        .ok_or_else(|| anyhow!("an image is required"))?;
+    let (image, command) = (&args.image, &args.command);
     let mut spec = ServiceSpec {
         name: args.name.clone().unwrap_or_else(|| {
             image
@@ -591,6 +591,33 @@ pub fn apply_update(args: &UpdateArgs, spec: &mut ServiceSpec) -> anyhow::Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    /// `service create ARGS…` as the command line parses it.
+    fn create(args: &[&str]) -> Result<CreateArgs, clap::Error> {
+        let mut line = vec!["swarmctl", "service", "create"];
+        line.extend_from_slice(args);
+        let cli = crate::cli::Cli::try_parse_from(line)?;
+        match cli.command {
+            crate::cli::Command::Service(crate::service::ServiceCmd::Create(a)) => Ok(a),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unknown_option_before_the_image_is_an_error_not_the_image() {
+        let e = create(&["-d", "--name", "x", "--bogus", "type=volume", "nginx"])
+            .expect_err("unknown option");
+        assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument);
+        assert!(e.to_string().contains("--bogus"), "{e}");
+        // After the image, everything is the command, options too.
+        let a = create(&["--name", "x", "nginx", "sh", "-c", "echo --hi"]).expect("parse");
+        assert_eq!(a.image, "nginx");
+        assert_eq!(a.command, ["sh", "-c", "echo --hi"]);
+        let spec = spec_from(&a).expect("spec");
+        assert_eq!(spec.image, "nginx");
+        assert_eq!(spec.command, ["sh", "-c", "echo --hi"]);
+    }
 
     #[test]
     fn publish_forms() {

@@ -13,6 +13,7 @@
 //! - [`names`]: enum ↔ string conversions used in the API and CLI.
 //! - [`task_state`]: the task state machine and the predicates over a task's states.
 //! - [`task_name`]: task and container names (`<service>.<slot>[.<task id>]`).
+//! - [`template`]: Swarm task templates (`{{.Service.Name}}`, `{{.Task.Slot}}`, …).
 //! - [`clock`]: wall-clock helpers.
 //! - [`metrics`]: process-wide metrics, Prometheus text.
 //! - [`private_fs`]: the state dir's files, 0600/0700 from creation.
@@ -28,6 +29,7 @@ pub mod names;
 pub mod private_fs;
 pub mod task_name;
 pub mod task_state;
+pub mod template;
 pub mod tls;
 pub mod tls_base;
 pub mod token;

@@ -12,6 +12,7 @@
 pub mod autolock;
 pub mod bootstrap;
 pub mod cluster;
+pub mod container_checks;
 pub mod network;
 pub mod node;
 pub mod secret;

@@ -81,7 +81,7 @@ pub fn validate_spec(spec: &mut ServiceSpec) -> OpsResult<()> {
             ));
         }
     }
-    Ok(())
+    super::container_checks::check(spec)
 }
 
 /// The service's endpoint with its published ports resolved; a port another

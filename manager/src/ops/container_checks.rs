@@ -105,7 +105,7 @@ pub fn check(spec: &mut ServiceSpec) -> OpsResult<()> {
     if !spec.stop_signal.is_empty() {
         check_signal(&spec.stop_signal)?;
     }
-    for (k, _) in &spec.sysctls {
+    for k in spec.sysctls.keys() {
         if k.is_empty() || k.contains(char::is_whitespace) {
             return Err(bad(format!("invalid sysctl {k:?}")));
         }
@@ -122,7 +122,7 @@ pub fn check(spec: &mut ServiceSpec) -> OpsResult<()> {
             return Err(bad("invalid group: empty"));
         }
     }
-    for (k, _) in &spec.container_labels {
+    for k in spec.container_labels.keys() {
         if k.is_empty() {
             return Err(bad("container label key must not be empty"));
         }

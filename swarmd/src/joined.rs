@@ -97,6 +97,7 @@ impl Joined {
             ExecutorKind::Docker => NodeExecutor::Docker(DockerExecutor::new(DockerConfig {
                 host: cfg.docker_host.clone(),
                 node_id: state.node_id.clone(),
+                node_hostname: cfg.hostname.clone(),
                 pull_missing: cfg.pull_missing,
             })),
         };

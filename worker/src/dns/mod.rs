@@ -63,12 +63,15 @@ impl Dns {
     }
 
     /// Serves the container of `task_id` (main process `pid`, attached to
-    /// `networks`), unless it is served already.
+    /// `networks`), unless it is served already. Names it does not know go
+    /// to `upstreams` (the service's `--dns` servers), or to the node's
+    /// upstreams when there are none.
     pub async fn serve(
         &self,
         task_id: &str,
         pid: u32,
         networks: Vec<String>,
+        upstreams: Vec<SocketAddr>,
     ) -> Result<(), KernelError> {
         if self
             .servers
@@ -102,7 +105,11 @@ impl Dns {
         let mut server = ServerFuture::new(ContainerResolver {
             networks,
             records: self.records.clone(),
-            upstreams: self.upstreams.clone(),
+            upstreams: if upstreams.is_empty() {
+                self.upstreams.clone()
+            } else {
+                Arc::new(upstreams)
+            },
         });
         server.register_socket(udp);
         server.register_listener(tcp, TCP_TIMEOUT);

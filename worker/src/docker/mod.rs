@@ -50,8 +50,10 @@ const HEALTH_POLL: Duration = Duration::from_millis(250);
 pub struct DockerConfig {
     /// `unix:///var/run/docker.sock` or `tcp://host:port`.
     pub host: String,
-    /// This node's ID (container labels).
+    /// This node's ID (container labels, templates).
     pub node_id: String,
+    /// This node's hostname (templates: `{{.Node.Hostname}}`).
+    pub node_hostname: String,
     /// Pull an image that is not present locally (else reject the task).
     pub pull_missing: bool,
 }
@@ -94,6 +96,14 @@ fn message(e: &DockerError) -> String {
 }
 
 impl DockerExecutor {
+    /// This node as task templates name it.
+    fn node_names(&self) -> container_config::NodeNames<'_> {
+        container_config::NodeNames {
+            id: &self.cfg.node_id,
+            hostname: &self.cfg.node_hostname,
+        }
+    }
+
     /// An executor for the daemon at `cfg.host` (connected on first use, so
     /// a daemon started later is found).
     pub fn new(cfg: DockerConfig) -> Self {
@@ -387,7 +397,7 @@ impl Executor for DockerExecutor {
                 .create(
                     &d,
                     name,
-                    container_config::container_body(&self.cfg.node_id, task, files, None),
+                    container_config::container_body(self.node_names(), task, files, None)?,
                 )
                 .await;
         }
@@ -396,14 +406,14 @@ impl Executor for DockerExecutor {
             .create(
                 &d,
                 format!("{name}.sandbox"),
-                container_config::sandbox_body(&self.cfg.node_id, task, &pause),
+                container_config::sandbox_body(self.node_names(), task, &pause)?,
             )
             .await?;
         match self
             .create(
                 &d,
                 name,
-                container_config::container_body(&self.cfg.node_id, task, files, Some(&sandbox)),
+                container_config::container_body(self.node_names(), task, files, Some(&sandbox))?,
             )
             .await
         {
@@ -660,6 +670,7 @@ mod tests {
         let exec = DockerExecutor::new(DockerConfig {
             host: "unix:///nonexistent/docker.sock".into(),
             node_id: "node1".into(),
+            node_hostname: "host1".into(),
             pull_missing: false,
         });
         let err = exec.prepare(&task(), &[]).await.expect_err("no daemon");
@@ -677,6 +688,7 @@ mod tests {
         let exec = DockerExecutor::new(DockerConfig {
             host: host.clone(),
             node_id: "n1".into(),
+            node_hostname: "h1".into(),
             pull_missing: false,
         });
         let err = exec.engine_error().await.expect("no engine there");

@@ -55,11 +55,19 @@ impl Overlay {
         } else {
             self.existing_host_slot(&task.id).await?
         };
+        let dns_upstreams = task
+            .spec
+            .iter()
+            .flat_map(|s| s.dns_servers.iter())
+            .filter_map(|ip| ip.parse::<std::net::IpAddr>().ok())
+            .map(|ip| std::net::SocketAddr::new(ip, 53))
+            .collect();
         let mut endpoint = LocalEndpoint {
             pid,
             attachments,
             host_slot: None,
             host_ports,
+            dns_upstreams,
         };
         // Recorded first: whatever fails below, the reconcile loop retries
         // (a failed fresh task is detached by its controller). A new leg's
@@ -136,7 +144,12 @@ impl Overlay {
             .iter()
             .map(|a| a.network_id.clone())
             .collect();
-        if let Err(e) = self.dns.serve(task_id, endpoint.pid, networks).await {
+        let upstreams = endpoint.dns_upstreams.clone();
+        if let Err(e) = self
+            .dns
+            .serve(task_id, endpoint.pid, networks, upstreams)
+            .await
+        {
             tracing::warn!(task = %task_id, error = %e, "starting the container's DNS resolver");
         }
     }

@@ -120,6 +120,9 @@ struct LocalEndpoint {
     /// to the node ([`hostports`]).
     host_ports: Vec<hostports::HostPort>,
     host_slot: Option<u32>,
+    /// Where the container's resolver forwards names it does not know: the
+    /// service's `--dns` servers, or none (the node's own upstreams).
+    dns_upstreams: Vec<std::net::SocketAddr>,
 }
 
 /// What the node's routing-mesh table holds: ingress-published ports, and

@@ -11,6 +11,8 @@ use crate::executor::{ExecError, Executor, FileMount, LogStream, Sandbox};
 use crate::sim::SimExecutor;
 
 /// The executor a daemon was started with.
+// One per node: the size of the larger variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum NodeExecutor {
     /// Simulated containers.
     Sim(SimExecutor),

@@ -191,3 +191,14 @@ pub enum NodeCmd {
         nodes: Vec<String>,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_grammar_is_consistent() {
+        // Every subcommand: no two options share a name or a short flag.
+        super::Cli::command().debug_assert();
+    }
+}

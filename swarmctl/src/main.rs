@@ -5,12 +5,14 @@
 //! - `cli`: the grammar (clap derive); `globals`: the options every command
 //!   takes (daemon address, output format), all a command gets of them.
 //! - One module per command group: `cluster`, `node`, `service` (with
-//!   `service_spec`: flags → spec, `progress`: convergence bars), `task`,
+//!   `service_spec`: flags → spec, `container_args`: the container options,
+//!   `progress`: convergence bars), `task`,
 //!   `network`, `run`, `secret` (also configs), `events`.
 //! - `output`: tables, JSON and one-line errors; `kv`: `KEY=VALUE` parsing.
 
 mod cli;
 mod cluster;
+mod container_args;
 mod events;
 mod globals;
 mod kv;

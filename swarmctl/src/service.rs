@@ -21,6 +21,8 @@ use crate::task::print_task_list;
 
 /// `swarmctl service …`
 #[derive(Subcommand, Debug)]
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum ServiceCmd {
     /// Create a service.
     Create(CreateArgs),
@@ -179,6 +181,7 @@ fn service_inspect_json(i: &ServiceInfo) -> serde_json::Value {
         "order": if update.order() == swarmlet_proto::objects::UpdateOrder::StartFirst { "start-first" } else { "stop-first" },
     });
     v["spec"]["stop_grace_period_ms"] = json!(spec.stop_grace_period_ms);
+    v["spec"]["container"] = container_json(&spec);
     if let Some(u) = &i.update_status {
         let state = match u.state() {
             UpdateState::None => "",
@@ -194,6 +197,93 @@ fn service_inspect_json(i: &ServiceInfo) -> serde_json::Value {
     v["created_at"] = json!(time(i.created_at_ms));
     v["updated_at"] = json!(time(i.updated_at_ms));
     v
+}
+
+/// The container options of a spec (`service inspect`), keys as the
+/// flags name them; unset ones are left out.
+fn container_json(spec: &swarmlet_proto::objects::ServiceSpec) -> serde_json::Value {
+    let mounts: Vec<serde_json::Value> = spec
+        .mounts
+        .iter()
+        .map(|m| {
+            let mut o = json!({"type": m.r#type, "source": m.source, "target": m.target, "readonly": m.read_only});
+            if m.r#type == "volume" {
+                o["volume_driver"] = json!(if m.volume_driver.is_empty() { "local" } else { m.volume_driver.as_str() });
+                o["volume_options"] = json!(m.volume_options);
+                o["volume_labels"] = json!(m.volume_labels);
+                o["volume_nocopy"] = json!(m.volume_nocopy);
+            }
+            if m.r#type == "tmpfs" {
+                o["tmpfs_size_bytes"] = json!(m.tmpfs_size_bytes);
+                o["tmpfs_mode"] = json!(format!("{:o}", m.tmpfs_mode));
+            }
+            if !m.bind_propagation.is_empty() {
+                o["bind_propagation"] = json!(m.bind_propagation);
+            }
+            o
+        })
+        .collect();
+    let mut c = serde_json::Map::new();
+    let mut put = |k: &str, v: serde_json::Value, set: bool| {
+        if set {
+            c.insert(k.to_string(), v);
+        }
+    };
+    put("mounts", json!(mounts), !mounts.is_empty());
+    put("user", json!(spec.user), !spec.user.is_empty());
+    put("groups", json!(spec.groups), !spec.groups.is_empty());
+    put("workdir", json!(spec.workdir), !spec.workdir.is_empty());
+    put(
+        "entrypoint",
+        json!(spec.entrypoint),
+        !spec.entrypoint.is_empty(),
+    );
+    put("hostname", json!(spec.hostname), !spec.hostname.is_empty());
+    put("init", json!(true), spec.init);
+    put("tty", json!(true), spec.tty);
+    put("read_only", json!(true), spec.read_only);
+    put("cap_add", json!(spec.cap_add), !spec.cap_add.is_empty());
+    put("cap_drop", json!(spec.cap_drop), !spec.cap_drop.is_empty());
+    put("sysctls", json!(spec.sysctls), !spec.sysctls.is_empty());
+    let ulimits: Vec<_> = spec
+        .ulimits
+        .iter()
+        .map(|u| json!({"name": u.name, "soft": u.soft, "hard": u.hard}))
+        .collect();
+    put("ulimits", json!(ulimits), !ulimits.is_empty());
+    put(
+        "stop_signal",
+        json!(spec.stop_signal),
+        !spec.stop_signal.is_empty(),
+    );
+    put("dns", json!(spec.dns_servers), !spec.dns_servers.is_empty());
+    put(
+        "dns_search",
+        json!(spec.dns_search),
+        !spec.dns_search.is_empty(),
+    );
+    put(
+        "dns_options",
+        json!(spec.dns_options),
+        !spec.dns_options.is_empty(),
+    );
+    put("hosts", json!(spec.hosts), !spec.hosts.is_empty());
+    put(
+        "container_labels",
+        json!(spec.container_labels),
+        !spec.container_labels.is_empty(),
+    );
+    put(
+        "log_driver",
+        json!(spec.log_driver),
+        !spec.log_driver.is_empty(),
+    );
+    put(
+        "log_options",
+        json!(spec.log_options),
+        !spec.log_options.is_empty(),
+    );
+    serde_json::Value::Object(c)
 }
 
 async fn update_with(

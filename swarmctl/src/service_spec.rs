@@ -64,6 +64,8 @@ pub struct CreateArgs {
     endpoint: EndpointArgs,
     #[command(flatten)]
     policy: PolicyArgs,
+    #[command(flatten)]
+    container: crate::container_args::ContainerArgs,
     /// Print the service ID and return at once.
     #[arg(short, long)]
     pub detach: bool,
@@ -142,6 +144,8 @@ pub struct UpdateArgs {
     endpoint: EndpointArgs,
     #[command(flatten)]
     policy: PolicyArgs,
+    #[command(flatten)]
+    container: crate::container_args::ContainerUpdateArgs,
     /// Return at once instead of waiting for convergence.
     #[arg(short, long)]
     pub detach: bool,
@@ -273,7 +277,7 @@ fn parse_cpus(flag: &str, v: &Option<String>) -> anyhow::Result<i64> {
 }
 
 /// Parses `64M`, `1G`, `512k` or bytes.
-fn parse_bytes(flag: &str, v: &Option<String>) -> anyhow::Result<i64> {
+pub(crate) fn parse_bytes(flag: &str, v: &Option<String>) -> anyhow::Result<i64> {
     let Some(v) = v else { return Ok(0) };
     let t = v.trim().to_ascii_lowercase();
     let t = t.trim_end_matches('b');
@@ -354,6 +358,7 @@ pub fn spec_from(args: &CreateArgs) -> anyhow::Result<ServiceSpec> {
         .collect::<anyhow::Result<_>>()?;
     spec.placement_spread = args.placement_pref.clone();
     args.endpoint.apply(&mut spec)?;
+    args.container.apply(&mut spec)?;
     spec.labels = crate::kv::pairs(&args.label, "label")?
         .into_iter()
         .collect();
@@ -585,6 +590,7 @@ pub fn apply_update(args: &UpdateArgs, spec: &mut ServiceSpec) -> anyhow::Result
     }
     args.endpoint.apply(spec)?;
     args.policy.apply(spec, false)?;
+    args.container.apply(spec)?;
     Ok(())
 }
 

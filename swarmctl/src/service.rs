@@ -180,6 +180,15 @@ fn service_inspect_json(i: &ServiceInfo) -> serde_json::Value {
         "monitor_ms": update.monitor_ms,
         "order": if update.order() == swarmlet_proto::objects::UpdateOrder::StartFirst { "start-first" } else { "stop-first" },
     });
+    if let Some(r) = &spec.rollback {
+        v["spec"]["rollback_config"] = json!({
+            "parallelism": r.parallelism,
+            "delay_ms": r.delay_ms,
+            "failure_action": format!("{:?}", r.failure_action()).to_lowercase(),
+            "monitor_ms": r.monitor_ms,
+            "order": if r.order() == swarmlet_proto::objects::UpdateOrder::StartFirst { "start-first" } else { "stop-first" },
+        });
+    }
     v["spec"]["stop_grace_period_ms"] = json!(spec.stop_grace_period_ms);
     v["spec"]["container"] = container_json(&spec);
     if let Some(u) = &i.update_status {

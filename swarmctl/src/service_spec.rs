@@ -186,6 +186,21 @@ pub struct PolicyArgs {
     /// Time a task gets to stop before it is killed (default 10s).
     #[arg(long)]
     stop_grace_period: Option<String>,
+    /// Tasks rolled back at a time (0: all at once; default 1).
+    #[arg(long)]
+    rollback_parallelism: Option<u64>,
+    /// Wait between rollback batches.
+    #[arg(long)]
+    rollback_delay: Option<String>,
+    /// On a failed rollback: pause or continue.
+    #[arg(long, value_parser = ["pause", "continue"])]
+    rollback_failure_action: Option<String>,
+    /// How long a rolled-back task is watched for failure (default 5s).
+    #[arg(long)]
+    rollback_monitor: Option<String>,
+    /// stop-first or start-first.
+    #[arg(long, value_parser = ["stop-first", "start-first"])]
+    rollback_order: Option<String>,
 }
 
 fn duration_ms(flag: &str, v: &Option<String>) -> anyhow::Result<Option<u64>> {
@@ -214,7 +229,40 @@ impl PolicyArgs {
                 monitor_ms: 5_000,
                 ..Default::default()
             });
+            spec.rollback = spec.update.clone();
             spec.stop_grace_period_ms = 10_000;
+        }
+        let touched_rollback = self.rollback_parallelism.is_some()
+            || self.rollback_delay.is_some()
+            || self.rollback_failure_action.is_some()
+            || self.rollback_monitor.is_some()
+            || self.rollback_order.is_some();
+        if touched_rollback {
+            let defaults = spec.update.clone().unwrap_or_default();
+            let rollback = spec.rollback.get_or_insert(defaults);
+            if let Some(p) = self.rollback_parallelism {
+                rollback.parallelism = p;
+            }
+            if let Some(d) = duration_ms("--rollback-delay", &self.rollback_delay)? {
+                rollback.delay_ms = d;
+            }
+            if let Some(a) = &self.rollback_failure_action {
+                rollback.set_failure_action(if a == "continue" {
+                    FailureAction::Continue
+                } else {
+                    FailureAction::Pause
+                });
+            }
+            if let Some(o) = &self.rollback_order {
+                rollback.set_order(if o == "start-first" {
+                    UpdateOrder::StartFirst
+                } else {
+                    UpdateOrder::StopFirst
+                });
+            }
+            if let Some(d) = duration_ms("--rollback-monitor", &self.rollback_monitor)? {
+                rollback.monitor_ms = d;
+            }
         }
         let restart = spec.restart.get_or_insert_with(Default::default);
         if let Some(c) = &self.restart_condition {

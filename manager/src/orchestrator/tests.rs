@@ -394,3 +394,61 @@ fn removed_service_tasks_are_stopped_then_deleted() {
     let c = w.pass(3);
     assert!(matches!(&c[..], [Change::Delete(_, _)]));
 }
+
+/// A rollback goes as the spec rolled back from says (`--rollback-*`), not
+/// as its updates do: the update to v2 replaced every task at once; the
+/// rollback asked for goes one task at a time with a long delay, so after
+/// its first batch it is still under way.
+#[test]
+fn a_rollback_follows_the_rollback_config() {
+    let mut s = service(3, ServiceMode::Replicated);
+    let update = UpdateConfig {
+        parallelism: 0,
+        monitor_ms: 500,
+        ..Default::default()
+    };
+    let rollback = UpdateConfig {
+        parallelism: 1,
+        delay_ms: 1_000_000,
+        monitor_ms: 500,
+        ..Default::default()
+    };
+    let spec = s.spec.as_mut().expect("spec");
+    spec.update = Some(update);
+    spec.rollback = Some(rollback);
+    let mut w = World::new(s, vec![node("a", NodeStatus::Ready)]);
+    let run = |w: &mut World, now: &mut i64| {
+        for _ in 0..30 {
+            w.pass(*now);
+            w.run_all(*now);
+            *now += 300;
+        }
+    };
+    let mut now = 0;
+    run(&mut w, &mut now);
+    w.set_spec(|s| s.image = "v2".into());
+    run(&mut w, &mut now);
+    assert_eq!(w.update_state(), UpdateState::Completed);
+    // `service rollback`, as the operation writes it.
+    let svc = &mut w.services[0].1;
+    let target = svc.previous_spec.take();
+    svc.previous_spec = svc.spec.take();
+    svc.spec = target;
+    svc.spec_version += 1;
+    let mut st = swarmlet_proto::objects::UpdateStatus::default();
+    st.set_state(UpdateState::RollbackStarted);
+    svc.update_status = Some(st);
+    run(&mut w, &mut now);
+    assert_eq!(w.update_state(), UpdateState::RollbackStarted);
+    let image = |w: &World, i: &str| {
+        w.active()
+            .iter()
+            .filter(|t| t.spec.as_ref().is_some_and(|s| s.image == i))
+            .count()
+    };
+    assert_eq!(
+        (image(&w, "v1"), image(&w, "v2")),
+        (1, 2),
+        "one batch of one"
+    );
+}

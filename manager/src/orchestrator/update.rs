@@ -67,12 +67,22 @@ pub fn plan(
     now_ms: i64,
 ) -> Vec<Change> {
     let spec = service.spec.clone().unwrap_or_default();
-    let cfg = spec.update.unwrap_or_default();
     let mut status = service.update_status.clone().unwrap_or_default();
     let rolling_back = matches!(
         status.state(),
         UpdateState::RollbackStarted | UpdateState::RollbackPaused
     );
+    // A rollback goes as the spec rolled back from says (its `--rollback-*`),
+    // else as updates do.
+    let rollback_cfg = service
+        .previous_spec
+        .as_ref()
+        .and_then(|p| p.rollback.clone())
+        .or_else(|| spec.rollback.clone());
+    let cfg = match (rolling_back, rollback_cfg) {
+        (true, Some(r)) => r,
+        _ => spec.update.clone().unwrap_or_default(),
+    };
     let mut changes = Vec::new();
     let mut outdated: BTreeMap<&String, Vec<(u64, &Task)>> = BTreeMap::new();
     for (key, occ) in slots {

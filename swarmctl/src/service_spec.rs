@@ -229,7 +229,7 @@ impl PolicyArgs {
                 monitor_ms: 5_000,
                 ..Default::default()
             });
-            spec.rollback = spec.update.clone();
+            spec.rollback = spec.update;
             spec.stop_grace_period_ms = 10_000;
         }
         let touched_rollback = self.rollback_parallelism.is_some()
@@ -238,7 +238,7 @@ impl PolicyArgs {
             || self.rollback_monitor.is_some()
             || self.rollback_order.is_some();
         if touched_rollback {
-            let defaults = spec.update.clone().unwrap_or_default();
+            let defaults = spec.update.unwrap_or_default();
             let rollback = spec.rollback.get_or_insert(defaults);
             if let Some(p) = self.rollback_parallelism {
                 rollback.parallelism = p;

@@ -77,11 +77,11 @@ pub fn plan(
     let rollback_cfg = service
         .previous_spec
         .as_ref()
-        .and_then(|p| p.rollback.clone())
-        .or_else(|| spec.rollback.clone());
+        .and_then(|p| p.rollback)
+        .or(spec.rollback);
     let cfg = match (rolling_back, rollback_cfg) {
         (true, Some(r)) => r,
-        _ => spec.update.clone().unwrap_or_default(),
+        _ => spec.update.unwrap_or_default(),
     };
     let mut changes = Vec::new();
     let mut outdated: BTreeMap<&String, Vec<(u64, &Task)>> = BTreeMap::new();

@@ -192,6 +192,31 @@ pub enum NodeCmd {
     },
 }
 
+/// Whether option `opt` (`--name` or `-e`) of the subcommand at `path`
+/// (e.g. `["service", "create"]`), or a global one, takes a value.
+pub fn takes_value(path: &[&str], opt: &str) -> bool {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    cmd.build();
+    let mut here = &cmd;
+    for name in path {
+        match here.find_subcommand(name) {
+            Some(sub) => here = sub,
+            None => break,
+        }
+    }
+    let matches = |a: &clap::Arg| match opt.strip_prefix("--") {
+        Some(long) => a.get_long() == Some(long),
+        None => opt.strip_prefix('-').and_then(|s| s.chars().next()) == a.get_short(),
+    };
+    let takes = here
+        .get_arguments()
+        .chain(cmd.get_arguments())
+        .find(|a| matches(a))
+        .is_some_and(|a| a.get_action().takes_values());
+    takes
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -200,5 +225,16 @@ mod tests {
     fn the_grammar_is_consistent() {
         // Every subcommand: no two options share a name or a short flag.
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn options_that_take_values_are_known() {
+        let create = ["service", "create"];
+        assert!(super::takes_value(&create, "--name"));
+        assert!(super::takes_value(&create, "-e"));
+        assert!(super::takes_value(&create, "--add-host"));
+        assert!(super::takes_value(&create, "-H"), "a global option");
+        assert!(!super::takes_value(&create, "-d"));
+        assert!(!super::takes_value(&create, "--init"));
     }
 }

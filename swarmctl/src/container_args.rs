@@ -67,8 +67,10 @@ pub struct ContainerArgs {
     /// DNS resolver option (repeatable).
     #[arg(long = "dns-option")]
     dns_option: Vec<String>,
-    /// Extra /etc/hosts entry HOST:IP (repeatable).
-    #[arg(long = "host")]
+    /// Extra /etc/hosts entry HOST:IP (repeatable). Also `--host HOST:IP`,
+    /// as Docker writes it: after `service create`, a `--host` value
+    /// without `://` is an entry, one with it the daemon's address.
+    #[arg(long = "add-host", id = "extra_host", value_name = "HOST:IP")]
     host: Vec<String>,
     /// Container label KEY=VALUE (repeatable).
     #[arg(long = "container-label")]
@@ -227,6 +229,67 @@ pub struct ContainerUpdateArgs {
     /// Logging driver option KEY=VALUE (replaces the options).
     #[arg(long = "log-opt")]
     log_opt: Vec<String>,
+}
+
+/// Docker's `service create --host HOST:IP` and swarmctl's global
+/// `--host URI` share a name: in the options of `service create` (before
+/// the image), a `--host` whose value has no `://` is rewritten as
+/// `--add-host`. `takes_value` says which options of `service create`
+/// take a value (so the image, where the options end, is found).
+pub fn rewrite_host_entries(
+    args: Vec<std::ffi::OsString>,
+    takes_value: impl Fn(&str) -> bool,
+) -> Vec<std::ffi::OsString> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut it = args.into_iter().peekable();
+    // Up to `service create`, as is (a global option's value may sit there).
+    let mut seen = Vec::new();
+    while let Some(a) = it.next() {
+        let s = a.to_string_lossy().to_string();
+        out.push(a);
+        if s.starts_with('-') {
+            if !s.contains('=') && takes_value(&s) {
+                if let Some(v) = it.next() {
+                    out.push(v);
+                }
+            }
+            continue;
+        }
+        seen.push(s);
+        if seen.len() >= 3 && seen[seen.len() - 2..] == ["service", "create"] {
+            break;
+        }
+    }
+    while let Some(a) = it.next() {
+        let s = a.to_string_lossy().to_string();
+        if !s.starts_with('-') || s == "--" {
+            // The image: the command follows, untouched.
+            out.push(a);
+            break;
+        }
+        if let Some(v) = s.strip_prefix("--host=") {
+            if !v.contains("://") {
+                out.push(format!("--add-host={v}").into());
+                continue;
+            }
+        }
+        if s == "--host" {
+            if let Some(v) = it.peek().map(|v| v.to_string_lossy().to_string()) {
+                if !v.contains("://") {
+                    out.push("--add-host".into());
+                    out.extend(it.next());
+                    continue;
+                }
+            }
+        }
+        let value_follows = !s.contains('=') && takes_value(&s);
+        out.push(a);
+        if value_follows {
+            out.extend(it.next());
+        }
+    }
+    out.extend(it);
+    out
 }
 
 /// Removes from `list` what `rm` names, then adds what `add` holds (once).
@@ -497,6 +560,70 @@ mod tests {
             let e = parse_mount(bad).expect_err(bad).to_string();
             assert!(e.contains(want), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn a_host_entry_after_service_create_is_not_the_daemon_address() {
+        let flags = ["-d", "--detach", "--init", "-t", "--tty", "--read-only"];
+        let takes_value = |s: &str| !flags.contains(&s);
+        let rewrite = |line: &[&str]| -> Vec<String> {
+            let args = line.iter().map(std::ffi::OsString::from).collect();
+            rewrite_host_entries(args, takes_value)
+                .into_iter()
+                .map(|a| a.to_string_lossy().to_string())
+                .collect()
+        };
+        assert_eq!(
+            rewrite(&[
+                "swarmctl",
+                "-H",
+                "unix:///s.sock",
+                "service",
+                "create",
+                "-d",
+                "--host",
+                "db:10.0.0.5",
+                "--host=cache:10.0.0.6",
+                "--host",
+                "unix:///t.sock",
+                "img",
+                "curl",
+                "--host",
+                "x:1"
+            ]),
+            [
+                "swarmctl",
+                "-H",
+                "unix:///s.sock",
+                "service",
+                "create",
+                "-d",
+                "--add-host",
+                "db:10.0.0.5",
+                "--add-host=cache:10.0.0.6",
+                "--host",
+                "unix:///t.sock",
+                "img",
+                "curl",
+                "--host",
+                "x:1"
+            ],
+            "entries become --add-host; a URI and the command are left alone"
+        );
+        let other = ["swarmctl", "service", "ls", "--host", "unix:///s.sock"];
+        assert_eq!(rewrite(&other), other);
+        // An option's value that reads `create` is not the subcommand.
+        let named = [
+            "swarmctl",
+            "service",
+            "update",
+            "--image",
+            "create",
+            "--host-add",
+            "a:1",
+            "web",
+        ];
+        assert_eq!(rewrite(&named), named);
     }
 
     #[test]

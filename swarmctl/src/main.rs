@@ -32,7 +32,10 @@ use cli::{Cli, Command};
 
 #[tokio::main]
 async fn main() {
-    let cli = Cli::parse();
+    let args = container_args::rewrite_host_entries(std::env::args_os().collect(), |opt| {
+        cli::takes_value(&["service", "create"], opt)
+    });
+    let cli = Cli::parse_from(args);
     let g = &cli.globals;
     let result = match &cli.command {
         Command::Cluster(c) => cluster::run(g, c).await,

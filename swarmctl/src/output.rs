@@ -63,8 +63,70 @@ pub fn json(v: &serde_json::Value) {
     println!("{v}");
 }
 
+/// A duration as Docker words it (go-units' `HumanDuration`): `Less than
+/// a second`, `5 seconds`, `About a minute`, `2 minutes`, `About an hour`,
+/// `3 hours`, `4 days`, `2 weeks`, `3 months`, `2 years`.
+pub fn human_duration(ms: i64) -> String {
+    let secs = ms.max(0) / 1000;
+    let minutes = secs / 60;
+    // Hours rounded to the nearest, as Go's `d.Round(time.Hour)`.
+    let hours = (ms.max(0) + 1_800_000) / 3_600_000;
+    match () {
+        _ if secs < 1 => "Less than a second".into(),
+        _ if secs == 1 => "1 second".into(),
+        _ if secs < 60 => format!("{secs} seconds"),
+        _ if minutes == 1 => "About a minute".into(),
+        _ if minutes < 60 => format!("{minutes} minutes"),
+        _ if hours == 1 => "About an hour".into(),
+        _ if hours < 48 => format!("{hours} hours"),
+        _ if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
+        _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
+        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
+        _ => format!("{} years", ms / 3_600_000 / 24 / 365),
+    }
+}
+
+/// `Running 2 minutes ago`: a state (capitalised) and how long ago it began.
+pub fn state_since(state: &str, since_ms: i64, now_ms: i64) -> String {
+    let mut chars = state.chars();
+    let capital: String = match chars.next() {
+        Some(c) => c.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    };
+    format!("{capital} {} ago", human_duration(now_ms - since_ms))
+}
+
 /// Formats a millisecond timestamp as RFC 3339.
 pub fn time(ms: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_dockers() {
+        let cases = [
+            (0, "Less than a second"),
+            (1_500, "1 second"),
+            (45_000, "45 seconds"),
+            (61_000, "About a minute"),
+            (150_000, "2 minutes"),
+            (3_700_000, "About an hour"),
+            (5 * 3_600_000, "5 hours"),
+            (3 * 86_400_000, "3 days"),
+            (20 * 86_400_000, "2 weeks"),
+            (100 * 86_400_000, "3 months"),
+            (800 * 86_400_000, "2 years"),
+        ];
+        for (ms, want) in cases {
+            assert_eq!(human_duration(ms), want, "{ms} ms");
+        }
+        assert_eq!(
+            state_since("running", 1_000, 121_000),
+            "Running 2 minutes ago"
+        );
+    }
 }

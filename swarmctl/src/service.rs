@@ -83,6 +83,18 @@ fn mode_name(spec: &ServiceSpec) -> &'static str {
     }
 }
 
+/// `service ls`'s REPLICAS, as Docker shows it: running/desired, with the
+/// per-node limit when there is one.
+fn replicas_column(i: &ServiceInfo) -> String {
+    let spec = i.spec.clone().unwrap_or_default();
+    let counts = format!("{}/{}", i.replicas_running, i.replicas_desired);
+    if spec.mode() == ServiceMode::Replicated && spec.max_replicas_per_node > 0 {
+        format!("{counts} (max {} per node)", spec.max_replicas_per_node)
+    } else {
+        counts
+    }
+}
+
 fn service_json(i: &ServiceInfo) -> serde_json::Value {
     let spec = i.spec.clone().unwrap_or_default();
     json!({
@@ -357,7 +369,7 @@ pub async fn run(cli: &Globals, cmd: &ServiceCmd) -> anyhow::Result<()> {
                             i.id.clone(),
                             spec.name.clone(),
                             mode_name(&spec).into(),
-                            format!("{}/{}", i.replicas_running, i.replicas_desired),
+                            replicas_column(i),
                             spec.image.clone(),
                             i.endpoint
                                 .iter()

@@ -11,7 +11,7 @@ use swarmlet_proto::objects::TaskState;
 use clap::Subcommand;
 
 use crate::globals::{Format, Globals};
-use crate::output::{connect, json as print_json, status, table, time};
+use crate::output::{connect, json as print_json, state_since, status, table, time};
 
 /// `swarmctl task …`
 #[derive(Subcommand, Debug)]
@@ -79,6 +79,7 @@ pub fn print_task_list(format: Format, tasks: &[TaskInfo]) {
 
 /// Prints tasks as a table.
 fn print_tasks(tasks: &[TaskInfo]) {
+    let now = swarmlet_common::clock::now_ms();
     let rows: Vec<Vec<String>> = tasks
         .iter()
         .map(|i| {
@@ -90,7 +91,7 @@ fn print_tasks(tasks: &[TaskInfo]) {
                 t.spec.map(|s| s.image).unwrap_or_default(),
                 i.node_hostname.clone(),
                 state_of(t.desired_state).to_string(),
-                format!("{} {}", state_of(st.state), time(st.timestamp_ms)),
+                state_since(state_of(st.state), st.timestamp_ms, now),
                 st.err,
             ]
         })

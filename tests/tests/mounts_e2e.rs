@@ -101,6 +101,8 @@ fn mounts_and_container_options_reach_the_tasks() {
         "{{.Service.Name}}-{{.Task.Slot}}",
         "--env",
         "WHERE={{.Node.Hostname}}",
+        "--host",
+        "db:10.0.0.5",
         IMAGE,
         "sleep",
         "1000",
@@ -125,6 +127,13 @@ fn mounts_and_container_options_reach_the_tasks() {
         );
         assert_eq!(exec(&c, id, "id -u").expect("id"), "1000");
         assert_eq!(exec(&c, id, "echo $WHERE").expect("env"), "h1");
+        let hosts = exec(&c, id, "cat /etc/hosts").expect("hosts");
+        assert!(
+            hosts
+                .lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["10.0.0.5", "db"]),
+            "{hosts}"
+        );
         hostnames.push(exec(&c, id, "hostname").expect("hostname"));
     }
     hostnames.sort();

@@ -11,7 +11,7 @@ use anyhow::bail;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use swarmlet_proto::control::control_client::ControlClient;
 use swarmlet_proto::control::{ListTasksRequest, ServiceRef};
-use swarmlet_proto::objects::{Task, TaskState, UpdateState};
+use swarmlet_proto::objects::{ServiceMode, Task, TaskState, UpdateState};
 use tonic::transport::Channel;
 
 use crate::output::status;
@@ -117,6 +117,56 @@ pub async fn converge(
             .filter_map(|t| t.task.as_ref())
             .filter(|t| t.desired_state() == TaskState::Running)
             .collect();
+        let spec_mode = info.spec.as_ref().map(|s| s.mode());
+        let job = matches!(
+            spec_mode,
+            Some(ServiceMode::ReplicatedJob | ServiceMode::GlobalJob)
+        );
+        if job {
+            let name = info.spec.as_ref().map_or(service, |s| s.name.as_str());
+            // A job is done when every task of this run completed; it failed
+            // when a task failed for good and nothing runs any more.
+            let (done, failed) = (info.jobs_completed, info.jobs_failed);
+            let current: Vec<&Task> = wanted
+                .iter()
+                .copied()
+                .filter(|t| t.service_version >= info.spec_version)
+                .collect();
+            display.show(done, info.replicas_desired, &current);
+            let active = current
+                .iter()
+                .filter(|t| {
+                    t.status
+                        .as_ref()
+                        .is_some_and(|s| s.state < TaskState::Complete as i32)
+                })
+                .count();
+            if info.replicas_desired > 0 && done == info.replicas_desired {
+                display.finish("- job complete");
+                return Ok(());
+            }
+            if failed > 0 && active == 0 {
+                let reason = current
+                    .iter()
+                    .filter_map(|t| t.status.as_ref())
+                    .map(|s| s.err.clone())
+                    .find(|e| !e.is_empty())
+                    .unwrap_or_else(|| "a task failed".into());
+                display.finish("- job failed");
+                bail!("job {name} failed: {failed} task(s) failed: {reason}");
+            }
+            if best != Some(done) {
+                best = Some(done);
+                last_progress = Instant::now();
+            }
+            // A job's tasks may run long: only a job that never starts stalls.
+            if active == 0 && last_progress.elapsed() > STALL {
+                display.finish("- not converging");
+                bail!("job {name} does not progress: no task runs");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
         let running = info.replicas_running;
         let desired = info.replicas_desired;
         display.show(running, desired, &wanted);

@@ -80,6 +80,8 @@ fn mode_name(spec: &ServiceSpec) -> &'static str {
     match spec.mode() {
         ServiceMode::Replicated => "replicated",
         ServiceMode::Global => "global",
+        ServiceMode::ReplicatedJob => "replicated-job",
+        ServiceMode::GlobalJob => "global-job",
     }
 }
 
@@ -88,6 +90,20 @@ fn mode_name(spec: &ServiceSpec) -> &'static str {
 fn replicas_column(i: &ServiceInfo) -> String {
     let spec = i.spec.clone().unwrap_or_default();
     let counts = format!("{}/{}", i.replicas_running, i.replicas_desired);
+    if matches!(
+        spec.mode(),
+        ServiceMode::ReplicatedJob | ServiceMode::GlobalJob
+    ) {
+        // As Docker: running/concurrency, then the completions.
+        let concurrency = match spec.max_concurrent {
+            0 => i.replicas_desired,
+            m => m.min(i.replicas_desired),
+        };
+        return format!(
+            "{}/{} ({}/{} completed)",
+            i.replicas_running, concurrency, i.jobs_completed, i.replicas_desired
+        );
+    }
     if spec.mode() == ServiceMode::Replicated && spec.max_replicas_per_node > 0 {
         format!("{counts} (max {} per node)", spec.max_replicas_per_node)
     } else {
@@ -103,6 +119,8 @@ fn service_json(i: &ServiceInfo) -> serde_json::Value {
         "mode": mode_name(&spec),
         "replicas_running": i.replicas_running,
         "replicas_desired": i.replicas_desired,
+        "jobs_completed": i.jobs_completed,
+        "jobs_failed": i.jobs_failed,
         "image": spec.image,
         "ports": ports_json(i),
     })
@@ -140,6 +158,7 @@ fn service_inspect_json(i: &ServiceInfo) -> serde_json::Value {
         "labels": spec.labels,
         "mode": mode_name(&spec),
         "replicas": spec.replicas,
+        "max_concurrent": spec.max_concurrent,
         "constraints": spec.constraints,
         "max_replicas_per_node": spec.max_replicas_per_node,
         "reserve_nano_cpus": spec.reserve_nano_cpus,

@@ -12,9 +12,12 @@ pub struct CreateArgs {
     /// Service name.
     #[arg(long)]
     name: Option<String>,
-    /// replicated or global.
-    #[arg(long, default_value = "replicated", value_parser = ["replicated", "global"])]
+    /// replicated, global, replicated-job or global-job.
+    #[arg(long, default_value = "replicated", value_parser = ["replicated", "global", "replicated-job", "global-job"])]
     mode: String,
+    /// Replicated jobs: tasks running at once (default: --replicas).
+    #[arg(long)]
+    max_concurrent: Option<u64>,
     /// Number of tasks (replicated mode).
     #[arg(long)]
     replicas: Option<u64>,
@@ -410,13 +413,34 @@ pub fn spec_from(args: &CreateArgs) -> anyhow::Result<ServiceSpec> {
     spec.labels = crate::kv::pairs(&args.label, "label")?
         .into_iter()
         .collect();
-    if args.mode == "global" {
+    let mode = match args.mode.as_str() {
+        "global" => ServiceMode::Global,
+        "global-job" => ServiceMode::GlobalJob,
+        "replicated-job" => ServiceMode::ReplicatedJob,
+        _ => ServiceMode::Replicated,
+    };
+    spec.set_mode(mode);
+    if matches!(mode, ServiceMode::Global | ServiceMode::GlobalJob) {
         if args.replicas.is_some() {
             bail!("replicas can only be used with replicated mode");
         }
-        spec.set_mode(ServiceMode::Global);
     } else {
         spec.replicas = args.replicas.unwrap_or(1);
+    }
+    if let Some(m) = args.max_concurrent {
+        if mode != ServiceMode::ReplicatedJob {
+            bail!("--max-concurrent can only be used with replicated-job mode");
+        }
+        spec.max_concurrent = m;
+    }
+    if matches!(mode, ServiceMode::ReplicatedJob | ServiceMode::GlobalJob) {
+        // As Docker: a job's tasks are retried when they fail, never when
+        // they complete; unless --restart-condition says otherwise.
+        if let Some(r) = spec.restart.as_mut() {
+            if args.policy.restart_condition.is_none() {
+                r.set_condition(swarmlet_proto::objects::RestartCondition::OnFailure);
+            }
+        }
     }
     Ok(spec)
 }
@@ -573,7 +597,7 @@ pub fn apply_update(args: &UpdateArgs, spec: &mut ServiceSpec) -> anyhow::Result
         spec.image = i.clone();
     }
     if let Some(r) = args.replicas {
-        if spec.mode() == ServiceMode::Global {
+        if matches!(spec.mode(), ServiceMode::Global | ServiceMode::GlobalJob) {
             bail!("replicas can only be used with replicated mode");
         }
         spec.replicas = r;

@@ -35,8 +35,12 @@ pub fn validate_spec(spec: &mut ServiceSpec) -> OpsResult<()> {
     if spec.image.trim().is_empty() {
         return bad("an image is required".into());
     }
-    if spec.mode() == ServiceMode::Global && spec.replicas != 0 {
+    let mode = spec.mode();
+    if matches!(mode, ServiceMode::Global | ServiceMode::GlobalJob) && spec.replicas != 0 {
         return bad("replicas can only be used with replicated mode".into());
+    }
+    if mode != ServiceMode::ReplicatedJob && spec.max_concurrent != 0 {
+        return bad("max-concurrent can only be used with replicated-job mode".into());
     }
     for c in &spec.constraints {
         Constraint::parse(c).map_err(OpsError::invalid)?;
@@ -128,11 +132,16 @@ pub fn service_info(m: &Manager, s: &Service) -> OpsResult<ServiceInfo> {
         }
     }
     let spec = s.spec.clone().unwrap_or_default();
+    let job = crate::orchestrator::job::progress(s, tasks.iter().map(|(_, t)| t));
     let desired = match spec.mode() {
-        ServiceMode::Replicated => spec.replicas,
+        ServiceMode::Replicated | ServiceMode::ReplicatedJob => spec.replicas,
         ServiceMode::Global => wanted,
+        // Every eligible node's task of this run, whatever became of it.
+        ServiceMode::GlobalJob => job.completed + job.failed + job.active,
     };
     Ok(ServiceInfo {
+        jobs_completed: job.completed,
+        jobs_failed: job.failed,
         id: s.id.clone(),
         spec: Some(spec),
         replicas_running: running,

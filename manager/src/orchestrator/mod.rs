@@ -8,8 +8,10 @@
 //! policy says ([`restart`]); tasks of an older spec are replaced by the
 //! rolling updater ([`update`]); tasks of removed services are marked
 //! `remove` and deleted once finished; finished tasks beyond the history
-//! limit are deleted. [`crate::reconciler`] runs this on the leader.
+//! limit are deleted. Jobs run to completion instead ([`job`]).
+//! [`crate::reconciler`] runs this on the leader.
 
+pub mod job;
 pub mod restart;
 pub mod update;
 
@@ -198,6 +200,15 @@ fn reconcile_service(
         history_limit,
         now_ms,
     } = *pass;
+    if job::is_job(service) {
+        let job_pass = job::JobPass {
+            nodes,
+            nodes_by_id,
+            history_limit,
+            now_ms,
+        };
+        return job::reconcile(service, tasks, &job_pass, budget);
+    }
     let spec = service.spec.clone().unwrap_or_default();
     let global = spec.mode() == ServiceMode::Global;
     let mut changes = Vec::new();

@@ -291,7 +291,7 @@ pub fn container_body(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use swarmlet_proto::objects::{HealthConfig as SpecHealth, ServiceSpec};
 
@@ -300,7 +300,9 @@ mod tests {
         hostname: "host1",
     };
 
-    fn task() -> Task {
+    /// A task with a command, environment, limits and a health check
+    /// (shared with the executor's tests).
+    pub(crate) fn task() -> Task {
         Task {
             id: "t1".into(),
             service_id: "s1".into(),

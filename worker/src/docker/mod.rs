@@ -630,7 +630,7 @@ impl Executor for DockerExecutor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use swarmlet_proto::objects::{HealthConfig as SpecHealth, ServiceSpec};
+    use container_config::tests::task;
 
     #[test]
     fn a_grace_period_rounds_up_to_whole_seconds() {
@@ -639,30 +639,6 @@ mod tests {
         assert_eq!(grace_seconds(Duration::from_secs(10)), 10);
         assert_eq!(grace_seconds(Duration::from_millis(10_001)), 11);
         assert_eq!(grace_seconds(Duration::MAX), i32::MAX);
-    }
-
-    fn task() -> Task {
-        Task {
-            id: "t1".into(),
-            service_id: "s1".into(),
-            service_name: "web".into(),
-            slot: 2,
-            spec: Some(ServiceSpec {
-                image: "demo".into(),
-                command: vec!["httpd".into(), "-f".into()],
-                env: vec!["A=1".into()],
-                limit_memory_bytes: 64 << 20,
-                limit_nano_cpus: 500_000_000,
-                health: Some(SpecHealth {
-                    test: vec!["CMD-SHELL".into(), "true".into()],
-                    interval_ms: 1000,
-                    retries: 2,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
     }
 
     #[tokio::test]

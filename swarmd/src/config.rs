@@ -54,6 +54,29 @@ pub struct DaemonConfig {
     /// The data-path (VXLAN) address (`--data-path-addr`); `None`: the
     /// advertise address's IP.
     pub data_path_addr: Option<std::net::Ipv4Addr>,
+    /// The Docker Engine API socket (`--engine-api-socket`); `None`: off.
+    pub engine_api_socket: Option<PathBuf>,
+    /// The socket was asked for (`--engine-api-socket`): failing to serve
+    /// it fails the start. The default one is skipped with a warning when
+    /// another daemon on the host serves it.
+    pub engine_api_socket_given: bool,
+}
+
+/// The default Engine API socket beside the control socket:
+/// `/run/swarmd/swarmd.sock` → `/run/swarmd/docker.sock`, and
+/// `DIR/NAME.sock` → `DIR/NAME.docker.sock` (several daemons on one host,
+/// as in the test clusters, each get their own).
+pub fn default_engine_api_socket(control_socket: &std::path::Path) -> PathBuf {
+    let name = control_socket
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("swarmd.sock");
+    let engine = if name == "swarmd.sock" {
+        "docker.sock".to_string()
+    } else {
+        format!("{}.docker.sock", name.strip_suffix(".sock").unwrap_or(name))
+    };
+    control_socket.with_file_name(engine)
 }
 
 impl DaemonConfig {
@@ -66,7 +89,6 @@ impl DaemonConfig {
     ) -> Self {
         DaemonConfig {
             state_dir,
-            control_socket,
             listen_addr,
             advertise_addr: None,
             hostname,
@@ -84,6 +106,9 @@ impl DaemonConfig {
             metrics_addr: None,
             host_pool: Default::default(),
             data_path_addr: None,
+            engine_api_socket: Some(default_engine_api_socket(&control_socket)),
+            engine_api_socket_given: false,
+            control_socket,
         }
     }
 

@@ -28,6 +28,8 @@ pub struct Daemon {
     pub(crate) shutdown: watch::Sender<bool>,
     pub(crate) server: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     pub(crate) metrics: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The Engine API server, while it runs.
+    pub(crate) engine_api: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Where `/metrics` is served (`--metrics-addr`, port resolved).
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
@@ -60,6 +62,18 @@ impl Daemon {
         let metrics = self.metrics.lock().ok().and_then(|mut m| m.take());
         if let Some(m) = metrics {
             m.abort();
+        }
+        let engine_api = self.engine_api.lock().ok().and_then(|mut e| e.take());
+        if let Some(e) = engine_api {
+            // Long-lived requests (log follows) end with the server.
+            if tokio::time::timeout(std::time::Duration::from_secs(3), e)
+                .await
+                .is_ok()
+            {
+                if let Some(path) = &self.cfg.engine_api_socket {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
         }
         let _ = std::fs::remove_file(&self.cfg.control_socket);
     }

@@ -22,6 +22,11 @@ struct Args {
     /// Unix control socket (mode 0600).
     #[arg(long, default_value = "/run/swarmd/swarmd.sock")]
     control_socket: PathBuf,
+    /// Docker Engine API socket (mode 0600; managers serve it, workers
+    /// answer 503). Default: `docker.sock` beside the control socket
+    /// (/run/swarmd/docker.sock).
+    #[arg(long)]
+    engine_api_socket: Option<PathBuf>,
     /// mTLS gRPC listener (raft, dispatcher, remote control).
     #[arg(long, default_value = "0.0.0.0:4242")]
     listen_addr: String,
@@ -105,6 +110,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.hostname.unwrap_or_else(system_hostname),
     );
     cfg.advertise_addr = args.advertise_addr;
+    if let Some(path) = args.engine_api_socket {
+        cfg.engine_api_socket = Some(path);
+        cfg.engine_api_socket_given = true;
+    }
     cfg.executor = args.executor;
     cfg.docker_host = args.docker_host;
     cfg.force_new_cluster = args.force_new_cluster;

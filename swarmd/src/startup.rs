@@ -56,6 +56,7 @@ impl Daemon {
             shutdown,
             server: std::sync::Mutex::new(None),
             metrics: std::sync::Mutex::new(metrics),
+            engine_api: std::sync::Mutex::new(None),
             metrics_addr,
         });
         let locked = match &state {
@@ -87,10 +88,13 @@ impl Daemon {
         std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
         let local = LocalService::new(Arc::downgrade(&daemon));
         let mut rx = shutdown_rx;
+        let control_slot = managers.clone();
         let server = tokio::spawn(async move {
             let result = tonic::transport::Server::builder()
                 .add_service(LocalServer::new(local).with_limits())
-                .add_service(ControlServer::new(ControlService::new(managers, true)).with_limits())
+                .add_service(
+                    ControlServer::new(ControlService::new(control_slot, true)).with_limits(),
+                )
                 .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
                     let _ = rx.wait_for(|s| *s).await;
                 })
@@ -102,8 +106,43 @@ impl Daemon {
         if let Ok(mut s) = daemon.server.lock() {
             *s = Some(server);
         }
+        if let Some(path) = &cfg.engine_api_socket {
+            if let Some(task) = serve_engine_api(&cfg, path, managers, daemon.shutdown.subscribe())?
+            {
+                if let Ok(mut e) = daemon.engine_api.lock() {
+                    *e = Some(task);
+                }
+            }
+        }
         Ok(daemon)
     }
+}
+
+/// Serves the Docker Engine API on `path` (`Ok(None)`: the default socket
+/// is served by another daemon on this host, which is only a warning).
+fn serve_engine_api(
+    cfg: &DaemonConfig,
+    path: &std::path::Path,
+    managers: ManagerSlot,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let listener = match swarmlet_engine_api::bind(path) {
+        Ok(l) => l,
+        Err(e) if !cfg.engine_api_socket_given => {
+            tracing::warn!("Docker Engine API not served: {e}");
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    tracing::info!("Docker Engine API on unix://{}", path.display());
+    Ok(Some(tokio::spawn(async move {
+        let stop = async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        };
+        if let Err(e) = swarmlet_engine_api::serve(listener, managers, stop).await {
+            tracing::error!("Docker Engine API failed: {e}");
+        }
+    })))
 }
 
 /// Creates the state dir 0700, or tightens one that an older version (or

@@ -40,6 +40,8 @@ pub fn node_info(n: &Node, members: &[RaftMember], status: &RaftStatus) -> NodeI
         created_at_ms: n.created_at_ms,
         updated_at_ms: n.updated_at_ms,
         lb_addresses: n.lb_addresses.clone(),
+        resources: n.resources,
+        data_addr: n.data_addr.clone(),
     }
 }
 

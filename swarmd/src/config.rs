@@ -64,8 +64,9 @@ pub struct DaemonConfig {
 
 /// The default Engine API socket beside the control socket:
 /// `/run/swarmd/swarmd.sock` → `/run/swarmd/docker.sock`, and
-/// `DIR/NAME.sock` → `DIR/NAME.docker.sock` (several daemons on one host,
-/// as in the test clusters, each get their own).
+/// `DIR/NAME.sock` → `DIR/NAME.engine.sock` (several daemons on one host,
+/// as in the test clusters, each get their own; `NAME.docker.sock` is
+/// where `deploy/cluster.sh --engines` puts each host's own dockerd).
 pub fn default_engine_api_socket(control_socket: &std::path::Path) -> PathBuf {
     let name = control_socket
         .file_name()
@@ -74,7 +75,7 @@ pub fn default_engine_api_socket(control_socket: &std::path::Path) -> PathBuf {
     let engine = if name == "swarmd.sock" {
         "docker.sock".to_string()
     } else {
-        format!("{}.docker.sock", name.strip_suffix(".sock").unwrap_or(name))
+        format!("{}.engine.sock", name.strip_suffix(".sock").unwrap_or(name))
     };
     control_socket.with_file_name(engine)
 }
@@ -134,5 +135,20 @@ impl DaemonConfig {
     /// Directory of the manager's sled database.
     pub fn raft_dir(&self) -> PathBuf {
         self.state_dir.join("raft")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_api_socket_beside_the_control_socket() {
+        let d = |p: &str| default_engine_api_socket(std::path::Path::new(p));
+        assert_eq!(
+            d("/run/swarmd/swarmd.sock"),
+            PathBuf::from("/run/swarmd/docker.sock")
+        );
+        assert_eq!(d("/tmp/c/h1.sock"), PathBuf::from("/tmp/c/h1.engine.sock"));
     }
 }

@@ -90,6 +90,7 @@ impl Joined {
             .with_context(|| format!("cannot listen on {}", cfg.listen_addr))?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (manager_addrs, _) = watch::channel(state.managers.clone());
+        managers.set_known_managers(&state.managers);
         let executor = match cfg.executor {
             ExecutorKind::Sim => NodeExecutor::Sim(SimExecutor::new(SimConfig {
                 start_latency: cfg.sim_start_latency,
@@ -212,6 +213,7 @@ impl Joined {
     async fn on_agent_event(self: &Arc<Self>, ev: AgentEvent) -> anyhow::Result<()> {
         match ev {
             AgentEvent::Managers(addrs) => {
+                self.managers.set_known_managers(&addrs);
                 let _ = self.manager_addrs.send(addrs.clone());
                 let mut st = self.state.lock().await;
                 st.managers = addrs;

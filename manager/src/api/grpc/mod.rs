@@ -55,6 +55,9 @@ pub struct ManagerSlot {
     manager: Arc<RwLock<Option<Arc<Manager>>>>,
     /// A manager waits for its unlock key (autolock) instead of running.
     locked: Arc<AtomicBool>,
+    /// The cluster's managers as this node last heard (named in a worker's
+    /// refusal, so that the caller knows where to go).
+    known_managers: Arc<RwLock<Vec<String>>>,
 }
 
 /// What a locked manager answers to everything but `cluster unlock`.
@@ -69,9 +72,24 @@ impl ManagerSlot {
         if self.locked.load(Ordering::SeqCst) {
             return Err(Status::unavailable(LOCKED));
         }
-        Err(Status::failed_precondition(
-            "this node is not a swarm manager: run this command on a manager node",
-        ))
+        let managers = self
+            .known_managers
+            .read()
+            .map(|m| m.join(", "))
+            .unwrap_or_default();
+        let mut message =
+            "this node is not a swarm manager: run this command on a manager node".to_string();
+        if !managers.is_empty() {
+            message.push_str(&format!(" (managers: {managers})"));
+        }
+        Err(Status::failed_precondition(message))
+    }
+
+    /// Records the cluster's managers' addresses as this node knows them.
+    pub fn set_known_managers(&self, addrs: &[String]) {
+        if let Ok(mut g) = self.known_managers.write() {
+            *g = addrs.to_vec();
+        }
     }
 
     /// Whether a manager runs.

@@ -84,6 +84,21 @@ fn service_entry<'a>(
     entry
 }
 
+/// The aliases of a service on the network named `network`.
+fn aliases_on(service: &Service, network: &str) -> Vec<String> {
+    service
+        .spec
+        .as_ref()
+        .map(|s| {
+            s.network_aliases
+                .iter()
+                .filter(|a| a.network == network)
+                .flat_map(|a| a.aliases.iter().cloned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Services (VIP, backends, ingress ports) and named containers by
 /// network; `ingress_id` is the ingress network's ID.
 fn services_by_network<T: Borrow<Task>>(
@@ -100,8 +115,9 @@ fn services_by_network<T: Borrow<Task>>(
             .unwrap_or_default();
         let endpoint = s.endpoint.clone().unwrap_or_default();
         for vip in &endpoint.vips {
-            service_entry(&mut out, &vip.network_id, &s.id, &name).vip =
-                ip_of(&vip.address).to_string();
+            let entry = service_entry(&mut out, &vip.network_id, &s.id, &name);
+            entry.vip = ip_of(&vip.address).to_string();
+            entry.aliases = aliases_on(s, &vip.network_name);
         }
         if let Some(ingress) = ingress_id {
             let ports: Vec<_> = endpoint
@@ -149,6 +165,9 @@ fn services_by_network<T: Borrow<Task>>(
                 .as_ref()
                 .map(|s| s.name.clone())
                 .unwrap_or_default();
+            if entry.aliases.is_empty() {
+                entry.aliases = aliases_on(service, &a.network_name);
+            }
             entry.backends.push(ip_of(&a.address).to_string());
         }
     }

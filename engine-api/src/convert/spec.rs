@@ -14,8 +14,8 @@ use std::collections::HashMap;
 use bollard_stubs::models as d;
 use serde_json::Value;
 use swarmlet_proto::objects::{
-    FailureAction, FileReference, HealthConfig, Mount, Network, PortConfig, RestartCondition,
-    RestartPolicy, ServiceMode, ServiceSpec, Ulimit, UpdateConfig, UpdateOrder,
+    FailureAction, FileReference, HealthConfig, Mount, Network, NetworkAliases, PortConfig,
+    RestartCondition, RestartPolicy, ServiceMode, ServiceSpec, Ulimit, UpdateConfig, UpdateOrder,
 };
 
 use super::residual::{merge, residual};
@@ -203,7 +203,14 @@ pub fn to_docker_spec(spec: &ServiceSpec, networks: &[Network]) -> d::ServiceSpe
             .iter()
             .map(|name| d::NetworkAttachmentConfig {
                 target: Some(network_id(name, networks)),
-                aliases: None,
+                aliases: Some(
+                    spec.network_aliases
+                        .iter()
+                        .filter(|a| &a.network == name)
+                        .flat_map(|a| a.aliases.iter().cloned())
+                        .collect::<Vec<_>>(),
+                )
+                .filter(|a| !a.is_empty()),
                 driver_opts: None,
             })
             .collect()
@@ -464,18 +471,6 @@ pub fn unsupported(spec: &d::ServiceSpec, warnings: &mut Vec<String>) -> ApiResu
         warnings
             .push("ContainerSpec.OpenStdin is not supported by Swarmlet and was ignored".into());
     }
-    let aliases = task
-        .networks
-        .iter()
-        .chain(spec.networks.iter())
-        .flatten()
-        .any(|n| n.aliases.as_ref().is_some_and(|a| !a.is_empty()));
-    if aliases {
-        warnings.push(
-            "network aliases are not supported by Swarmlet and were ignored (the service name resolves)"
-                .into(),
-        );
-    }
     for (what, u) in [
         (
             "UpdateConfig",
@@ -631,11 +626,18 @@ fn to_proto(spec: d::ServiceSpec, networks: &[Network]) -> ApiResult<ServiceSpec
         Some(n) if !n.is_empty() => n,
         _ => spec.networks.unwrap_or_default(),
     };
-    out.networks = attachments
-        .into_iter()
-        .filter_map(|n| n.target)
-        .map(|t| network_name(&t, networks))
-        .collect();
+    for a in attachments {
+        let Some(target) = a.target else { continue };
+        let name = network_name(&target, networks);
+        let aliases = a.aliases.unwrap_or_default();
+        if !aliases.is_empty() {
+            out.network_aliases.push(NetworkAliases {
+                network: name.clone(),
+                aliases,
+            });
+        }
+        out.networks.push(name);
+    }
     let mode = spec.mode.unwrap_or_default();
     if let Some(r) = mode.replicated_job {
         out.set_mode(ServiceMode::ReplicatedJob);

@@ -85,7 +85,34 @@ pub fn validate_spec(spec: &mut ServiceSpec) -> OpsResult<()> {
             ));
         }
     }
+    check_aliases(spec)?;
     super::container_checks::check(spec)
+}
+
+/// Network aliases name one of the service's networks and are DNS names.
+fn check_aliases(spec: &ServiceSpec) -> OpsResult<()> {
+    for a in &spec.network_aliases {
+        if !spec.networks.contains(&a.network) {
+            return Err(OpsError::invalid(format!(
+                "aliases on network {}: the service is not attached to it",
+                a.network
+            )));
+        }
+        for alias in &a.aliases {
+            let ok = !alias.is_empty()
+                && alias.len() <= 63
+                && alias
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+                && !alias.starts_with(['-', '.']);
+            if !ok {
+                return Err(OpsError::invalid(format!(
+                    "invalid network alias {alias:?}: use letters, digits, '-', '_' and '.'"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The service's endpoint with its published ports resolved; a port another

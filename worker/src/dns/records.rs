@@ -5,6 +5,7 @@
 //! - `<service>` → the service's VIP (endpoint mode `vip`), or the IPs of
 //!   its running tasks (`dnsrr`);
 //! - `tasks.<service>` → the IPs of its running tasks;
+//! - the service's aliases on a network (Compose's `aliases`) as its name;
 //! - `<container>` (a `swarmctl run --name` container) → its IP.
 //!
 //! Names are matched without case and without a trailing dot, also with
@@ -70,11 +71,13 @@ impl Records {
                     continue;
                 }
                 let tasks = parse_all(&s.backends);
-                match s.vip.parse::<Ipv4Addr>() {
-                    Ok(vip) => names.add(&s.name, [vip]),
-                    Err(_) => names.add(&s.name, tasks.clone()),
+                for name in std::iter::once(&s.name).chain(&s.aliases) {
+                    match s.vip.parse::<Ipv4Addr>() {
+                        Ok(vip) => names.add(name, [vip]),
+                        Err(_) => names.add(name, tasks.clone()),
+                    }
+                    names.add(&format!("tasks.{name}"), tasks.clone());
                 }
-                names.add(&format!("tasks.{}", s.name), tasks);
             }
             for c in &n.containers {
                 if let (false, Ok(ip)) = (c.name.is_empty(), c.ip.parse::<Ipv4Addr>()) {
@@ -187,6 +190,21 @@ mod tests {
         assert_eq!(
             r.resolve(&["back".to_string()], "secret"),
             ips(&["10.0.2.2"])
+        );
+    }
+
+    #[test]
+    fn aliases_resolve_as_the_service_on_their_network() {
+        let mut web = service("app_web", "10.0.1.2", &["10.0.1.5"]);
+        web.aliases = vec!["web".into()];
+        let r = Records::from_view(&[network("back", vec![web])]);
+        let asker = vec!["back".to_string()];
+        assert_eq!(r.resolve(&asker, "web"), ips(&["10.0.1.2"]));
+        assert_eq!(r.resolve(&asker, "tasks.web"), ips(&["10.0.1.5"]));
+        assert_eq!(r.resolve(&asker, "app_web"), ips(&["10.0.1.2"]));
+        assert_eq!(
+            r.resolve(&["front".to_string()], "web"),
+            Resolution::Upstream
         );
     }
 }

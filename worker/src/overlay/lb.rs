@@ -509,6 +509,7 @@ mod tests {
                     protocol: "tcp".into(),
                     mode: "ingress".into(),
                 }],
+                aliases: Vec::new(),
             }],
             ..Default::default()
         }

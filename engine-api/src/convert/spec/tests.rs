@@ -22,7 +22,7 @@ fn cli_spec() -> Value {
             "Resources": {"Limits": {"MemoryBytes": 67108864}, "Reservations": {}},
             "RestartPolicy": {"Condition": "on-failure", "Delay": 5000000000u64, "MaxAttempts": 3},
             "Placement": {"Constraints": ["node.role==manager"]},
-            "Networks": [{"Target": "net1id"}],
+            "Networks": [{"Target": "net1id", "Aliases": ["www"]}],
             "ForceUpdate": 0
         },
         "Mode": {"Replicated": {"Replicas": 3}},
@@ -104,6 +104,7 @@ fn the_spec_round_trips() {
     assert_eq!(cs["Isolation"], "default");
     assert_eq!(back["Mode"]["Replicated"]["Replicas"], 3);
     assert_eq!(back["TaskTemplate"]["Networks"][0]["Target"], "net1id");
+    assert_eq!(back["TaskTemplate"]["Networks"][0]["Aliases"][0], "www");
     assert_eq!(back["EndpointSpec"]["Ports"][0]["PublishedPort"], 8080);
     assert_eq!(back["UpdateConfig"]["Monitor"], 5_000_000_000i64);
     // Sent back unchanged (docker service update), it converts to the same.

@@ -173,6 +173,12 @@ impl NsCluster {
         bail!("no host's engine has container {container}")
     }
 
+    /// The Engine API socket of host `h`'s swarmd (the default beside its
+    /// control socket).
+    pub fn engine_api_socket(&self, h: usize) -> String {
+        format!("{}/h{h}.engine.sock", self.env[2].1)
+    }
+
     /// The cluster's directory: every host's state dir, sockets and logs.
     pub fn dir(&self) -> &std::path::Path {
         self._dir.path()

@@ -246,6 +246,14 @@ impl Backend {
         call!(self, create_secret, request)
     }
 
+    /// Replaces a secret's or config's labels.
+    pub async fn update_secret_labels(
+        &self,
+        request: UpdateSecretLabelsRequest,
+    ) -> ApiResult<SecretInfo> {
+        call!(self, update_secret_labels, request)
+    }
+
     /// Removes a secret or config.
     pub async fn remove_secret(&self, config: bool, secret: &str) -> ApiResult<()> {
         let _: Empty = call!(

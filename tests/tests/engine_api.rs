@@ -171,6 +171,12 @@ async fn docker_cli_drives_the_cluster() {
         control_plane_through(&d, &nodes, &via(3)).await;
         stack_deploy_through(&d, dir.path()).await;
     }
+    let last = Docker {
+        cli: clients()[clients().len() - 1],
+        socket: socket(&nodes[follower]),
+        config: dir.path().join("config-rm"),
+    };
+    remove_worker(&last, &nodes).await;
     for mut n in nodes {
         n.stop().await;
     }
@@ -415,6 +421,16 @@ async fn control_plane_through(d: &Docker, nodes: &[InProcessNode], worker: &Doc
     d.ok(&["config", "rm", "c1"]).await;
     assert_eq!(d.ok(&["secret", "ls", "-q"]).await, "");
     assert_eq!(d.ok(&["config", "ls", "-q"]).await, "");
+}
+
+/// `docker node rm`: refused for a node that is up, then forced.
+async fn remove_worker(d: &Docker, nodes: &[InProcessNode]) {
+    let e = d.fails(&["node", "rm", "e3"]).await;
+    assert!(e.contains("e3"), "{e}");
+    d.ok(&["node", "rm", "--force", "e3"]).await;
+    let ls = d.ok(&["node", "ls", "--format", "{{.Hostname}}"]).await;
+    assert!(!ls.contains("e3"), "{ls}");
+    assert_eq!(ls.lines().count(), nodes.len() - 1);
 }
 
 async fn wait_for_role(d: &Docker, node: &str, role: &str) {

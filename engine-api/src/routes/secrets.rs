@@ -2,17 +2,16 @@
 //! `names`, `label`), create with base64 `Data`, inspect, update and
 //! remove. Bytes are never shown back.
 //!
-//! Update: Docker lets only the labels change; Swarmlet keeps a secret's
-//! labels as created, so an update that changes nothing (what `docker stack
-//! deploy` sends for a secret that exists) is accepted and one that changes
-//! the labels is refused.
+//! Update: as Docker, only the labels change (the `Data` an update carries,
+//! as `docker stack deploy` sends it, is not compared: Swarmlet never shows
+//! a secret's bytes back, so it does not judge them either).
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
-use swarmlet_proto::control::CreateSecretRequest;
+use swarmlet_proto::control::{CreateSecretRequest, UpdateSecretLabelsRequest};
 
 use super::{json_body, Query};
 use crate::backend::Backend;
@@ -172,9 +171,12 @@ pub async fn update(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     if labels != now {
-        return Err(ApiError::bad_request(
-            "changing the labels of a secret or config is not supported by Swarmlet: create a new one",
-        ));
+        b.update_secret_labels(UpdateSecretLabelsRequest {
+            config,
+            secret: current.id,
+            labels: labels.into_iter().collect(),
+        })
+        .await?;
     }
     Ok(())
 }

@@ -220,6 +220,26 @@ pub async fn create(m: &Manager, req: CreateSecretRequest) -> OpsResult<SecretIn
     Ok(info_among(&services, kind, &row))
 }
 
+/// Replaces the labels of one (leader); its bytes never change.
+pub async fn update_labels(
+    m: &Manager,
+    kind: Kind,
+    reference: &str,
+    labels: std::collections::HashMap<String, String>,
+) -> OpsResult<SecretInfo> {
+    m.read_barrier().await?;
+    let (version, mut row) = resolve(m, kind, reference)?;
+    row.labels = labels;
+    row.updated_at_ms = swarmlet_common::clock::now_ms();
+    let tx = match kind {
+        Kind::Secret => Tx::new().put(&row, Some(version)),
+        Kind::Config => Tx::new().put(&to_config(&row), Some(version)),
+    };
+    m.propose(tx).await?;
+    let services = m.store.list::<Service>()?;
+    Ok(info_among(&services, kind, &row))
+}
+
 /// Removes one, unless a service uses it (leader).
 pub async fn remove(m: &Manager, kind: Kind, reference: &str) -> OpsResult<()> {
     m.read_barrier().await?;

@@ -116,6 +116,19 @@ impl Control for ControlService {
         Ok(Response::new(Empty {}))
     }
 
+    async fn update_secret_labels(
+        &self,
+        request: Request<UpdateSecretLabelsRequest>,
+    ) -> Result<Response<SecretInfo>, Status> {
+        let m = self.manager(&request)?;
+        forward_to_leader!(m, request, update_secret_labels);
+        let r = request.into_inner();
+        let kind = ops::secret::Kind::from_flag(r.config);
+        Ok(Response::new(
+            ops::secret::update_labels(&m, kind, &r.secret, r.labels.into_iter().collect()).await?,
+        ))
+    }
+
     async fn events(
         &self,
         request: Request<EventsRequest>,

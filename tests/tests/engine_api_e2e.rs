@@ -134,6 +134,21 @@ services:
     networks: [back]
     deploy:
       replicas: 2
+      placement:
+        constraints: [node.hostname != h3]
+      resources:
+        limits: {{cpus: "0.5", memory: 64M}}
+      restart_policy: {{condition: on-failure, delay: 1s, max_attempts: 3}}
+      update_config: {{parallelism: 1, delay: 1s}}
+    healthcheck:
+      test: ["CMD", "true"]
+      interval: 2s
+    secrets: [token]
+    configs:
+      - source: settings
+        target: /etc/settings.conf
+    volumes:
+      - data:/data
   client:
     image: {IMAGE}
     command: ["sleep", "100000"]
@@ -141,10 +156,20 @@ services:
 networks:
   back:
     driver: overlay
+volumes:
+  data:
+secrets:
+  token:
+    file: ./token.txt
+configs:
+  settings:
+    file: ./settings.conf
 "#
         ),
     )
     .expect("compose file");
+    std::fs::write(dir.path().join("token.txt"), "t0ken-e2e").expect("secret file");
+    std::fs::write(dir.path().join("settings.conf"), "mode=e2e").expect("config file");
     let file = compose.display().to_string();
     api(&c, 1, &["stack", "deploy", "-c", &file, "app"]).expect("stack deploy");
     let client = wait_for_or(
@@ -175,6 +200,30 @@ networks:
         },
         || state(&c),
     );
+    // What the Compose file gave the web tasks is in their containers.
+    let web_task = c.running_tasks("app_web")[0]["container_id"]
+        .as_str()
+        .map(str::to_string)
+        .expect("a web container");
+    let read = |path: &str| {
+        c.docker_for(&web_task, &["exec", &web_task, "cat", path])
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
+    assert_eq!(read("/run/secrets/token"), "t0ken-e2e");
+    assert_eq!(read("/etc/settings.conf"), "mode=e2e");
+    let mounts = c
+        .docker_for(
+            &web_task,
+            &[
+                "inspect",
+                "-f",
+                "{{range .Mounts}}{{.Name}}:{{.Destination}} {{end}}{{.HostConfig.Memory}}",
+                &web_task,
+            ],
+        )
+        .expect("inspect");
+    assert!(mounts.contains("app_data:/data"), "{mounts}");
+    assert!(mounts.ends_with(&(64u64 << 20).to_string()), "{mounts}");
     for h in 1..=3 {
         let url = format!("http://{}:8081/", c.host_ip(h));
         wait_for_or(

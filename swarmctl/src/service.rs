@@ -167,6 +167,9 @@ fn service_inspect_json(i: &ServiceInfo) -> serde_json::Value {
         "limit_memory_bytes": spec.limit_memory_bytes,
         "placement_preferences": spec.placement_spread,
         "networks": spec.networks,
+        "network_aliases": spec.network_aliases.iter().map(|a| json!({
+            "network": a.network, "aliases": a.aliases,
+        })).collect::<Vec<_>>(),
         "secrets": spec.secrets.iter().map(|r| json!({
             "id": r.id, "name": r.name, "target": r.target,
         })).collect::<Vec<_>>(),

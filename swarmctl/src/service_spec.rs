@@ -49,7 +49,8 @@ pub struct CreateArgs {
     /// published=P,target=T,protocol=tcp,mode=ingress.
     #[arg(short = 'p', long = "publish")]
     publish: Vec<String>,
-    /// Attach the tasks to a network (repeatable).
+    /// Attach the tasks to a network (repeatable): NAME, or
+    /// name=NAME,alias=ALIAS[,alias=…] (other names of the service there).
     #[arg(long = "network")]
     network: Vec<String>,
     /// Give the tasks a secret: NAME[,target=PATH] (default
@@ -113,7 +114,7 @@ pub struct UpdateArgs {
     /// Stop publishing a port: PUBLISHED[/PROTOCOL] or PUBLISHED:TARGET.
     #[arg(long = "publish-rm")]
     publish_rm: Vec<String>,
-    /// Attach the tasks to another network.
+    /// Attach the tasks to another network (NAME or name=NAME,alias=ALIAS).
     #[arg(long = "network-add")]
     network_add: Vec<String>,
     /// Detach the tasks from a network.
@@ -348,6 +349,42 @@ pub(crate) fn parse_bytes(flag: &str, v: &Option<String>) -> anyhow::Result<i64>
 }
 
 /// `NAME[,target=PATH]` (also `source=NAME`, as Docker accepts).
+/// Attaches `spec` to a network given as `NAME` or Docker's long syntax
+/// `name=NAME,alias=ALIAS[,alias=…]`.
+fn add_network(spec: &mut ServiceSpec, arg: &str) -> anyhow::Result<()> {
+    let (name, aliases) = parse_network(arg)?;
+    if !spec.networks.contains(&name) {
+        spec.networks.push(name.clone());
+    }
+    spec.network_aliases.retain(|a| a.network != name);
+    if !aliases.is_empty() {
+        spec.network_aliases
+            .push(swarmlet_proto::objects::NetworkAliases {
+                network: name,
+                aliases,
+            });
+    }
+    Ok(())
+}
+
+/// `NAME` or `name=NAME,alias=A,…`: the network and its aliases.
+pub fn parse_network(arg: &str) -> anyhow::Result<(String, Vec<String>)> {
+    if !arg.contains('=') {
+        return Ok((arg.to_string(), Vec::new()));
+    }
+    let mut name = None;
+    let mut aliases = Vec::new();
+    for field in arg.split(',') {
+        match field.split_once('=') {
+            Some(("name" | "target", v)) if !v.is_empty() => name = Some(v.to_string()),
+            Some(("alias", v)) if !v.is_empty() => aliases.push(v.to_string()),
+            _ => bail!("--network {arg:?}: expected NAME or name=NAME,alias=ALIAS"),
+        }
+    }
+    let name = name.ok_or_else(|| anyhow::anyhow!("--network {arg:?}: name= is missing"))?;
+    Ok((name, aliases))
+}
+
 fn file_reference(arg: &str, kind: &str) -> anyhow::Result<FileReference> {
     let mut r = FileReference::default();
     for (i, part) in arg.split(',').enumerate() {
@@ -396,7 +433,9 @@ pub fn spec_from(args: &CreateArgs) -> anyhow::Result<ServiceSpec> {
         .iter()
         .map(|p| parse_publish(p))
         .collect::<anyhow::Result<_>>()?;
-    spec.networks = args.network.clone();
+    for n in &args.network {
+        add_network(&mut spec, n)?;
+    }
     spec.secrets = args
         .secret
         .iter()
@@ -633,10 +672,10 @@ pub fn apply_update(args: &UpdateArgs, spec: &mut ServiceSpec) -> anyhow::Result
         spec.ports.push(p);
     }
     spec.networks.retain(|n| !args.network_rm.contains(n));
+    spec.network_aliases
+        .retain(|a| !args.network_rm.contains(&a.network));
     for n in &args.network_add {
-        if !spec.networks.contains(n) {
-            spec.networks.push(n.clone());
-        }
+        add_network(spec, n)?;
     }
     spec.placement_spread
         .retain(|p| !args.placement_pref_rm.contains(p));
@@ -680,6 +719,27 @@ mod tests {
             crate::cli::Command::Service(crate::service::ServiceCmd::Create(a)) => Ok(a),
             other => panic!("parsed as {other:?}"),
         }
+    }
+
+    #[test]
+    fn networks_with_aliases() {
+        let args = create(&[
+            "--name",
+            "web",
+            "--network",
+            "front",
+            "--network",
+            "name=back,alias=www,alias=site",
+            "nginx",
+        ])
+        .expect("parses");
+        let spec = spec_from(&args).expect("a spec");
+        assert_eq!(spec.networks, ["front", "back"]);
+        assert_eq!(spec.network_aliases.len(), 1);
+        assert_eq!(spec.network_aliases[0].network, "back");
+        assert_eq!(spec.network_aliases[0].aliases, ["www", "site"]);
+        assert!(parse_network("name=,alias=x").is_err());
+        assert!(parse_network("alias=x").is_err());
     }
 
     #[test]

@@ -110,6 +110,16 @@ pub enum ClusterCmd {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Show (or rotate) the token of the browser view (`swarmd --web-addr`
+    /// beyond loopback asks for it).
+    WebToken {
+        /// Replace the token; the old one stops working.
+        #[arg(long)]
+        rotate: bool,
+        /// Print only the token.
+        #[arg(short, long)]
+        quiet: bool,
+    },
     /// Show (or rotate) a join token.
     JoinToken {
         /// `worker` or `manager`.

@@ -1,4 +1,4 @@
-//! `swarmctl cluster init|inspect|update|join-token|unlock|unlock-key|ca`.
+//! `swarmctl cluster init|inspect|update|join-token|web-token|unlock|unlock-key|ca`.
 
 use anyhow::anyhow;
 use serde_json::json;
@@ -6,7 +6,7 @@ use swarmlet_common::grpc::WithLimits;
 use swarmlet_proto::common::Empty;
 use swarmlet_proto::control::control_client::ControlClient;
 use swarmlet_proto::control::{
-    ClusterInfo, JoinTokenRequest, UnlockKeyRequest, UpdateClusterRequest,
+    ClusterInfo, JoinTokenRequest, UnlockKeyRequest, UpdateClusterRequest, WebTokenRequest,
 };
 use swarmlet_proto::local::local_client::LocalClient;
 use swarmlet_proto::local::{InitRequest, UnlockRequest};
@@ -218,6 +218,27 @@ pub async fn run(cli: &Globals, cmd: &ClusterCmd) -> anyhow::Result<()> {
                     println!("Successfully rotated manager unlock key.\n");
                 }
                 print_unlock_key(&key);
+            }
+        }
+        ClusterCmd::WebToken { rotate, quiet } => {
+            let token = ControlClient::new(channel)
+                .with_limits()
+                .get_web_token(WebTokenRequest { rotate: *rotate })
+                .await
+                .map_err(status)?
+                .into_inner()
+                .token;
+            if *quiet {
+                println!("{token}");
+            } else if cli.format == Format::Json {
+                print_json(&json!({ "web_token": token }));
+            } else {
+                if *rotate {
+                    println!("Successfully rotated the web token.\n");
+                }
+                println!(
+                    "Open the cluster view of a manager served with `swarmd --web-addr` as:\n\n    http://MANAGER:PORT/?token={token}\n"
+                );
             }
         }
         ClusterCmd::JoinToken {

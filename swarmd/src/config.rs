@@ -54,6 +54,8 @@ pub struct DaemonConfig {
     /// The data-path (VXLAN) address (`--data-path-addr`); `None`: the
     /// advertise address's IP.
     pub data_path_addr: Option<std::net::Ipv4Addr>,
+    /// The browser view's address (`--web-addr`); `None`: off.
+    pub web_addr: Option<String>,
     /// The Docker Engine API socket (`--engine-api-socket`); `None`: off.
     pub engine_api_socket: Option<PathBuf>,
     /// The socket was asked for (`--engine-api-socket`): failing to serve
@@ -107,6 +109,7 @@ impl DaemonConfig {
             metrics_addr: None,
             host_pool: Default::default(),
             data_path_addr: None,
+            web_addr: None,
             engine_api_socket: Some(default_engine_api_socket(&control_socket)),
             engine_api_socket_given: false,
             control_socket,

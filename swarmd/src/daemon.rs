@@ -28,6 +28,10 @@ pub struct Daemon {
     pub(crate) shutdown: watch::Sender<bool>,
     pub(crate) server: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     pub(crate) metrics: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The browser view's server, while it runs.
+    pub(crate) web: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Where the browser view is served (`--web-addr`, port resolved).
+    pub web_addr: Option<std::net::SocketAddr>,
     /// The Engine API server, while it runs.
     pub(crate) engine_api: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Where `/metrics` is served (`--metrics-addr`, port resolved).
@@ -62,6 +66,16 @@ impl Daemon {
         let metrics = self.metrics.lock().ok().and_then(|mut m| m.take());
         if let Some(m) = metrics {
             m.abort();
+        }
+        let web = self.web.lock().ok().and_then(|mut w| w.take());
+        if let Some(w) = web {
+            // Its event streams end with the server.
+            if tokio::time::timeout(std::time::Duration::from_secs(2), w)
+                .await
+                .is_err()
+            {
+                tracing::debug!("the browser view did not stop in time");
+            }
         }
         let engine_api = self.engine_api.lock().ok().and_then(|mut e| e.take());
         if let Some(e) = engine_api {

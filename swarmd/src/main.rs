@@ -27,6 +27,10 @@ struct Args {
     /// (/run/swarmd/docker.sock).
     #[arg(long)]
     engine_api_socket: Option<PathBuf>,
+    /// Serve the cluster view for browsers at HOST:PORT (off by default;
+    /// beyond loopback it asks for `swarmctl cluster web-token`'s token).
+    #[arg(long)]
+    web_addr: Option<String>,
     /// mTLS gRPC listener (raft, dispatcher, remote control).
     #[arg(long, default_value = "0.0.0.0:4242")]
     listen_addr: String,
@@ -122,6 +126,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     cfg.snapshot_interval = args.snapshot_interval;
     cfg.snapshot_keep_entries = (args.snapshot_interval / 10).min(1_000);
     cfg.metrics_addr = args.metrics_addr;
+    cfg.web_addr = args.web_addr;
     // No registry is reachable on some hosts (and tests must not try one).
     cfg.pull_missing = std::env::var("SWARMD_NO_PULL").map_or(true, |v| v.is_empty() || v == "0");
     let daemon = Daemon::start(cfg).await.context("swarmd failed to start")?;

@@ -48,6 +48,14 @@ impl Daemon {
             }
             None => (None, None),
         };
+        // Bound before the node resumes too.
+        let (web_addr, web) = match &cfg.web_addr {
+            Some(addr) => {
+                let (bound, task) = serve_web(addr, managers.clone(), shutdown_rx.clone()).await?;
+                (Some(bound), Some(task))
+            }
+            None => (None, None),
+        };
         let daemon = Arc::new(Daemon {
             cfg: cfg.clone(),
             managers: managers.clone(),
@@ -57,6 +65,8 @@ impl Daemon {
             server: std::sync::Mutex::new(None),
             metrics: std::sync::Mutex::new(metrics),
             engine_api: std::sync::Mutex::new(None),
+            web: std::sync::Mutex::new(web),
+            web_addr,
             metrics_addr,
         });
         let locked = match &state {
@@ -116,6 +126,37 @@ impl Daemon {
         }
         Ok(daemon)
     }
+}
+
+/// Serves the browser view on `addr` (a token is required beyond
+/// loopback).
+async fn serve_web(
+    addr: &str,
+    managers: ManagerSlot,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot serve the web view on {addr}"))?;
+    let bound = listener.local_addr()?;
+    let access = swarmlet_web::Access::for_addr(&bound);
+    tracing::info!(
+        "cluster view on http://{bound}/{}",
+        if access == swarmlet_web::Access::Token {
+            " (token: swarmctl cluster web-token)"
+        } else {
+            ""
+        }
+    );
+    let task = tokio::spawn(async move {
+        let stop = async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        };
+        if let Err(e) = swarmlet_web::serve(listener, managers, access, stop).await {
+            tracing::error!("the web view failed: {e}");
+        }
+    });
+    Ok((bound, task))
 }
 
 /// Serves the Docker Engine API on `path` (`Ok(None)`: the default socket

@@ -126,6 +126,24 @@ pub async fn join_token(m: &Manager, role: &str, rotate: bool) -> OpsResult<Join
     })
 }
 
+/// The browser view's token, made on first use; `rotate` replaces it (the
+/// old one is refused from then on).
+pub async fn web_token(m: &Manager, rotate: bool) -> OpsResult<String> {
+    m.read_barrier().await?;
+    let current = m.cluster()?.1.web_token;
+    if !current.is_empty() && !rotate {
+        return Ok(current);
+    }
+    m.update(|m| {
+        let (version, mut c) = m.cluster()?;
+        c.web_token = format!("SWMWEB-1-{}", new_secret());
+        c.updated_at_ms = swarmlet_common::clock::now_ms();
+        let token = c.web_token.clone();
+        Ok((Tx::new().put(&c, Some(version)), token))
+    })
+    .await
+}
+
 /// Starts moving every node to a new root CA.
 pub async fn rotate_root_ca(m: &Manager) -> OpsResult<ClusterInfo> {
     let c = start_rotation(m).await?;

@@ -129,6 +129,16 @@ impl Control for ControlService {
         ))
     }
 
+    async fn get_web_token(
+        &self,
+        request: Request<WebTokenRequest>,
+    ) -> Result<Response<WebTokenResponse>, Status> {
+        let m = self.manager(&request)?;
+        forward_to_leader!(m, request, get_web_token);
+        let token = ops::cluster::web_token(&m, request.get_ref().rotate).await?;
+        Ok(Response::new(WebTokenResponse { token }))
+    }
+
     async fn events(
         &self,
         request: Request<EventsRequest>,

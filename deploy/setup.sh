@@ -15,6 +15,7 @@ PACKAGES=(
   docker.io         # dockerd 20.10 for the Docker executor
   ca-certificates
   bash-completion   # swarmctl's tab completion (deploy/install.sh installs the script)
+  chromium          # the browser view's end-to-end test (headless, in a test namespace)
 )
 
 missing=()

@@ -7,6 +7,7 @@
 //! - [`e2e`]: namespace-host clusters with real Docker (`deploy/cluster.sh`).
 //! - `src/bin/swarm-bench.rs`: the benchmark harness.
 
+pub mod browser;
 pub mod e2e;
 
 use std::future::Future;

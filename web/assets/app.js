@@ -115,6 +115,7 @@ function renderNetworks(view) {
 }
 
 function render(view) {
+  for (const s of view.services) serviceNames.set(s.id, s.name);
   $("#cluster").textContent = view.cluster.id ? `cluster ${view.cluster.id.slice(0, 12)}` : "";
   renderServices(view);
   renderBoard(view);
@@ -122,9 +123,14 @@ function render(view) {
   document.body.dataset.renderedAt = String(view.at_ms);
 }
 
+// Service names by ID, from the last view (task events name the service by ID).
+const serviceNames = new Map();
+
 function addEvent(e) {
   const a = e.attributes || {};
-  const what = a.name || a.service || e.id;
+  const service = a.service ? (serviceNames.get(a.service) || a.service) : "";
+  const task = service && a.slot ? `${service}.${a.slot}` : service;
+  const what = a.name || task || e.id;
   const extra = a.state ? ` ${a.state}` : "";
   const line = `${new Date(e.time_ms).toLocaleTimeString()} ${e.type} ${e.action} ${what}${extra}`;
   const list = $("#events");

@@ -175,7 +175,9 @@ fn update_name(s: UpdateState) -> &'static str {
 }
 
 /// Whether a task belongs on the page: meant to run (or to complete, for
-/// jobs) and not ended, or failed in the last minute (to show why).
+/// jobs) and not ended, or failed in the last minute (to show why). A task
+/// being stopped (a down node's, a replaced one) is not: its slot shows the
+/// task that takes over.
 fn shown(t: &Task, now_ms: i64) -> bool {
     if t.node_id.is_empty() {
         return false;
@@ -183,9 +185,6 @@ fn shown(t: &Task, now_ms: i64) -> bool {
     let state = observed(t);
     let since = t.status.as_ref().map(|s| s.timestamp_ms).unwrap_or(0);
     if desired(t) <= TaskState::Running && state < TaskState::Complete {
-        return true;
-    }
-    if state == TaskState::Running {
         return true;
     }
     matches!(state, TaskState::Failed | TaskState::Rejected) && now_ms - since < FAILED_SHOWN_MS

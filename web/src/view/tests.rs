@@ -59,11 +59,16 @@ fn task(id: usize, node: usize, service: usize, state: TaskState) -> TaskInfo {
 #[test]
 fn nodes_have_their_tasks_as_cards() {
     let nodes = [node(0), node(1)];
+    let mut stopping = task(4, 1, 1, TaskState::Running);
+    if let Some(t) = stopping.task.as_mut() {
+        t.set_desired_state(TaskState::Shutdown);
+    }
     let tasks = [
         task(0, 0, 1, TaskState::Running),
         task(1, 1, 1, TaskState::Starting),
         task(2, 1, 1, TaskState::Failed),
         task(3, 1, 1, TaskState::Shutdown),
+        stopping,
     ];
     let v = build(&nodes, &[], &tasks, &[], ClusterView::default(), 2_000);
     assert_eq!(v.nodes[0].hostname, "h0000");

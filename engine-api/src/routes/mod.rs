@@ -90,3 +90,16 @@ pub(crate) fn flag(q: &HashMap<String, String>, name: &str) -> bool {
     q.get(name)
         .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "True" | "TRUE"))
 }
+
+/// The `Labels` object of a request (values that are not strings read as
+/// empty).
+pub(crate) fn labels_of(req: &Value) -> HashMap<String, String> {
+    req.get("Labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}

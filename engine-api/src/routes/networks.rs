@@ -9,7 +9,7 @@ use axum::Json;
 use serde_json::{json, Value};
 use swarmlet_proto::objects::{Network, NetworkSpec};
 
-use super::{json_body, Query};
+use super::{json_body, labels_of, Query};
 use crate::backend::Backend;
 use crate::convert::time::date;
 use crate::error::{ApiError, ApiResult};
@@ -117,15 +117,7 @@ pub async fn create(State(b): State<Backend>, body: Bytes) -> ApiResult<(StatusC
             .unwrap_or_default()
             .to_string()
     };
-    let labels = req
-        .get("Labels")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let labels = labels_of(&req).into_iter().collect();
     let network = b
         .create_network(NetworkSpec {
             name: name.to_string(),

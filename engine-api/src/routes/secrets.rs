@@ -13,7 +13,7 @@ use axum::Json;
 use serde_json::{json, Value};
 use swarmlet_proto::control::{CreateSecretRequest, UpdateSecretLabelsRequest};
 
-use super::{json_body, Query};
+use super::{json_body, labels_of, Query};
 use crate::backend::Backend;
 use crate::convert::objects;
 use crate::error::{ApiError, ApiResult};
@@ -62,15 +62,7 @@ async fn create(b: &Backend, body: &Bytes, config: bool) -> ApiResult<(StatusCod
     let data = base64::engine::general_purpose::STANDARD
         .decode(data)
         .map_err(|e| ApiError::bad_request(format!("invalid {kind} data (base64): {e}")))?;
-    let labels = req
-        .get("Labels")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let labels = labels_of(&req).into_iter().collect();
     let info = b
         .create_secret(CreateSecretRequest {
             config,
@@ -156,15 +148,7 @@ pub async fn update(
     let config = uri.path().starts_with("/configs/");
     let current = b.secret(config, &id).await?;
     let req = json_body(&body)?;
-    let labels: std::collections::HashMap<String, String> = req
-        .get("Labels")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let labels: std::collections::HashMap<String, String> = labels_of(&req).into_iter().collect();
     let now: std::collections::HashMap<String, String> = current
         .labels
         .iter()

@@ -1,6 +1,16 @@
 //! The names the API and the CLI use for enum values (`manager`, `drain`, `ready`, …).
 
-use swarmlet_proto::objects::{NodeAvailability, NodeRole, NodeStatus};
+use swarmlet_proto::objects::{NodeAvailability, NodeRole, NodeStatus, ServiceMode};
+
+/// `replicated`, `global`, `replicated-job` or `global-job`.
+pub fn mode_name(mode: ServiceMode) -> &'static str {
+    match mode {
+        ServiceMode::Replicated => "replicated",
+        ServiceMode::Global => "global",
+        ServiceMode::ReplicatedJob => "replicated-job",
+        ServiceMode::GlobalJob => "global-job",
+    }
+}
 
 /// `manager` or `worker`.
 pub fn role_name(role: NodeRole) -> &'static str {

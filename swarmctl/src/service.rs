@@ -77,12 +77,7 @@ pub enum ServiceCmd {
 }
 
 fn mode_name(spec: &ServiceSpec) -> &'static str {
-    match spec.mode() {
-        ServiceMode::Replicated => "replicated",
-        ServiceMode::Global => "global",
-        ServiceMode::ReplicatedJob => "replicated-job",
-        ServiceMode::GlobalJob => "global-job",
-    }
+    swarmlet_common::names::mode_name(spec.mode())
 }
 
 /// `service ls`'s REPLICAS, as Docker shows it: running/desired, with the

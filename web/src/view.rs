@@ -153,15 +153,6 @@ pub struct NetworkView {
     pub lb: BTreeMap<String, String>,
 }
 
-fn mode_name(m: ServiceMode) -> &'static str {
-    match m {
-        ServiceMode::Replicated => "replicated",
-        ServiceMode::Global => "global",
-        ServiceMode::ReplicatedJob => "replicated-job",
-        ServiceMode::GlobalJob => "global-job",
-    }
-}
-
 fn update_name(s: UpdateState) -> &'static str {
     match s {
         UpdateState::None => "",
@@ -296,7 +287,7 @@ pub fn build(
             ServiceView {
                 id: s.id.clone(),
                 name: spec.name.clone(),
-                mode: mode_name(spec.mode()).into(),
+                mode: swarmlet_common::names::mode_name(spec.mode()).into(),
                 image: spec.image.clone(),
                 running: if job {
                     s.jobs_completed

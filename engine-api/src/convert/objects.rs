@@ -171,14 +171,17 @@ pub fn task(info: &TaskInfo, networks: &[Network]) -> Value {
     v
 }
 
+/// The host part of `host:port`.
+pub fn host_of(addr: &str) -> String {
+    addr.rsplit_once(':')
+        .map(|(h, _)| h.trim_matches(|c| c == '[' || c == ']').to_string())
+        .unwrap_or_else(|| addr.to_string())
+}
+
 /// A node.
 pub fn node(n: &NodeInfo) -> Value {
     let res = n.resources.unwrap_or_default();
-    let ip = n
-        .addr
-        .rsplit_once(':')
-        .map(|(h, _)| h.to_string())
-        .unwrap_or_else(|| n.addr.clone());
+    let ip = host_of(&n.addr);
     let role = if n.role == "manager" {
         d::NodeSpecRoleEnum::MANAGER
     } else {

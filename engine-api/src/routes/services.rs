@@ -8,9 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde_json::{json, Value};
 use swarmlet_proto::control::{ServiceInfo, UpdateServiceRequest};
-use swarmlet_proto::objects::{
-    FailureAction, RestartPolicy, ServiceMode, ServiceSpec, UpdateConfig,
-};
+use swarmlet_proto::objects::{FailureAction, RestartPolicy, ServiceSpec, UpdateConfig};
 
 use super::{flag, json_body, Query};
 use crate::backend::Backend;
@@ -18,13 +16,8 @@ use crate::convert::{objects, spec};
 use crate::error::{ApiError, ApiResult};
 use crate::filters::Filters;
 
-fn mode_name(s: &ServiceSpec) -> &'static str {
-    match s.mode() {
-        ServiceMode::Replicated => "replicated",
-        ServiceMode::Global => "global",
-        ServiceMode::ReplicatedJob => "replicated-job",
-        ServiceMode::GlobalJob => "global-job",
-    }
+fn mode_name(spec: &ServiceSpec) -> &'static str {
+    swarmlet_common::names::mode_name(spec.mode())
 }
 
 /// `GET /services`.
@@ -214,12 +207,6 @@ pub async fn update(
             )))
         }
     };
-    if request.rollback && current.spec_version != expect {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "update out of sequence: the service changed since it was read; retry",
-        ));
-    }
     warnings_out.extend(auth_warning(&headers));
     b.update_service(request).await.map_err(|e| {
         if e.status == StatusCode::CONFLICT && e.message.contains("changed since it was read") {

@@ -8,7 +8,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use crate::backend::Backend;
-use crate::convert::objects::ENGINE_VERSION;
+use crate::convert::objects::{host_of, ENGINE_VERSION};
 use crate::convert::time::{date, ms_to_ns};
 use crate::error::{ApiError, ApiResult};
 use crate::version::{API_VERSION, MIN_API_VERSION};
@@ -209,11 +209,4 @@ pub async fn distribution(Path(image): Path<String>) -> ApiError {
     ApiError::not_found(format!(
         "cannot resolve {image} on a registry: Swarmlet does not contact registries; each node uses its local image"
     ))
-}
-
-/// The host part of `host:port`.
-pub(crate) fn host_of(addr: &str) -> String {
-    addr.rsplit_once(':')
-        .map(|(h, _)| h.trim_matches(|c| c == '[' || c == ']').to_string())
-        .unwrap_or_else(|| addr.to_string())
 }

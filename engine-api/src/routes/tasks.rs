@@ -83,15 +83,7 @@ pub async fn list(State(b): State<Backend>, q: Query) -> ApiResult<Json<Vec<Valu
                 let Some(t) = info.task.as_ref() else {
                     return false;
                 };
-                let name = format!(
-                    "{}.{}",
-                    t.service_name,
-                    if t.slot > 0 {
-                        t.slot.to_string()
-                    } else {
-                        t.node_id.clone()
-                    }
-                );
+                let name = swarmlet_common::task_name::task_name(t);
                 // Docker matches a task's labels against its service's
                 // (what `docker stack ps` filters on).
                 let labels = t

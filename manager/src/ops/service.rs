@@ -255,11 +255,17 @@ pub async fn update(
     service_info(m, &s)
 }
 
-/// Goes back to the previous spec, as a rolling update marked as a rollback.
-pub async fn rollback(m: &Manager, reference: &str) -> OpsResult<ServiceInfo> {
+/// Goes back to the previous spec, as a rolling update marked as a
+/// rollback; `expect` (0: unchecked) is the spec version the caller read.
+pub async fn rollback(m: &Manager, reference: &str, expect: u64) -> OpsResult<ServiceInfo> {
     m.read_barrier().await?;
     let services = m.store.list::<Service>()?;
     let (version, mut s) = resolve_service(&services, reference)?;
+    if expect != 0 && s.spec_version != expect {
+        return Err(OpsError::Stale(
+            "the service changed since it was read; retry".into(),
+        ));
+    }
     let Some(previous) = s.previous_spec.clone() else {
         return Err(OpsError::precondition(format!(
             "service {reference} has no previous spec to roll back to"

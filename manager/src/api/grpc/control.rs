@@ -244,7 +244,7 @@ impl Control for ControlService {
         forward_to_leader!(m, request, update_service);
         let req = request.into_inner();
         let info = if req.rollback {
-            ops::service::rollback(&m, &req.service).await?
+            ops::service::rollback(&m, &req.service, req.expect_spec_version).await?
         } else {
             let spec = req.spec.unwrap_or_default();
             ops::service::update(&m, &req.service, spec, req.expect_spec_version).await?

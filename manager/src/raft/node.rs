@@ -104,6 +104,12 @@ pub fn start(
         pre_vote: true,
         // Merge appends of many proposals into one message per follower.
         batch_append: true,
+        // A new commit index reaches the followers with the next append or
+        // heartbeat instead of an empty append of its own: that message
+        // pair per write doubled the followers' work and landed on the
+        // next write's path. Reads go to the leader (read index), so a
+        // follower applying up to one heartbeat later changes no answer.
+        skip_bcast_commit: true,
         ..Default::default()
     };
     raft_cfg.validate()?;

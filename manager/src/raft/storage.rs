@@ -76,6 +76,18 @@ pub struct SledStorage {
     /// Terms of log entries by index, so that raft-rs asking for a term
     /// (on every Ready) does not open a sealed entry.
     terms: Mutex<BTreeMap<u64, u64>>,
+    /// The log's bounds, cached (raft-rs asks for them several times per
+    /// Ready); `None` until read, and again after any change but an append.
+    bounds: Mutex<Option<Bounds>>,
+}
+
+/// Where the log starts and ends.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    /// The last compacted entry's index and term.
+    compacted: (u64, u64),
+    /// The last entry's index, if the log holds any.
+    last: Option<u64>,
 }
 
 fn storage_err(e: sled::Error) -> raft::Error {
@@ -92,9 +104,34 @@ impl SledStorage {
             store,
             snapshot_cache: Mutex::new(None),
             terms: Mutex::new(BTreeMap::new()),
+            bounds: Mutex::new(None),
         };
         storage.repair_applied_beyond_commit()?;
         Ok(storage)
+    }
+
+    fn bounds_cache(&self) -> MutexGuard<'_, Option<Bounds>> {
+        // A plain cache, like `terms`.
+        self.bounds.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The log's bounds, from the cache or read once.
+    fn bounds(&self) -> Result<Bounds, RaftStorageError> {
+        if let Some(b) = *self.bounds_cache() {
+            return Ok(b);
+        }
+        let c = self.compacted()?;
+        let b = Bounds {
+            compacted: (c.index, c.term),
+            last: self.last_log_index()?,
+        };
+        *self.bounds_cache() = Some(b);
+        Ok(b)
+    }
+
+    /// Drops the cached bounds after the log or its compaction point changed.
+    fn forget_bounds(&self) {
+        *self.bounds_cache() = None;
     }
 
     fn terms(&self) -> MutexGuard<'_, BTreeMap<u64, u64>> {
@@ -231,6 +268,7 @@ impl SledStorage {
             batch.remove(k?);
         }
         self.log.apply_batch(batch)?;
+        self.forget_bounds();
         self.append(&entries)?;
         hs.term = term;
         hs.commit = commit + entries.len() as u64;
@@ -274,7 +312,9 @@ impl SledStorage {
     }
 
     fn set_compacted(&self, meta: &SnapshotMetadata) -> Result<(), RaftStorageError> {
+        self.forget_bounds();
         self.meta.insert(COMPACTED_KEY, pb_bytes(meta))?;
+        self.forget_bounds();
         Ok(())
     }
 
@@ -298,21 +338,42 @@ impl SledStorage {
     }
 
     /// Appends entries, dropping any conflicting suffix of the log.
+    ///
+    /// Entries go in one insert each, in index order, not as one sled
+    /// batch: a batch takes sled's exclusive lock, which waits for every
+    /// other sled call of the process, on every write's path. Nothing is
+    /// lost by it: sled recovers a prefix of its writes, and any prefix of
+    /// "drop the suffix, then append in order" is a log raft-rs accepts
+    /// (what is missing was not yet acknowledged).
     pub fn append(&self, entries: &[Entry]) -> Result<(), RaftStorageError> {
-        let Some(first) = entries.first() else {
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
             return Ok(());
         };
-        let mut batch = self.log.batch();
-        for k in self.log.keys_in(first.index.to_be_bytes()..) {
-            batch.remove(k?);
+        let bounds = self.bounds()?;
+        if bounds.last.is_some_and(|l| l >= first.index) {
+            let mut batch = self.log.batch();
+            for k in self.log.keys_in(first.index.to_be_bytes()..) {
+                batch.remove(k?);
+            }
+            self.forget_bounds();
+            self.log.apply_batch(batch)?;
+        }
+        {
+            let mut terms = self.terms();
+            terms.split_off(&first.index);
+            terms.extend(entries.iter().map(|e| (e.index, e.term)));
         }
         for e in entries {
-            batch.insert(e.index.to_be_bytes(), pb_bytes(e));
+            if let Err(err) = self.log.insert(e.index.to_be_bytes(), pb_bytes(e)) {
+                self.forget_bounds();
+                return Err(err.into());
+            }
         }
-        self.log.apply_batch(batch)?;
-        let mut terms = self.terms();
-        terms.split_off(&first.index);
-        terms.extend(entries.iter().map(|e| (e.index, e.term)));
+        let mut cache = self.bounds_cache();
+        *cache = cache.map(|b| Bounds {
+            last: Some(last.index),
+            ..b
+        });
         Ok(())
     }
 
@@ -335,6 +396,7 @@ impl SledStorage {
             batch.remove(k?);
         }
         self.log.apply_batch(batch)?;
+        self.forget_bounds();
         let mut terms = self.terms();
         *terms = terms.split_off(&(index + 1));
         Ok(())
@@ -363,6 +425,7 @@ impl SledStorage {
         batch.insert(CONF_STATE_KEY, pb_bytes(meta.get_conf_state()));
         self.store.state.apply_batch(batch)?;
         self.log.clear()?;
+        self.forget_bounds();
         self.terms().clear();
         let compacted = SnapshotMetadata {
             index: meta.index,
@@ -487,7 +550,7 @@ impl Storage for SledStorage {
         _context: GetEntriesContext,
     ) -> raft::Result<Vec<Entry>> {
         let max_size = max_size.into();
-        if low <= to_raft(self.compacted())?.index {
+        if low <= to_raft(self.bounds())?.compacted.0 {
             return Err(raft::Error::Store(StorageError::Compacted));
         }
         let mut out = Vec::new();
@@ -509,11 +572,11 @@ impl Storage for SledStorage {
     }
 
     fn term(&self, idx: u64) -> raft::Result<u64> {
-        let compacted = to_raft(self.compacted())?;
-        if idx == compacted.index {
-            return Ok(compacted.term);
+        let (compacted, compacted_term) = to_raft(self.bounds())?.compacted;
+        if idx == compacted {
+            return Ok(compacted_term);
         }
-        if idx < compacted.index {
+        if idx < compacted {
             return Err(raft::Error::Store(StorageError::Compacted));
         }
         if let Some(term) = self.terms().get(&idx) {
@@ -529,14 +592,12 @@ impl Storage for SledStorage {
     }
 
     fn first_index(&self) -> raft::Result<u64> {
-        Ok(to_raft(self.compacted())?.index + 1)
+        Ok(to_raft(self.bounds())?.compacted.0 + 1)
     }
 
     fn last_index(&self) -> raft::Result<u64> {
-        match to_raft(self.last_log_index())? {
-            Some(i) => Ok(i),
-            None => Ok(to_raft(self.compacted())?.index),
-        }
+        let bounds = to_raft(self.bounds())?;
+        Ok(bounds.last.unwrap_or(bounds.compacted.0))
     }
 
     fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
@@ -647,13 +708,35 @@ mod tests {
             .entries(2, 4, None, GetEntriesContext::empty(false))
             .expect("e");
         assert_eq!(got.len(), 2);
+        assert_bounds_as_stored(&s);
         s.compact(2).expect("compact");
         assert_eq!(s.first_index().expect("f"), 3);
+        assert_eq!(s.last_index().expect("l"), 3);
         assert_eq!(s.term(2).expect("t"), 1);
         assert!(matches!(
             s.entries(2, 3, None, GetEntriesContext::empty(false)),
             Err(raft::Error::Store(StorageError::Compacted))
         ));
+        assert_bounds_as_stored(&s);
+        s.append(&[entry(4, 2), entry(5, 2)]).expect("append");
+        assert_eq!(s.last_index().expect("l"), 5);
+        assert_bounds_as_stored(&s);
+    }
+
+    /// The cached first/last index and compaction term are what sled holds.
+    fn assert_bounds_as_stored(s: &SledStorage) {
+        let cached = (
+            s.first_index(),
+            s.last_index(),
+            s.term(s.first_index().expect("f") - 1),
+        );
+        s.forget_bounds();
+        let stored = (
+            s.first_index(),
+            s.last_index(),
+            s.term(s.first_index().expect("f") - 1),
+        );
+        assert_eq!(format!("{cached:?}"), format!("{stored:?}"));
     }
 
     #[test]

@@ -31,7 +31,7 @@ struct Phase {
 async fn drive<F, Fut>(clients: usize, seconds: u64, write: F) -> Phase
 where
     F: Fn(usize, u64) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = bool> + Send,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
 {
     let stop = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::new();
@@ -40,23 +40,38 @@ where
         let write = write.clone();
         handles.push(tokio::spawn(async move {
             let mut lat = Vec::new();
+            let mut failed = (0u64, None);
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
-                if write(c, i).await {
-                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                match write(c, i).await {
+                    Ok(()) => lat.push(t.elapsed().as_secs_f64() * 1000.0),
+                    Err(e) => {
+                        failed.0 += 1;
+                        failed.1.get_or_insert(e);
+                    }
                 }
                 i += 1;
             }
-            lat
+            (lat, failed)
         }));
     }
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     stop.store(true, Ordering::Relaxed);
     let mut all = Vec::new();
+    let mut failed = 0;
+    let mut first_error = None;
     for h in handles {
-        all.extend(h.await.unwrap_or_default());
+        let Ok((lat, (n, error))) = h.await else {
+            continue;
+        };
+        all.extend(lat);
+        failed += n;
+        first_error = first_error.or(error);
+    }
+    if let Some(e) = first_error {
+        eprintln!("{failed} writes failed, the first: {e}");
     }
     let elapsed = started.elapsed().as_secs_f64();
     all.sort_by(|a, b| a.total_cmp(b));
@@ -121,7 +136,11 @@ pub async fn run(
                         sealed_data: value,
                         ..Default::default()
                     };
-                    m.raft.propose(Tx::new().put(&row, None)).await.is_ok()
+                    m.raft
+                        .propose(Tx::new().put(&row, None))
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
                 }
             })
             .await
@@ -138,7 +157,7 @@ pub async fn run(
                 let (channel, value) = (channel.clone(), value.clone());
                 async move {
                     let key = key_of(keys, round, c, i).into_bytes();
-                    put(&channel, key, value).await.is_ok()
+                    put(&channel, key, value).await.map_err(|e| e.to_string())
                 }
             })
             .await;

@@ -96,6 +96,12 @@ impl SealedTree {
         Ok(())
     }
 
+    /// Removes `key` (nothing if absent).
+    pub fn remove(&self, key: impl AsRef<[u8]>) -> Result<(), SealedError> {
+        self.tree.remove(key.as_ref())?;
+        Ok(())
+    }
+
     /// Every `(key, value)`, in key order.
     pub fn iter(&self) -> impl Iterator<Item = Result<(sled::IVec, Vec<u8>), SealedError>> + '_ {
         self.tree.iter().map(move |row| self.open_row(row))

@@ -137,6 +137,7 @@ pub fn start(
         compacted: 0,
         checkpointed: applied,
         durable_term_vote,
+        ready_times: ReadyTimes::default(),
     };
     lp.compacted = lp.raw.store().first_index()?.saturating_sub(1);
     let thread = std::thread::Builder::new()
@@ -173,15 +174,31 @@ struct Loop {
     /// The term and vote last made durable: only a change of these (or new
     /// entries) needs an fsync before going on.
     durable_term_vote: (u64, u64),
+    /// Where the last Ready's time went.
+    ready_times: ReadyTimes,
 }
 
-/// Rows waiting for the state tree that start a checkpoint: one sled batch
-/// of about a MiB. A batch holds sled's exclusive lock (every sled call of
-/// the process waits for it) and its fsync holds up the log's own (sled
-/// flushes all trees together): with 16,384 rows and a new key per write,
-/// the stalls cost leaderships under load (`swarm-bench raft`, 64
-/// clients); 4,096 halved the stalls' share of the time.
-const CHECKPOINT_ROWS: usize = 4_096;
+/// The parts of one Ready that can take long.
+#[derive(Debug, Default, Clone, Copy)]
+struct ReadyTimes {
+    /// Taking the Ready from raft-rs (it reads committed entries that are
+    /// no longer in memory from the log) and sending its messages.
+    take: Duration,
+    /// Appending entries and the HardState, and the fsync.
+    persist: Duration,
+    /// Applying committed entries.
+    apply: Duration,
+    /// Starting a checkpoint and compacting the log.
+    compact: Duration,
+}
+
+/// Rows waiting for the state tree that start a checkpoint: one small sled
+/// batch. A batch holds sled's exclusive lock (every sled call of the
+/// process waits for it) and its fsync holds up the log's own (sled
+/// flushes all trees together): with 16,384 or 4,096 rows and a new key
+/// per write, Readies stalled 0.4–0.6 s under load and leaderships were
+/// lost (`swarm-bench raft`, 64 clients); with 1,024 none were.
+const CHECKPOINT_ROWS: usize = 1_024;
 
 /// Most commands handled between two Readies.
 const MAX_BATCH: usize = 4096;
@@ -223,10 +240,12 @@ impl Loop {
                 break;
             }
             if self.raw.has_ready() {
+                let started = Instant::now();
                 if let Err(e) = self.on_ready() {
                     tracing::error!("raft storage failed, stopping this manager's raft: {e}");
                     break;
                 }
+                self.report_slow_ready(started.elapsed());
             }
             self.publish_status();
         }
@@ -356,10 +375,12 @@ impl Loop {
     }
 
     fn on_ready(&mut self) -> Result<(), Box<dyn std::error::Error>> {
+        let take_started = Instant::now();
         let mut ready = self.raw.ready();
         if !ready.messages().is_empty() {
             self.transport.send(ready.take_messages());
         }
+        self.ready_times.take = take_started.elapsed();
         if !ready.snapshot().is_empty() {
             self.install_snapshot(ready.snapshot().clone())?;
         }
@@ -373,6 +394,7 @@ impl Loop {
         // and a new term or vote (election safety); a HardState whose
         // commit index alone moved rides along unsynced, which keeps a
         // second fsync off every write's path on the leader.
+        let persist_started = Instant::now();
         let term_vote = ready.hs().map(|hs| (hs.term, hs.vote));
         let must_persist = !ready.entries().is_empty()
             || !ready.snapshot().is_empty()
@@ -389,11 +411,13 @@ impl Loop {
                 self.durable_term_vote = tv;
             }
         }
+        self.ready_times.persist = persist_started.elapsed();
         // Acks of what was just made durable go before the apply: a
         // follower's ack should not wait for its state machine.
         if !ready.persisted_messages().is_empty() {
             self.transport.send(ready.take_persisted_messages());
         }
+        let apply_started = Instant::now();
         self.apply(committed)?;
         if let Some(ss) = ready.ss() {
             if ss.raft_state != StateRole::Leader {
@@ -414,11 +438,34 @@ impl Loop {
             self.transport.send(light.take_messages());
         }
         self.apply(light.take_committed_entries())?;
+        self.ready_times.apply = apply_started.elapsed();
         self.raw.advance_apply();
         self.release_deferred_reads();
         self.answer_reads();
+        let compact_started = Instant::now();
         self.maybe_compact()?;
+        self.ready_times.compact = compact_started.elapsed();
         Ok(())
+    }
+
+    /// Warns when one Ready took half the shortest election timeout or
+    /// more: a leader that long without sending heartbeats is close to
+    /// losing its followers, so where the time went is worth a line.
+    fn report_slow_ready(&self, took: Duration) {
+        let half_election = self.cfg.tick * self.cfg.election_tick as u32 / 2;
+        if took < half_election {
+            return;
+        }
+        let t = self.ready_times;
+        tracing::warn!(
+            took_ms = took.as_millis() as u64,
+            take_ms = t.take.as_millis() as u64,
+            persist_ms = t.persist.as_millis() as u64,
+            apply_ms = t.apply.as_millis() as u64,
+            compact_ms = t.compact.as_millis() as u64,
+            leader = self.raw.raft.state == StateRole::Leader,
+            "raft: one Ready took half an election timeout or more"
+        );
     }
 
     fn install_snapshot(&mut self, snap: Snapshot) -> Result<(), Box<dyn std::error::Error>> {
@@ -559,6 +606,9 @@ impl Loop {
             self.raw.store().compact(to)?;
             self.compacted = to;
             tracing::debug!(to, "compacted raft log");
+        } else {
+            // The compacted entries leave the tree a step per Ready.
+            self.raw.store().trim(super::storage::TRIM_STEP)?;
         }
         Ok(())
     }

@@ -79,7 +79,14 @@ pub struct SledStorage {
     /// The log's bounds, cached (raft-rs asks for them several times per
     /// Ready); `None` until read, and again after any change but an append.
     bounds: Mutex<Option<Bounds>>,
+    /// Compacted entries at or below this index may still be in the log
+    /// tree, waiting for [`trim`](SledStorage::trim); 0: none.
+    trim_goal: Mutex<u64>,
 }
+
+/// Compacted entries removed per [`SledStorage::trim`] call: a few
+/// milliseconds of the Ready loop's time, not one long stall.
+pub const TRIM_STEP: usize = 512;
 
 /// Where the log starts and ends.
 #[derive(Debug, Clone, Copy)]
@@ -105,7 +112,10 @@ impl SledStorage {
             snapshot_cache: Mutex::new(None),
             terms: Mutex::new(BTreeMap::new()),
             bounds: Mutex::new(None),
+            trim_goal: Mutex::new(0),
         };
+        // Left over by a stop in the middle of trimming.
+        *storage.trim_goal() = storage.compacted()?.index;
         storage.repair_applied_beyond_commit()?;
         Ok(storage)
     }
@@ -132,6 +142,10 @@ impl SledStorage {
     /// Drops the cached bounds after the log or its compaction point changed.
     fn forget_bounds(&self) {
         *self.bounds_cache() = None;
+    }
+
+    fn trim_goal(&self) -> MutexGuard<'_, u64> {
+        self.trim_goal.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn terms(&self) -> MutexGuard<'_, BTreeMap<u64, u64>> {
@@ -228,7 +242,10 @@ impl SledStorage {
             .copied()
             .collect();
         let mut last_term = compacted.term;
-        for row in self.log.range(..=commit.to_be_bytes()) {
+        // Entries at or below the compaction point may still wait for
+        // `trim`; the ConfState already holds what they changed.
+        let from = compacted.index + 1;
+        for row in self.log.range(from.to_be_bytes()..=commit.to_be_bytes()) {
             let (_, v) = row?;
             let e = Entry::parse_from_bytes(&v).map_err(|_| RaftStorageError::Corrupt("log"))?;
             last_term = e.term;
@@ -377,7 +394,12 @@ impl SledStorage {
         Ok(())
     }
 
-    /// Drops log entries up to and including `index` (already applied).
+    /// Drops log entries up to and including `index` (already applied):
+    /// moves the compaction point, after which raft-rs never asks for
+    /// them, and leaves their removal from the tree to [`trim`](Self::trim),
+    /// a step at a time. (One batch removing the ~10,000 entries of a
+    /// compaction took sled's exclusive lock for 1.6 s under load, and
+    /// every manager of the process lost its heartbeats meanwhile.)
     pub fn compact(&self, index: u64) -> Result<(), RaftStorageError> {
         let compacted = self.compacted()?;
         if index <= compacted.index {
@@ -391,15 +413,40 @@ impl SledStorage {
         meta.index = index;
         meta.term = term;
         self.set_compacted(&meta)?;
-        let mut batch = self.log.batch();
-        for k in self.log.keys_in(..=index.to_be_bytes()) {
-            batch.remove(k?);
+        {
+            let mut terms = self.terms();
+            *terms = terms.split_off(&(index + 1));
         }
-        self.log.apply_batch(batch)?;
-        self.forget_bounds();
-        let mut terms = self.terms();
-        *terms = terms.split_off(&(index + 1));
+        *self.trim_goal() = index;
+        self.trim(TRIM_STEP)?;
         Ok(())
+    }
+
+    /// Removes up to `max` compacted entries from the log tree, one remove
+    /// each (a batch would take sled's exclusive lock: see
+    /// [`append`](Self::append)). Returns whether some remain. Cheap when
+    /// there is nothing to remove: the Ready loop calls it every turn.
+    pub fn trim(&self, max: usize) -> Result<bool, RaftStorageError> {
+        let goal = *self.trim_goal();
+        if goal == 0 {
+            return Ok(false);
+        }
+        let keys = self
+            .log
+            .keys_in(..=goal.to_be_bytes())
+            .take(max + 1)
+            .collect::<Result<Vec<_>, _>>()?;
+        let more = keys.len() > max;
+        for k in keys.into_iter().take(max) {
+            self.log.remove(k)?;
+        }
+        if !more {
+            let mut g = self.trim_goal();
+            if *g == goal {
+                *g = 0;
+            }
+        }
+        Ok(more)
     }
 
     /// Number of entries in the log.
@@ -721,6 +768,38 @@ mod tests {
         s.append(&[entry(4, 2), entry(5, 2)]).expect("append");
         assert_eq!(s.last_index().expect("l"), 5);
         assert_bounds_as_stored(&s);
+    }
+
+    #[test]
+    fn compacted_entries_leave_the_tree_a_step_at_a_time() {
+        let step = TRIM_STEP as u64;
+        let s = open();
+        s.bootstrap(7).expect("bootstrap");
+        let entries: Vec<Entry> = (2..=2 * step + 10).map(|i| entry(i, 1)).collect();
+        s.append(&entries).expect("append");
+        s.compact(2 * step).expect("compact");
+        // Compacted at once for raft-rs; one step of them gone from the tree.
+        assert_eq!(s.first_index().expect("f"), 2 * step + 1);
+        assert_eq!(s.log.len(), entries.len() - TRIM_STEP);
+        // A restart in the middle finds the rest and trims them too.
+        let again = SledStorage::open(s.db.clone(), s.store.clone(), crate::crypto::test_key())
+            .expect("reopen");
+        assert!(
+            !again.trim(TRIM_STEP).expect("trim"),
+            "the rest fit one step"
+        );
+        assert_eq!(again.log.len(), 10);
+        assert!(!again.trim(TRIM_STEP).expect("nothing left"));
+        let got = again
+            .entries(
+                2 * step + 1,
+                2 * step + 11,
+                None,
+                GetEntriesContext::empty(false),
+            )
+            .expect("entries");
+        assert_eq!(got.len(), 10);
+        assert_eq!(again.last_index().expect("l"), 2 * step + 10);
     }
 
     /// The cached first/last index and compaction term are what sled holds.

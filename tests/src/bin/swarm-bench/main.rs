@@ -560,6 +560,8 @@ async fn reschedule_bench(workers: usize, tasks: u64) -> anyhow::Result<serde_js
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // `RUST_LOG=warn` shows, among others, the Raft loop's slow Readies.
+    swarmlet_tests::init_logging();
     if let Scenario::Failover {
         host_loss: true, ..
     } = args.scenario

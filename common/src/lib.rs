@@ -15,12 +15,14 @@
 //! - [`task_name`]: task and container names (`<service>.<slot>[.<task id>]`).
 //! - [`template`]: Swarm task templates (`{{.Service.Name}}`, `{{.Task.Slot}}`, …).
 //! - [`clock`]: wall-clock helpers.
+//! - [`huge_pages`]: transparent huge pages off for the process (allocator churn).
 //! - [`metrics`]: process-wide metrics, Prometheus text.
 //! - [`private_fs`]: the state dir's files, 0600/0700 from creation.
 
 pub mod ca;
 pub mod clock;
 pub mod grpc;
+pub mod huge_pages;
 pub mod identity;
 pub mod ids;
 pub mod listener;

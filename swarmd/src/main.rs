@@ -82,6 +82,9 @@ fn system_hostname() -> String {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    if let Err(e) = swarmlet_common::huge_pages::turn_off() {
+        eprintln!("warning: cannot turn transparent huge pages off: {e}");
+    }
     // One line, whatever RUST_BACKTRACE says: a start-up failure is the
     // operator's to fix, not a crash to debug.
     if let Err(e) = run(args).await {

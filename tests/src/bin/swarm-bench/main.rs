@@ -560,8 +560,19 @@ async fn reschedule_bench(workers: usize, tasks: u64) -> anyhow::Result<serde_js
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    // `RUST_LOG=warn` shows, among others, the Raft loop's slow Readies.
-    swarmlet_tests::init_logging();
+    // As swarmd does (see the module's doc): the figures are meant to be
+    // those of a deployed manager.
+    if let Err(e) = swarmlet_common::huge_pages::turn_off() {
+        eprintln!("warning: cannot turn transparent huge pages off: {e}");
+    }
+    // `RUST_LOG=warn` shows, among others, the Raft loop's slow Readies, on
+    // stderr (stdout carries the JSON result).
+    if let Ok(filter) = std::env::var("RUST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     if let Scenario::Failover {
         host_loss: true, ..
     } = args.scenario

@@ -126,6 +126,36 @@ impl SealedTree {
             .map(|k| k.map_err(SealedError::from))
     }
 
+    /// The `(key, value)` pairs whose keys start with `prefix`, in key order.
+    pub fn scan_prefix(
+        &self,
+        prefix: impl AsRef<[u8]>,
+    ) -> impl Iterator<Item = Result<(sled::IVec, Vec<u8>), SealedError>> + '_ {
+        self.tree
+            .scan_prefix(prefix)
+            .map(move |row| self.open_row(row))
+    }
+
+    /// The keys that start with `prefix`, values left sealed.
+    pub fn keys_with_prefix(
+        &self,
+        prefix: impl AsRef<[u8]>,
+    ) -> impl Iterator<Item = Result<sled::IVec, SealedError>> {
+        self.tree
+            .scan_prefix(prefix)
+            .keys()
+            .map(|k| k.map_err(SealedError::from))
+    }
+
+    /// The stored (sealed) size of the values whose keys start with `prefix`.
+    pub fn value_bytes_with_prefix(&self, prefix: impl AsRef<[u8]>) -> Result<u64, SealedError> {
+        let mut bytes = 0;
+        for row in self.tree.scan_prefix(prefix) {
+            bytes += row?.1.len() as u64;
+        }
+        Ok(bytes)
+    }
+
     /// Every key, values left sealed.
     pub fn keys(&self) -> impl Iterator<Item = Result<sled::IVec, SealedError>> {
         self.tree

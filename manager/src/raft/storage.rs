@@ -157,7 +157,7 @@ impl SledStorage {
     /// state ahead of the HardState (see the module doc). Returns the index
     /// repaired to, if anything was wrong.
     fn repair_applied_beyond_commit(&self) -> Result<Option<u64>, RaftStorageError> {
-        let Some(bytes) = self.store.state.get(APPLIED_KEY)? else {
+        let Some(bytes) = self.store.state.meta(APPLIED_KEY)? else {
             return Ok(None);
         };
         let (applied, applied_term) = decode_applied(&bytes);
@@ -213,10 +213,10 @@ impl SledStorage {
             ..Default::default()
         };
         self.set_hard_state(&hs)?;
-        let mut batch = self.store.state.batch();
-        batch.insert(APPLIED_KEY, &encode_applied(1, 1)[..]);
-        batch.insert(CONF_STATE_KEY, pb_bytes(meta.get_conf_state()));
-        self.store.state.apply_batch(batch)?;
+        self.store.state.set_meta(&[
+            (APPLIED_KEY, &encode_applied(1, 1)[..]),
+            (CONF_STATE_KEY, &pb_bytes(meta.get_conf_state())),
+        ])?;
         self.persist()
     }
 
@@ -303,7 +303,7 @@ impl SledStorage {
     }
 
     fn conf_state(&self) -> Result<ConfState, RaftStorageError> {
-        match self.store.state.get(CONF_STATE_KEY)? {
+        match self.store.state.meta(CONF_STATE_KEY)? {
             None => Ok(ConfState::default()),
             Some(b) => {
                 ConfState::parse_from_bytes(&b).map_err(|_| RaftStorageError::Corrupt("conf state"))
@@ -350,7 +350,9 @@ impl SledStorage {
 
     /// Stores the ConfState after a conf change was applied.
     pub fn set_conf_state(&self, cs: &ConfState) -> Result<(), RaftStorageError> {
-        self.store.state.insert(CONF_STATE_KEY, pb_bytes(cs))?;
+        self.store
+            .state
+            .set_meta(&[(CONF_STATE_KEY, &pb_bytes(cs))])?;
         Ok(())
     }
 
@@ -461,16 +463,13 @@ impl SledStorage {
         let data = SnapshotData::decode(snap.get_data())
             .map_err(|_| RaftStorageError::Corrupt("snapshot data"))?;
         self.store.discard_unwritten()?;
-        let mut batch = self.store.state.batch();
-        for k in self.store.state.keys() {
-            batch.remove(k?);
-        }
-        for kv in data.rows {
-            batch.insert(kv.key, kv.value);
-        }
-        batch.insert(APPLIED_KEY, &encode_applied(meta.index, meta.term)[..]);
-        batch.insert(CONF_STATE_KEY, pb_bytes(meta.get_conf_state()));
-        self.store.state.apply_batch(batch)?;
+        self.store.state.replace(
+            data.rows.into_iter().map(|kv| (kv.key, kv.value)).collect(),
+            &[
+                (APPLIED_KEY, &encode_applied(meta.index, meta.term)[..]),
+                (CONF_STATE_KEY, &pb_bytes(meta.get_conf_state())),
+            ],
+        )?;
         self.log.clear()?;
         self.forget_bounds();
         self.terms().clear();
@@ -525,28 +524,21 @@ impl SledStorage {
             self.store.start_checkpoint()?;
             return Ok(None);
         }
-        let (index, term) = self
-            .store
-            .state
-            .get(APPLIED_KEY)?
-            .map(|v| decode_applied(&v))
-            .unwrap_or((0, 0));
+        let (index, term) = self.store.state.applied()?;
         if let Ok(cache) = self.snapshot_cache.lock() {
             if let Some(s) = cache.as_ref().filter(|s| s.get_metadata().index == index) {
                 return Ok(Some(s.clone()));
             }
         }
         let mut data = SnapshotData::default();
-        for row in self.store.state.iter() {
-            let (k, v) = row?;
-            if k.first() == Some(&0) {
-                continue;
-            }
+        self.store.state.for_each_row(|key, value| {
             data.rows.push(KeyValue {
-                key: k.to_vec(),
-                value: v,
+                key,
+                value,
+                deleted: false,
             });
-        }
+            Ok(())
+        })?;
         let mut snap = Snapshot::default();
         snap.set_data(data.encode_to_vec().into());
         let meta = snap.mut_metadata();
@@ -708,7 +700,7 @@ mod tests {
         // The crash: entries up to 4 applied, the HardState still says 2.
         s.store
             .state
-            .insert(APPLIED_KEY, &encode_applied(4, 1)[..])
+            .set_meta(&[(APPLIED_KEY, &encode_applied(4, 1)[..])])
             .expect("applied");
         let node = restart(s);
         assert_eq!(node.raft.raft_log.committed, 4);
@@ -725,7 +717,7 @@ mod tests {
         // the compaction point and the HardState are from before.
         s.store
             .state
-            .insert(APPLIED_KEY, &encode_applied(10, 2)[..])
+            .set_meta(&[(APPLIED_KEY, &encode_applied(10, 2)[..])])
             .expect("applied");
         let node = restart(s);
         assert_eq!(node.raft.raft_log.committed, 10);

@@ -5,11 +5,13 @@
 //! arrives as a committed Raft entry and is applied here, in log order, to
 //! the decoded rows in memory ([`rows`]), which every read uses; the control
 //! API makes reads linearizable with a Raft read index first. The sled tree
-//! receives the applied rows at checkpoints ([`unwritten`]), each one
-//! atomic batch with its applied index, so the tree always holds the state
-//! as of one entry and the Raft log holds every entry after it.
+//! receives the applied rows at checkpoints ([`unwritten`]), many rows per
+//! sled value ([`layout`]: a base and deltas), the applied index last, so
+//! the tree always holds the state as of one entry and the Raft log holds
+//! every entry after it.
 
 mod apply;
+mod layout;
 mod rows;
 mod tables;
 mod unwritten;
@@ -21,6 +23,7 @@ use std::sync::Arc;
 
 use crate::at_rest::tree::SealedTree;
 use crate::crypto::Key;
+use layout::StateTree;
 
 /// The sled tree of the rows.
 pub(crate) const STATE_TREE: &str = "state";
@@ -54,7 +57,7 @@ pub enum StoreError {
 /// Read access to the local copy of the replicated state.
 #[derive(Clone)]
 pub struct Store {
-    pub(crate) state: SealedTree,
+    pub(crate) state: Arc<StateTree>,
     /// The rows of `state`, decoded.
     pub(crate) rows: std::sync::Arc<rows::Rows>,
     /// The changes applied to rows that have events (`swarmctl events`).
@@ -75,7 +78,7 @@ impl Store {
     /// The store kept in `db`'s `state` tree, its values sealed with `key`.
     pub fn open(db: &sled::Db, key: Arc<Key>) -> Result<Self, StoreError> {
         let store = Store {
-            state: SealedTree::open(db, STATE_TREE, key)?,
+            state: Arc::new(StateTree::open(SealedTree::open(db, STATE_TREE, key)?)?),
             rows: Default::default(),
             events: Default::default(),
             unwritten: Default::default(),
@@ -90,7 +93,7 @@ impl Store {
     }
 
     /// Writes the rows applied since the last checkpoint to the state tree
-    /// now, with the applied index, in one batch, and makes them durable
+    /// now, then the applied index, and makes them durable
     /// (after any checkpoint still running). Returns the index the tree
     /// is at, if it moved.
     pub fn checkpoint(&self) -> Result<Option<(u64, u64)>, StoreError> {
@@ -169,11 +172,7 @@ impl Store {
         if let Some(applied) = self.unwritten.applied() {
             return Ok(applied);
         }
-        Ok(self
-            .state
-            .get(APPLIED_KEY)?
-            .map(|v| decode_applied(&v))
-            .unwrap_or((0, 0)))
+        self.state.applied()
     }
 }
 

@@ -61,24 +61,20 @@ pub(crate) fn decode_object(
 }
 
 impl Rows {
-    /// Loads every row of sled tree `state` (meta keys start with a zero byte).
-    pub(crate) fn load(&self, state: &crate::at_rest::tree::SealedTree) -> Result<(), StoreError> {
+    /// Loads every row of the state tree.
+    pub(crate) fn load(&self, state: &super::layout::StateTree) -> Result<(), StoreError> {
         let mut tables: HashMap<String, BTreeMap<String, Row>> = HashMap::new();
-        for row in state.iter() {
-            let (k, v) = row?;
-            if k.first() == Some(&0) {
-                continue;
-            }
+        state.for_each_row(|k, v| {
             let key = String::from_utf8_lossy(&k).into_owned();
             let Some((table, id)) = key.split_once('/') else {
-                continue;
+                return Ok(());
             };
             let record =
                 Record::decode(v.as_ref()).map_err(|_| StoreError::Corrupt(key.clone()))?;
             let Some(object) =
                 decode_object(table, &record.data).map_err(|_| StoreError::Corrupt(key.clone()))?
             else {
-                continue;
+                return Ok(());
             };
             tables.entry(table.to_string()).or_default().insert(
                 id.to_string(),
@@ -87,7 +83,8 @@ impl Rows {
                     object,
                 },
             );
-        }
+            Ok(())
+        })?;
         // Replaced whole: a poisoned map is healed by a full reload.
         match self.tables.write() {
             Ok(mut t) => *t = tables,

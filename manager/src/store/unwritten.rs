@@ -4,7 +4,8 @@
 //! every entry's rows to sled (each value sealed) was the largest part of a
 //! write's cost, and the Raft log already holds them durably. So the rows
 //! wait here, newest value per key, and reach the state tree at a
-//! checkpoint: one atomic batch with the applied index, then an fsync. The
+//! checkpoint: a delta of many rows per sled value, then the applied index,
+//! then an fsync (see [`layout`](super::layout)). The
 //! Raft loop starts one on a thread of its own when the log has grown
 //! ([`Unwritten::start`]), so that writing a large batch never holds up
 //! Raft, and compacts the log only up to a finished one; a clean stop
@@ -16,11 +17,11 @@
 //! in the order of the entries they hold.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use super::{encode_applied, StoreError, APPLIED_KEY};
-use crate::at_rest::tree::{SealedError, SealedTree};
+use super::layout::StateTree;
+use super::StoreError;
 
 /// Row writes (`None`: delete) and the applied index not yet in the tree.
 #[derive(Default)]
@@ -30,7 +31,7 @@ pub(crate) struct Unwritten {
     writer: Mutex<Option<Writer>>,
 }
 
-type Writer = JoinHandle<Result<(u64, u64), SealedError>>;
+type Writer = JoinHandle<Result<(u64, u64), StoreError>>;
 
 /// Row writes by key (`None`: delete).
 type Rows = HashMap<Vec<u8>, Option<Vec<u8>>>;
@@ -50,18 +51,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Writes `rows` and the applied index to `tree` in one batch, then fsyncs.
-fn write(tree: &SealedTree, rows: Rows, applied: (u64, u64)) -> Result<(u64, u64), SealedError> {
-    let mut batch = tree.batch();
-    for (key, value) in rows {
-        match value {
-            Some(v) => batch.insert(key, v),
-            None => batch.remove(key),
-        }
-    }
-    batch.insert(APPLIED_KEY, &encode_applied(applied.0, applied.1)[..]);
-    tree.apply_batch(batch)?;
-    tree.flush()?;
+/// Writes `rows` as of `applied` to the state tree, durably.
+fn write(state: &StateTree, rows: Rows, applied: (u64, u64)) -> Result<(u64, u64), StoreError> {
+    // Sorted here, on the checkpoint's thread, not while applying.
+    state.write_checkpoint(rows.into_iter().collect(), applied)?;
     Ok(applied)
 }
 
@@ -101,9 +94,9 @@ impl Unwritten {
         lock(&self.writer).is_some()
     }
 
-    /// Starts writing what is pending to `tree` on a thread of its own
+    /// Starts writing what is pending to the state tree on a thread of its own
     /// (nothing if a checkpoint is running or nothing is pending).
-    pub(crate) fn start(&self, tree: &SealedTree) -> Result<(), StoreError> {
+    pub(crate) fn start(&self, state: &Arc<StateTree>) -> Result<(), StoreError> {
         let mut writer = lock(&self.writer);
         if writer.is_some() {
             return Ok(());
@@ -111,11 +104,11 @@ impl Unwritten {
         let Some((rows, applied)) = self.take() else {
             return Ok(());
         };
-        let tree = tree.clone();
+        let state = state.clone();
         *writer = Some(
             std::thread::Builder::new()
                 .name("checkpoint".into())
-                .spawn(move || write(&tree, rows, applied))
+                .spawn(move || write(&state, rows, applied))
                 .map_err(StoreError::Thread)?,
         );
         Ok(())
@@ -139,10 +132,10 @@ impl Unwritten {
 
     /// Writes everything pending to `tree` now, after any running
     /// checkpoint. Returns the index the tree is at, if it moved.
-    pub(crate) fn write_now(&self, tree: &SealedTree) -> Result<Option<(u64, u64)>, StoreError> {
+    pub(crate) fn write_now(&self, state: &StateTree) -> Result<Option<(u64, u64)>, StoreError> {
         let earlier = self.finished(true)?;
         match self.take() {
-            Some((rows, applied)) => Ok(Some(write(tree, rows, applied)?)),
+            Some((rows, applied)) => Ok(Some(write(state, rows, applied)?)),
             None => Ok(earlier),
         }
     }

@@ -137,7 +137,6 @@ pub fn start(
         compacted: 0,
         checkpointed: applied,
         durable_term_vote,
-        ready_times: ReadyTimes::default(),
     };
     lp.compacted = lp.raw.store().first_index()?.saturating_sub(1);
     let thread = std::thread::Builder::new()
@@ -174,8 +173,6 @@ struct Loop {
     /// The term and vote last made durable: only a change of these (or new
     /// entries) needs an fsync before going on.
     durable_term_vote: (u64, u64),
-    /// Where the last Ready's time went.
-    ready_times: ReadyTimes,
 }
 
 /// The parts of one Ready that can take long.
@@ -241,11 +238,13 @@ impl Loop {
             }
             if self.raw.has_ready() {
                 let started = Instant::now();
-                if let Err(e) = self.on_ready() {
-                    tracing::error!("raft storage failed, stopping this manager's raft: {e}");
-                    break;
+                match self.on_ready() {
+                    Ok(times) => self.report_slow_ready(started.elapsed(), times),
+                    Err(e) => {
+                        tracing::error!("raft storage failed, stopping this manager's raft: {e}");
+                        break;
+                    }
                 }
-                self.report_slow_ready(started.elapsed());
             }
             self.publish_status();
         }
@@ -374,13 +373,15 @@ impl Loop {
         }
     }
 
-    fn on_ready(&mut self) -> Result<(), Box<dyn std::error::Error>> {
+    /// Handles one Ready; returns where its time went.
+    fn on_ready(&mut self) -> Result<ReadyTimes, Box<dyn std::error::Error>> {
+        let mut times = ReadyTimes::default();
         let take_started = Instant::now();
         let mut ready = self.raw.ready();
         if !ready.messages().is_empty() {
             self.transport.send(ready.take_messages());
         }
-        self.ready_times.take = take_started.elapsed();
+        times.take = take_started.elapsed();
         if !ready.snapshot().is_empty() {
             self.install_snapshot(ready.snapshot().clone())?;
         }
@@ -411,7 +412,7 @@ impl Loop {
                 self.durable_term_vote = tv;
             }
         }
-        self.ready_times.persist = persist_started.elapsed();
+        times.persist = persist_started.elapsed();
         // Acks of what was just made durable go before the apply: a
         // follower's ack should not wait for its state machine.
         if !ready.persisted_messages().is_empty() {
@@ -438,25 +439,24 @@ impl Loop {
             self.transport.send(light.take_messages());
         }
         self.apply(light.take_committed_entries())?;
-        self.ready_times.apply = apply_started.elapsed();
+        times.apply = apply_started.elapsed();
         self.raw.advance_apply();
         self.release_deferred_reads();
         self.answer_reads();
         let compact_started = Instant::now();
         self.maybe_compact()?;
-        self.ready_times.compact = compact_started.elapsed();
-        Ok(())
+        times.compact = compact_started.elapsed();
+        Ok(times)
     }
 
     /// Warns when one Ready took half the shortest election timeout or
     /// more: a leader that long without sending heartbeats is close to
     /// losing its followers, so where the time went is worth a line.
-    fn report_slow_ready(&self, took: Duration) {
+    fn report_slow_ready(&self, took: Duration, t: ReadyTimes) {
         let half_election = self.cfg.tick * self.cfg.election_tick as u32 / 2;
         if took < half_election {
             return;
         }
-        let t = self.ready_times;
         tracing::warn!(
             took_ms = took.as_millis() as u64,
             take_ms = t.take.as_millis() as u64,

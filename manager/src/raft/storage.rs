@@ -279,13 +279,7 @@ impl SledStorage {
             e.data = pb_bytes(&cc).into();
             entries.push(e);
         }
-        // `append` also drops the uncommitted suffix the new entries replace.
-        let mut batch = self.log.batch();
-        for k in self.log.keys_in((commit + 1).to_be_bytes()..) {
-            batch.remove(k?);
-        }
-        self.log.apply_batch(batch)?;
-        self.forget_bounds();
+        // `append` drops the uncommitted suffix the new entries replace.
         self.append(&entries)?;
         hs.term = term;
         hs.commit = commit + entries.len() as u64;
@@ -329,7 +323,6 @@ impl SledStorage {
     }
 
     fn set_compacted(&self, meta: &SnapshotMetadata) -> Result<(), RaftStorageError> {
-        self.forget_bounds();
         self.meta.insert(COMPACTED_KEY, pb_bytes(meta))?;
         self.forget_bounds();
         Ok(())
@@ -471,8 +464,8 @@ impl SledStorage {
             ],
         )?;
         self.log.clear()?;
-        self.forget_bounds();
         self.terms().clear();
+        // `set_compacted` forgets the cached bounds.
         let compacted = SnapshotMetadata {
             index: meta.index,
             term: meta.term,

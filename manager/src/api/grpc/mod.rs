@@ -110,13 +110,36 @@ impl ManagerSlot {
     }
 }
 
+/// How long a forwarded call keeps being sent again after the leader could
+/// not be reached: long enough for an election (~1.5 s) to name another.
+const UNREACHABLE_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The pause between two attempts to reach the same leader.
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Whether a forwarded call failed on the way (no connection, a connection
+/// its peer's restart or lost host left broken) rather than being refused
+/// by the leader. Our handlers never answer `Unknown`; tonic reports a
+/// broken connection so.
+fn not_delivered(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::Unknown
+    )
+}
+
 /// Sends `request` to the leader with `call` (`Ok(None)`: this manager leads
 /// now, the caller answers itself). The leader's host may be gone without a
 /// word (a cut link: its connection just goes silent), so the call is
 /// raced against a change of leader: when another manager takes over, the
 /// call is abandoned and sent to the new leader, instead of hanging until
 /// the old connection's keep-alive gives up (10 s). A lost leader cannot
-/// have committed the abandoned call (it has no quorum).
+/// have committed the abandoned call (it has no quorum). A call that fails
+/// on the way ([`not_delivered`]: a refused or broken connection, e.g. to
+/// a leader that restarted) is sent again, to the same leader after a
+/// pause or to the next one, for up to [`UNREACHABLE_RETRY`]; `swarm-bench
+/// failover --host-loss` had failed one round in three with "transport
+/// error" instead.
 pub async fn forward_unary<Req, Resp, F, Fut>(
     m: &Manager,
     request: &Req,
@@ -127,21 +150,35 @@ where
     F: Fn(tonic::transport::Channel, Req) -> Fut,
     Fut: std::future::Future<Output = Result<tonic::Response<Resp>, Status>>,
 {
+    let mut retry_until = None;
     loop {
         let Some(channel) = m.forward_target().await? else {
             return Ok(None);
         };
         let mut status = m.raft.watch_status();
         let leader_id = status.borrow_and_update().leader_id;
-        tokio::select! {
-            r = call(channel, request.clone()) => return r.map(Some),
+        let failed = tokio::select! {
+            r = call(channel, request.clone()) => match r {
+                Err(e) if not_delivered(&e) => e,
+                r => return r.map(Some),
+            },
             changed = status.wait_for(|s| s.leader_id != leader_id) => {
                 if changed.is_err() {
                     return Err(Status::unavailable("this manager is stopping"));
                 }
                 tracing::debug!("the leader changed while a call was forwarded to it: sent again");
+                continue;
             }
+        };
+        let until =
+            *retry_until.get_or_insert_with(|| tokio::time::Instant::now() + UNREACHABLE_RETRY);
+        if tokio::time::Instant::now() >= until {
+            return Err(failed);
         }
+        tracing::debug!("a call forwarded to the leader did not reach it ({failed}): sent again");
+        // Sooner if another manager takes over.
+        let _ =
+            tokio::time::timeout(RETRY_PAUSE, status.wait_for(|s| s.leader_id != leader_id)).await;
     }
 }
 

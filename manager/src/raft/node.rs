@@ -189,12 +189,12 @@ struct ReadyTimes {
     compact: Duration,
 }
 
-/// Rows waiting for the state tree that start a checkpoint: one small sled
-/// batch. A batch holds sled's exclusive lock (every sled call of the
-/// process waits for it) and its fsync holds up the log's own (sled
-/// flushes all trees together): with 16,384 or 4,096 rows and a new key
-/// per write, Readies stalled 0.4–0.6 s under load and leaderships were
-/// lost (`swarm-bench raft`, 64 clients); with 1,024 none were.
+/// Rows waiting for the state tree that start a checkpoint (a delta of
+/// ~4 KiB pieces, see `store::layout`). Chosen when a checkpoint was still
+/// one sled batch, which holds sled's exclusive lock: with 16,384 or 4,096
+/// rows and a new key per write, Readies stalled 0.4–0.6 s under load and
+/// leaderships were lost (`swarm-bench raft`, 64 clients); with 1,024 none
+/// were. Deltas take no such lock; the figure was kept.
 const CHECKPOINT_ROWS: usize = 1_024;
 
 /// Most commands handled between two Readies.

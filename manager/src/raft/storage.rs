@@ -351,24 +351,30 @@ impl SledStorage {
 
     /// Appends entries, dropping any conflicting suffix of the log.
     ///
-    /// Entries go in one insert each, in index order, not as one sled
+    /// Entries go in one insert each, in index order, and a conflicting
+    /// suffix is removed one entry at a time, last first, never as a sled
     /// batch: a batch takes sled's exclusive lock, which waits for every
-    /// other sled call of the process, on every write's path. Nothing is
-    /// lost by it: sled recovers a prefix of its writes, and any prefix of
-    /// "drop the suffix, then append in order" is a log raft-rs accepts
-    /// (what is missing was not yet acknowledged).
+    /// other sled call of the process (and hung managers for good, see
+    /// docs/design/raft.md). Nothing is lost by it: sled recovers a prefix
+    /// of its writes, and any prefix of "drop the suffix from its end, then
+    /// append in order" is a log raft-rs accepts (what is missing was not
+    /// yet acknowledged).
     pub fn append(&self, entries: &[Entry]) -> Result<(), RaftStorageError> {
         let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
             return Ok(());
         };
         let bounds = self.bounds()?;
         if bounds.last.is_some_and(|l| l >= first.index) {
-            let mut batch = self.log.batch();
-            for k in self.log.keys_in(first.index.to_be_bytes()..) {
-                batch.remove(k?);
-            }
+            // Last entry first: every prefix of these removals leaves a
+            // log without holes (its old tail, shorter).
+            let doomed: Vec<sled::IVec> = self
+                .log
+                .keys_in(first.index.to_be_bytes()..)
+                .collect::<Result<_, _>>()?;
             self.forget_bounds();
-            self.log.apply_batch(batch)?;
+            for k in doomed.into_iter().rev() {
+                self.log.remove(k)?;
+            }
         }
         {
             let mut terms = self.terms();

@@ -10,15 +10,20 @@
 //!   pieces `\0base/<generation><n>`;
 //! - the **deltas**: what each checkpoint changed (deleted rows marked), in
 //!   pieces `\0delta/<index><n>`, one delta per checkpoint;
-//! - meta keys `\0meta/…`: the applied index (the state is the base plus
-//!   every delta up to it), the Raft ConfState, and which base is current.
+//! - the **meta record** `\0meta`: the applied index (the state is the
+//!   base plus every delta up to it), the Raft ConfState, and which base
+//!   is current, all in one sled value, so that values which change
+//!   together are written by one insert.
 //!
-//! A checkpoint writes its delta's pieces, then the applied index: sled
-//! recovers a prefix of its writes, so a delta is part of the state only
-//! once the applied index naming it is stored; a checkpoint cut short
-//! leaves pieces that the next start removes. No sled batch is used (a
-//! batch takes a process-wide lock, see docs/design/raft.md) except when
-//! meta keys must change together (a membership change, a snapshot).
+//! A checkpoint writes its delta's pieces, then the meta record with the
+//! new applied index: sled recovers a prefix of its writes, so a delta is
+//! part of the state only once the applied index naming it is stored; a
+//! checkpoint cut short leaves pieces that the next start removes. No sled
+//! batch is ever used: a batch takes sled's process-wide exclusive lock,
+//! and a batch waiting for it while another thread held the shared side in
+//! a flush hung three managers of one test process for good (see
+//! docs/design/raft.md). Meta values were once keys of their own
+//! (`\0meta/…`); a start moves them into the record.
 //!
 //! When the deltas weigh [`MERGE_RATIO`] times the base (and at least
 //! [`MERGE_MIN_BYTES`]), the
@@ -37,8 +42,12 @@ use swarmlet_proto::store::{KeyValue, StatePiece};
 use super::{decode_applied, encode_applied, StoreError, APPLIED_KEY};
 use crate::at_rest::tree::SealedTree;
 
-/// Key of the current base: its generation and the index it is as of.
+/// Meta value: the current base, its generation and the index it is as of.
 const BASE_KEY: &[u8] = b"\0meta/base";
+/// Key of the meta record: every meta value, as the rows of a piece.
+const META_KEY: &[u8] = b"\0meta";
+/// Meta values stored one per key, as an older Swarmlet did.
+const LEGACY_META_PREFIX: &[u8] = b"\0meta/";
 const BASE_PREFIX: &[u8] = b"\0base/";
 /// Just past every key that starts with [`BASE_PREFIX`].
 const BASE_END: &[u8] = b"\0base0";
@@ -96,6 +105,9 @@ impl Base {
     }
 }
 
+/// Meta values by key (`\0meta/…`), as held in the meta record.
+type Meta = BTreeMap<Vec<u8>, Vec<u8>>;
+
 /// Sizes kept to decide when to merge.
 #[derive(Default)]
 struct Layout {
@@ -114,6 +126,8 @@ impl Layout {
 pub(crate) struct StateTree {
     tree: SealedTree,
     layout: Mutex<Layout>,
+    /// The meta record as stored (written through, never ahead of it).
+    meta: Mutex<Meta>,
 }
 
 /// `prefix`, then `major` and `n` big-endian: pieces sort by both.
@@ -211,6 +225,50 @@ impl<'a> PieceWriter<'a> {
     }
 }
 
+fn encode_meta(meta: &Meta) -> Vec<u8> {
+    StatePiece {
+        rows: meta
+            .iter()
+            .map(|(k, v)| KeyValue {
+                key: k.clone(),
+                value: v.clone(),
+                deleted: false,
+            })
+            .collect(),
+    }
+    .encode_to_vec()
+}
+
+/// Reads the meta record; meta values stored one per key (an older
+/// Swarmlet) are moved into it first: the record, then their removal, so
+/// that a stop in between leaves the record, which wins.
+fn load_meta(tree: &SealedTree) -> Result<Meta, StoreError> {
+    if let Some(bytes) = tree.get(META_KEY)? {
+        let piece = decode_piece(META_KEY, &bytes)?;
+        let meta: Meta = piece.rows.into_iter().map(|r| (r.key, r.value)).collect();
+        let legacy: Vec<sled::IVec> = tree
+            .keys_with_prefix(LEGACY_META_PREFIX)
+            .collect::<Result<_, _>>()?;
+        for k in legacy {
+            tree.remove(k)?;
+        }
+        return Ok(meta);
+    }
+    let mut meta = Meta::new();
+    for row in tree.scan_prefix(LEGACY_META_PREFIX) {
+        let (k, v) = row?;
+        meta.insert(k.to_vec(), v);
+    }
+    if !meta.is_empty() {
+        tree.insert(META_KEY, encode_meta(&meta))?;
+        tree.flush()?;
+        for k in meta.keys() {
+            tree.remove(k)?;
+        }
+    }
+    Ok(meta)
+}
+
 fn decode_piece(key: &[u8], bytes: &[u8]) -> Result<StatePiece, StoreError> {
     StatePiece::decode(bytes).map_err(|_| StoreError::Corrupt(format!("state tree: piece {key:?}")))
 }
@@ -248,8 +306,9 @@ impl StateTree {
     /// checkpoint or merge left, and moves rows stored one per key (an
     /// older Swarmlet) into a base.
     pub(crate) fn open(tree: SealedTree) -> Result<StateTree, StoreError> {
-        let base = match tree.get(BASE_KEY)? {
-            Some(v) => Base::decode(&v)?,
+        let meta = load_meta(&tree)?;
+        let base = match meta.get(BASE_KEY) {
+            Some(v) => Base::decode(v)?,
             None => Base::default(),
         };
         let state = StateTree {
@@ -258,6 +317,7 @@ impl StateTree {
                 base,
                 ..Default::default()
             }),
+            meta: Mutex::new(meta),
         };
         state.move_rows_stored_per_key()?;
         state.remove_leftovers()?;
@@ -277,21 +337,38 @@ impl StateTree {
         self.layout.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Meta value `key` (`\0meta/…`).
-    pub(crate) fn meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.tree.get(key)?)
+    fn meta_record(&self) -> MutexGuard<'_, Meta> {
+        // Replaced whole, only after its write succeeded: never torn.
+        self.meta.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Sets meta values together (one sled batch when there are several).
+    /// Meta value `key` (`\0meta/…`).
+    pub(crate) fn meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.meta_record().get(key).cloned())
+    }
+
+    /// Sets meta values together (one insert of the meta record).
     pub(crate) fn set_meta(&self, pairs: &[(&[u8], &[u8])]) -> Result<(), StoreError> {
-        if let [(k, v)] = pairs {
-            return Ok(self.tree.insert(k, v)?);
+        self.update_meta(pairs.iter().map(|(k, v)| (k.to_vec(), Some(v.to_vec()))))
+    }
+
+    /// Changes meta values (`None`: removed) together: one insert of the
+    /// meta record.
+    fn update_meta(
+        &self,
+        changes: impl IntoIterator<Item = (Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<(), StoreError> {
+        let mut record = self.meta_record();
+        let mut next = record.clone();
+        for (k, v) in changes {
+            match v {
+                Some(v) => next.insert(k, v),
+                None => next.remove(&k),
+            };
         }
-        let mut batch = self.tree.batch();
-        for (k, v) in pairs {
-            batch.insert(k, v);
-        }
-        Ok(self.tree.apply_batch(batch)?)
+        self.tree.insert(META_KEY, encode_meta(&next))?;
+        *record = next;
+        Ok(())
     }
 
     /// The applied (index, term) the stored state is as of.
@@ -368,20 +445,12 @@ impl StateTree {
             })?;
         }
         let bytes = writer.finish()?;
-        let applied_bytes = encode_applied(applied.0, applied.1);
-        if meta.is_empty() {
-            self.tree.insert(APPLIED_KEY, applied_bytes)?;
-        } else {
-            let mut batch = self.tree.batch();
-            for (k, v) in meta {
-                match v {
-                    Some(v) => batch.insert(k, v),
-                    None => batch.remove(k),
-                }
-            }
-            batch.insert(APPLIED_KEY, applied_bytes);
-            self.tree.apply_batch(batch)?;
-        }
+        let mut meta = meta;
+        meta.insert(
+            APPLIED_KEY.to_vec(),
+            Some(encode_applied(applied.0, applied.1).to_vec()),
+        );
+        self.update_meta(meta)?;
         self.tree.flush()?;
         let merge = {
             let mut layout = self.layout();
@@ -420,7 +489,7 @@ impl StateTree {
         )
     }
 
-    /// Makes `next` the base (with `meta` in the same batch), durably, then
+    /// Makes `next` the base (with `meta` in the same insert), durably, then
     /// removes the older pieces and the deltas it holds.
     fn switch_base(
         &self,
@@ -672,6 +741,10 @@ mod tests {
         let state = open(&db, &key);
         assert_eq!(rows(&state), pairs(&[("nodes/a", "A"), ("tasks/b", "B")]));
         assert_eq!(state.tree.keys_in(&[1u8][..]..).count(), 0);
+        // The meta value stored under a key of its own moved into the record.
+        assert_eq!(state.applied().expect("applied"), (12, 3));
+        assert_eq!(state.tree.keys_with_prefix(LEGACY_META_PREFIX).count(), 0);
+        assert!(state.tree.get(META_KEY).expect("get").is_some());
         assert_eq!(
             state.layout().base,
             Base {

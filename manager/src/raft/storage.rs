@@ -38,7 +38,7 @@ use swarmlet_proto::store::{KeyValue, SnapshotData};
 
 use crate::at_rest::tree::{SealedError, SealedTree};
 use crate::crypto::Key;
-use crate::store::{decode_applied, encode_applied, Store, APPLIED_KEY, CONF_STATE_KEY};
+use crate::store::{encode_applied, Store, APPLIED_KEY, CONF_STATE_KEY};
 
 /// The sled tree of the Raft log.
 pub(crate) const LOG_TREE: &str = "raft_log";
@@ -157,10 +157,8 @@ impl SledStorage {
     /// state ahead of the HardState (see the module doc). Returns the index
     /// repaired to, if anything was wrong.
     fn repair_applied_beyond_commit(&self) -> Result<Option<u64>, RaftStorageError> {
-        let Some(bytes) = self.store.state.meta(APPLIED_KEY)? else {
-            return Ok(None);
-        };
-        let (applied, applied_term) = decode_applied(&bytes);
+        // No applied index stored reads as 0, never beyond the commit.
+        let (applied, applied_term) = self.store.state.applied()?;
         let mut hs = self.hard_state()?;
         if applied <= hs.commit {
             return Ok(None);

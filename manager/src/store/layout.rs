@@ -52,6 +52,8 @@ const BASE_PREFIX: &[u8] = b"\0base/";
 /// Just past every key that starts with [`BASE_PREFIX`].
 const BASE_END: &[u8] = b"\0base0";
 const DELTA_PREFIX: &[u8] = b"\0delta/";
+/// Just past every key that starts with [`DELTA_PREFIX`].
+const DELTA_END: &[u8] = b"\0delta0";
 
 /// A piece holds rows until it reaches this size (a larger row is a piece
 /// of its own). Small enough that a sled leaf (up to 17 values, copied
@@ -410,13 +412,11 @@ impl StateTree {
     /// later ones winning.
     fn deltas(&self, after: u64, upto: u64) -> Result<Changes, StoreError> {
         let mut changes = Changes::new();
-        for piece in self.tree.scan_prefix(DELTA_PREFIX) {
+        let first = major_prefix(DELTA_PREFIX, after.saturating_add(1));
+        for piece in self.tree.range(first.as_slice()..DELTA_END) {
             let (k, v) = piece?;
             let index = major_of(DELTA_PREFIX, &k)
                 .ok_or_else(|| StoreError::Corrupt(format!("state tree: key {k:?}")))?;
-            if index <= after {
-                continue;
-            }
             if index > upto {
                 break;
             }
@@ -458,21 +458,17 @@ impl StateTree {
             layout.merge_due()
         };
         if merge {
-            self.merge(applied.0)?;
+            self.merge()?;
         }
         Ok(())
     }
 
-    /// Writes a new base: the current one with the deltas up to `upto`
-    /// (the last one written), then switches to it and removes the old
+    /// Writes a new base: the state as of the applied index (the current
+    /// base with every delta), then switches to it and removes the old
     /// pieces.
-    fn merge(&self, upto: u64) -> Result<(), StoreError> {
-        let base = self.layout().base;
-        let changes = self.deltas(base.index, upto)?;
-        let (next, mut writer) = self.next_base(upto);
-        merge_join(self.base_rows(base.generation), changes, |key, value| {
-            writer.push_row(key, value)
-        })?;
+    fn merge(&self) -> Result<(), StoreError> {
+        let (next, mut writer) = self.next_base(self.applied()?.0);
+        self.for_each_row(|key, value| writer.push_row(key, value))?;
         self.switch_base(next, writer.finish()?, &[])
     }
 
@@ -644,7 +640,7 @@ mod tests {
         assert_eq!(rows(&state), pairs(&[("t/a", "1"), ("t/c", "2")]));
         assert_eq!(state.applied().expect("applied"), (7, 1));
         // A merge folds the deltas into a new base and removes them.
-        state.merge(7).expect("merge");
+        state.merge().expect("merge");
         assert_eq!(
             state.layout().base,
             Base {

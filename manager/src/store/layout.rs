@@ -11,9 +11,10 @@
 //! - the **deltas**: what each checkpoint changed (deleted rows marked), in
 //!   pieces `\0delta/<index><n>`, one delta per checkpoint;
 //! - the **meta record** `\0meta`: the applied index (the state is the
-//!   base plus every delta up to it), the Raft ConfState, and which base
-//!   is current, all in one sled value, so that values which change
-//!   together are written by one insert.
+//!   base plus every delta up to it), the Raft ConfState, which base is
+//!   current, and the sizes of the base and the deltas (so that a start
+//!   need not walk them), all in one sled value, so that values which
+//!   change together are written by one insert.
 //!
 //! A checkpoint writes its delta's pieces, then the meta record with the
 //! new applied index: sled recovers a prefix of its writes, so a delta is
@@ -44,6 +45,9 @@ use crate::at_rest::tree::SealedTree;
 
 /// Meta value: the current base, its generation and the index it is as of.
 const BASE_KEY: &[u8] = b"\0meta/base";
+/// Meta value: the stored sizes of the current base and of the deltas (what
+/// decides merges), so that a start need not walk them.
+const SIZES_KEY: &[u8] = b"\0meta/sizes";
 /// Key of the meta record: every meta value, as the rows of a piece.
 const META_KEY: &[u8] = b"\0meta";
 /// Meta values stored one per key, as an older Swarmlet did.
@@ -323,10 +327,16 @@ impl StateTree {
         };
         state.move_rows_stored_per_key()?;
         state.remove_leftovers()?;
-        let base_bytes = state
-            .tree
-            .value_bytes_with_prefix(major_prefix(BASE_PREFIX, base.generation))?;
-        let delta_bytes = state.tree.value_bytes_with_prefix(DELTA_PREFIX)?;
+        let (base_bytes, delta_bytes) = match state.meta(SIZES_KEY)? {
+            Some(v) if v.len() == 16 => decode_applied(&v),
+            // Written by a Swarmlet that kept no sizes: measured once.
+            _ => (
+                state
+                    .tree
+                    .value_bytes_with_prefix(major_prefix(BASE_PREFIX, base.generation))?,
+                state.tree.value_bytes_with_prefix(DELTA_PREFIX)?,
+            ),
+        };
         let mut layout = state.layout();
         layout.base_bytes = base_bytes;
         layout.delta_bytes = delta_bytes;
@@ -445,16 +455,24 @@ impl StateTree {
             })?;
         }
         let bytes = writer.finish()?;
+        let (base_bytes, delta_bytes) = {
+            let layout = self.layout();
+            (layout.base_bytes, layout.delta_bytes + bytes)
+        };
         let mut meta = meta;
         meta.insert(
             APPLIED_KEY.to_vec(),
             Some(encode_applied(applied.0, applied.1).to_vec()),
         );
+        meta.insert(
+            SIZES_KEY.to_vec(),
+            Some(encode_applied(base_bytes, delta_bytes).to_vec()),
+        );
         self.update_meta(meta)?;
         self.tree.flush()?;
         let merge = {
             let mut layout = self.layout();
-            layout.delta_bytes += bytes;
+            layout.delta_bytes = delta_bytes;
             layout.merge_due()
         };
         if merge {
@@ -493,8 +511,9 @@ impl StateTree {
         bytes: u64,
         meta: &[(&[u8], &[u8])],
     ) -> Result<(), StoreError> {
-        let base_bytes = next.encode();
-        let mut pairs = vec![(BASE_KEY, &base_bytes[..])];
+        let base = next.encode();
+        let sizes = encode_applied(bytes, 0);
+        let mut pairs = vec![(BASE_KEY, &base[..]), (SIZES_KEY, &sizes[..])];
         pairs.extend_from_slice(meta);
         self.set_meta(&pairs)?;
         self.tree.flush()?;
@@ -639,6 +658,13 @@ mod tests {
             .expect("checkpoint");
         assert_eq!(rows(&state), pairs(&[("t/a", "1"), ("t/c", "2")]));
         assert_eq!(state.applied().expect("applied"), (7, 1));
+        // A start takes the sizes that decide merges from the meta record.
+        let sizes = |s: &StateTree| {
+            let layout = s.layout();
+            (layout.base_bytes, layout.delta_bytes)
+        };
+        assert!(sizes(&state).1 > 0);
+        assert_eq!(sizes(&open(&db, &key)), sizes(&state));
         // A merge folds the deltas into a new base and removes them.
         state.merge().expect("merge");
         assert_eq!(

@@ -165,15 +165,17 @@ impl<'a> ClusterView<'a> {
         if spec.max_replicas_per_node > 0 && service_count >= spec.max_replicas_per_node as usize {
             return Some("reached max replicas per node");
         }
-        if let Some(r) = &self.nodes[node].resources {
-            if spec.reserve_memory_bytes > 0
-                && load.memory_bytes + spec.reserve_memory_bytes > r.memory_bytes
-            {
-                return Some("with insufficient memory");
-            }
-            if spec.reserve_nano_cpus > 0 && load.nano_cpus + spec.reserve_nano_cpus > r.nano_cpus {
-                return Some("with insufficient cpu");
-            }
+        // A node that has not yet reported what it offers (the first
+        // manager, before its first heartbeat lands) offers nothing to a
+        // task that reserves, as in swarmkit.
+        let r = self.nodes[node].resources.unwrap_or_default();
+        if spec.reserve_memory_bytes > 0
+            && load.memory_bytes + spec.reserve_memory_bytes > r.memory_bytes
+        {
+            return Some("with insufficient memory");
+        }
+        if spec.reserve_nano_cpus > 0 && load.nano_cpus + spec.reserve_nano_cpus > r.nano_cpus {
+            return Some("with insufficient cpu");
         }
         if host_ports(spec).any(|p| load.host_ports.contains(&p)) {
             return Some("with the host-mode port already in use");
@@ -477,6 +479,28 @@ mod tests {
         };
         let d = schedule(&nodes, &[pending("big", "s2", cpu)], 0);
         assert!(matches!(&d[0].1, Decision::Unschedulable(r) if r.contains("insufficient cpu")));
+    }
+
+    #[test]
+    fn a_node_that_has_not_reported_its_resources_takes_no_reserving_task() {
+        // The first manager is ready before its first heartbeat lands.
+        let nodes = vec![node("unreported"), sized("a", 1, 100)];
+        let reserving = ServiceSpec {
+            reserve_memory_bytes: 400,
+            ..Default::default()
+        };
+        let d = schedule(&nodes, &[pending("t", "s", reserving)], 0);
+        assert_eq!(
+            d[0].1,
+            Decision::Unschedulable("no suitable node (2 nodes with insufficient memory)".into())
+        );
+        // Tasks that reserve nothing still go there.
+        let d = schedule(
+            &nodes[..1],
+            &[pending("u", "s2", ServiceSpec::default())],
+            0,
+        );
+        assert_eq!(d[0].1, Decision::Assign("unreported".into()));
     }
 
     #[test]

@@ -249,28 +249,25 @@ fn encode_meta(meta: &Meta) -> Vec<u8> {
 /// Swarmlet) are moved into it first: the record, then their removal, so
 /// that a stop in between leaves the record, which wins.
 fn load_meta(tree: &SealedTree) -> Result<Meta, StoreError> {
-    if let Some(bytes) = tree.get(META_KEY)? {
-        let piece = decode_piece(META_KEY, &bytes)?;
-        let meta: Meta = piece.rows.into_iter().map(|r| (r.key, r.value)).collect();
-        let legacy: Vec<sled::IVec> = tree
-            .keys_with_prefix(LEGACY_META_PREFIX)
-            .collect::<Result<_, _>>()?;
-        for k in legacy {
-            tree.remove(k)?;
+    let legacy: Meta = tree
+        .scan_prefix(LEGACY_META_PREFIX)
+        .map(|row| row.map(|(k, v)| (k.to_vec(), v)))
+        .collect::<Result<_, _>>()?;
+    let meta = match tree.get(META_KEY)? {
+        Some(bytes) => decode_piece(META_KEY, &bytes)?
+            .rows
+            .into_iter()
+            .map(|r| (r.key, r.value))
+            .collect(),
+        None if legacy.is_empty() => Meta::new(),
+        None => {
+            tree.insert(META_KEY, encode_meta(&legacy))?;
+            tree.flush()?;
+            legacy.clone()
         }
-        return Ok(meta);
-    }
-    let mut meta = Meta::new();
-    for row in tree.scan_prefix(LEGACY_META_PREFIX) {
-        let (k, v) = row?;
-        meta.insert(k.to_vec(), v);
-    }
-    if !meta.is_empty() {
-        tree.insert(META_KEY, encode_meta(&meta))?;
-        tree.flush()?;
-        for k in meta.keys() {
-            tree.remove(k)?;
-        }
+    };
+    for k in legacy.keys() {
+        tree.remove(k)?;
     }
     Ok(meta)
 }
